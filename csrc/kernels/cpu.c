@@ -1,0 +1,116 @@
+/* cpu.c — runtime ISA detection and the start-up choice of the kernel table.
+ *
+ * CPUID says what the core implements; XGETBV says whether the OS saves the
+ * wider registers on a context switch (a CPU may have AVX-512 that the kernel
+ * has not enabled). Both must agree before a level is used. RWKVFAST_CPU caps
+ * the level so every path can be tested on one machine.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../rwkvfast.h"
+#include "kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static int detect(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return RWKV_CPU_SCALAR;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return RWKV_CPU_SCALAR;
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return RWKV_CPU_SCALAR; /* XMM+YMM state saved */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return RWKV_CPU_SCALAR;
+    int avx2 = (b >> 5) & 1;
+    if (!(avx2 && fma && f16c)) return RWKV_CPU_SCALAR;
+    int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
+    int zmm_os = (xcr0 & 0xe6) == 0xe6; /* opmask + ZMM_Hi256 + Hi16_ZMM */
+    if (avx512f && avx512dq && avx512bw && avx512vl && zmm_os) return RWKV_CPU_AVX512;
+    return RWKV_CPU_AVX2;
+}
+#else
+static int detect(void) { return RWKV_CPU_SCALAR; }
+#endif
+
+static const char *const LEVEL_NAMES[] = {"scalar", "avx2", "avx512"};
+static const struct rwkv_kernels *const TABLES[] = {&rwkv_kernels_scalar, &rwkv_kernels_avx2,
+                                                    &rwkv_kernels_avx512};
+
+/* The dispatch state: written once under pthread_once, read-only afterwards. */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_supported, g_level;
+static struct rwkv_kernels g_active;
+static char g_info[512];
+
+static void init_once(void) {
+    g_supported = detect();
+    g_level = g_supported;
+    const char *cap = getenv("RWKVFAST_CPU");
+    if (cap && *cap) {
+        for (int l = 0; l <= RWKV_CPU_AVX512; l++)
+            if (strcmp(cap, LEVEL_NAMES[l]) == 0 && l < g_level) g_level = l;
+    }
+    /* Each slot takes the best level that implements it. */
+    const char *slot_level[64] = {0};
+    int i;
+    g_active.level = LEVEL_NAMES[g_level];
+    for (int l = 0; l <= g_level; l++) {
+        const struct rwkv_kernels *t = TABLES[l];
+        i = 0;
+#define FILL(name, type)                     \
+    if (t->name) {                           \
+        g_active.name = t->name;             \
+        slot_level[i] = LEVEL_NAMES[l];      \
+    }                                        \
+    i++;
+        RWKV_KERNEL_SLOTS(FILL)
+#undef FILL
+    }
+    int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) |", LEVEL_NAMES[g_level],
+                     LEVEL_NAMES[g_supported]);
+    i = 0;
+#define INFO(name, type)                                                                     \
+    if (n >= 0 && (size_t)n < sizeof g_info)                                                 \
+        n += snprintf(g_info + n, sizeof g_info - (size_t)n, " %s = %s |", #name, slot_level[i]); \
+    i++;
+    RWKV_KERNEL_SLOTS(INFO)
+#undef INFO
+}
+
+int rwkv_cpu_level(void) {
+    pthread_once(&g_once, init_once);
+    return g_level;
+}
+
+int rwkv_cpu_level_supported(void) {
+    pthread_once(&g_once, init_once);
+    return g_supported;
+}
+
+const char *rwkv_cpu_level_name(int level) {
+    return level >= 0 && level <= RWKV_CPU_AVX512 ? LEVEL_NAMES[level] : "?";
+}
+
+const struct rwkv_kernels *rwkv_kernels_active(void) {
+    pthread_once(&g_once, init_once);
+    return &g_active;
+}
+
+const struct rwkv_kernels *rwkv_kernels_for_level(int level) {
+    if (level < 0 || level > rwkv_cpu_level_supported()) return NULL;
+    return TABLES[level];
+}
+
+void rwkv_system_info(char *buf, size_t size) {
+    pthread_once(&g_once, init_once);
+    snprintf(buf, size, "%s", g_info);
+}

@@ -1,0 +1,86 @@
+/* dot_avx2.c — AVX2 + FMA + F16C kernels (x86-64 from Haswell on).
+ *
+ * The target pragma comes before every include so that the intrinsics headers
+ * and the inline helpers below are compiled for this ISA only; cpu.c calls these
+ * functions only after CPUID/XGETBV said the CPU and OS support them.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+
+#include "../ggml_types.h"
+#include "kernels.h"
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }
+static inline __m256 load8_f16(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline __m256 load8_bf16(const uint16_t *p) {
+    __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+static inline float cvt1_f32(float v) { return v; }
+static inline float cvt1_f16(uint16_t v) { return _cvtsh_ss(v); }
+static inline float cvt1_bf16(uint16_t v) { return rwkv_bf16_to_f32(v); }
+
+/* Four rows at a time share each load of x; the column tail is scalar. Memory
+ * bound: 4 independent FMA chains per step are enough to cover FMA latency. */
+#define DEFINE_GEMV(NAME, T, LOAD8, CVT1)                                                   \
+    static void NAME(const void *w, size_t rb, const float *x, float *y, int64_t nr,       \
+                     int64_t nc) {                                                          \
+        int64_t r = 0;                                                                      \
+        for (; r + 4 <= nr; r += 4) {                                                       \
+            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
+            const T *w1 = (const T *)((const char *)w0 + rb);                               \
+            const T *w2 = (const T *)((const char *)w1 + rb);                               \
+            const T *w3 = (const T *)((const char *)w2 + rb);                               \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
+            int64_t c = 0;                                                                  \
+            for (; c + 8 <= nc; c += 8) {                                                   \
+                __m256 xv = _mm256_loadu_ps(x + c);                                         \
+                a0 = _mm256_fmadd_ps(LOAD8(w0 + c), xv, a0);                                \
+                a1 = _mm256_fmadd_ps(LOAD8(w1 + c), xv, a1);                                \
+                a2 = _mm256_fmadd_ps(LOAD8(w2 + c), xv, a2);                                \
+                a3 = _mm256_fmadd_ps(LOAD8(w3 + c), xv, a3);                                \
+            }                                                                               \
+            float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);           \
+            for (; c < nc; c++) {                                                           \
+                s0 += CVT1(w0[c]) * x[c];                                                   \
+                s1 += CVT1(w1[c]) * x[c];                                                   \
+                s2 += CVT1(w2[c]) * x[c];                                                   \
+                s3 += CVT1(w3[c]) * x[c];                                                   \
+            }                                                                               \
+            y[r] = s0, y[r + 1] = s1, y[r + 2] = s2, y[r + 3] = s3;                         \
+        }                                                                                   \
+        for (; r < nr; r++) {                                                               \
+            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
+            __m256 a0 = _mm256_setzero_ps();                                                \
+            int64_t c = 0;                                                                  \
+            for (; c + 8 <= nc; c += 8) a0 = _mm256_fmadd_ps(LOAD8(w0 + c), _mm256_loadu_ps(x + c), a0); \
+            float s0 = hsum8(a0);                                                           \
+            for (; c < nc; c++) s0 += CVT1(w0[c]) * x[c];                                   \
+            y[r] = s0;                                                                      \
+        }                                                                                   \
+    }
+
+DEFINE_GEMV(rwkv_gemv_f32_avx2, float, load8_f32, cvt1_f32)
+DEFINE_GEMV(rwkv_gemv_f16_avx2, uint16_t, load8_f16, cvt1_f16)
+DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
+
+const struct rwkv_kernels rwkv_kernels_avx2 = {
+    .level = "avx2",
+    .gemv_f32 = rwkv_gemv_f32_avx2,
+    .gemv_f16 = rwkv_gemv_f16_avx2,
+    .gemv_bf16 = rwkv_gemv_bf16_avx2,
+};
+#else
+#include "kernels.h"
+const struct rwkv_kernels rwkv_kernels_avx2 = {0};
+#endif

@@ -1,0 +1,79 @@
+/* dot_avx512.c — AVX-512 (F, BW, VL, DQ) kernels (Skylake-X, Zen 4 and later).
+ *
+ * Same structure as dot_avx2.c with 16 lanes; the column tail uses masked loads
+ * instead of a scalar loop. Compiled for this ISA by the pragma before any include.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#include <immintrin.h>
+
+#include "../ggml_types.h"
+#include "kernels.h"
+
+static inline __m512 load16_f32(const float *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+static inline __m512 load16_f16(const uint16_t *p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+static inline __m512 load16_bf16(const uint16_t *p, __mmask16 m) {
+    __m512i u = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+
+/* Four rows at a time share each load of x; the last partial chunk is masked. */
+#define DEFINE_GEMV(NAME, T, LOAD16)                                                        \
+    static void NAME(const void *w, size_t rb, const float *x, float *y, int64_t nr,       \
+                     int64_t nc) {                                                          \
+        const __mmask16 all = 0xffff;                                                       \
+        const __mmask16 tail = (__mmask16)((1u << (nc & 15)) - 1u);                         \
+        const int64_t nfull = nc & ~(int64_t)15;                                            \
+        int64_t r = 0;                                                                      \
+        for (; r + 4 <= nr; r += 4) {                                                       \
+            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
+            const T *w1 = (const T *)((const char *)w0 + rb);                               \
+            const T *w2 = (const T *)((const char *)w1 + rb);                               \
+            const T *w3 = (const T *)((const char *)w2 + rb);                               \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
+            for (int64_t c = 0; c < nfull; c += 16) {                                       \
+                __m512 xv = _mm512_loadu_ps(x + c);                                         \
+                a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), xv, a0);                          \
+                a1 = _mm512_fmadd_ps(LOAD16(w1 + c, all), xv, a1);                          \
+                a2 = _mm512_fmadd_ps(LOAD16(w2 + c, all), xv, a2);                          \
+                a3 = _mm512_fmadd_ps(LOAD16(w3 + c, all), xv, a3);                          \
+            }                                                                               \
+            if (tail) {                                                                     \
+                __m512 xv = _mm512_maskz_loadu_ps(tail, x + nfull);                         \
+                a0 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), xv, a0);                     \
+                a1 = _mm512_fmadd_ps(LOAD16(w1 + nfull, tail), xv, a1);                     \
+                a2 = _mm512_fmadd_ps(LOAD16(w2 + nfull, tail), xv, a2);                     \
+                a3 = _mm512_fmadd_ps(LOAD16(w3 + nfull, tail), xv, a3);                     \
+            }                                                                               \
+            y[r] = _mm512_reduce_add_ps(a0);                                                \
+            y[r + 1] = _mm512_reduce_add_ps(a1);                                            \
+            y[r + 2] = _mm512_reduce_add_ps(a2);                                            \
+            y[r + 3] = _mm512_reduce_add_ps(a3);                                            \
+        }                                                                                   \
+        for (; r < nr; r++) {                                                               \
+            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
+            __m512 a0 = _mm512_setzero_ps();                                                \
+            for (int64_t c = 0; c < nfull; c += 16)                                         \
+                a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0);      \
+            if (tail)                                                                       \
+                a0 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), _mm512_maskz_loadu_ps(tail, x + nfull), a0); \
+            y[r] = _mm512_reduce_add_ps(a0);                                                \
+        }                                                                                   \
+    }
+
+DEFINE_GEMV(rwkv_gemv_f32_avx512, float, load16_f32)
+DEFINE_GEMV(rwkv_gemv_f16_avx512, uint16_t, load16_f16)
+DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
+
+const struct rwkv_kernels rwkv_kernels_avx512 = {
+    .level = "avx512",
+    .gemv_f32 = rwkv_gemv_f32_avx512,
+    .gemv_f16 = rwkv_gemv_f16_avx512,
+    .gemv_bf16 = rwkv_gemv_bf16_avx512,
+};
+#else
+#include "kernels.h"
+const struct rwkv_kernels rwkv_kernels_avx512 = {0};
+#endif

@@ -1,0 +1,41 @@
+/* kernels.h — the dispatch table: one slot per hot inner loop, one table per ISA.
+ *
+ * Every slot has a scalar twin (dot_scalar.c) that is the reference the SIMD
+ * versions are tested against. cpu.c fills the active table once, at start-up,
+ * from CPUID + XGETBV, capped by RWKVFAST_CPU; it is the only global mutable state.
+ */
+#ifndef RWKV_KERNELS_H
+#define RWKV_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* y[r] = sum_c W[r][c] * x[c] for r in [0, n_rows): W (n_rows, n_cols) @ x (n_cols,) -> y (n_rows,).
+ * Row r starts at (const char *)w + r * row_bytes; elements are of the slot's type. */
+typedef void (*rwkv_gemv_fn)(const void *w, size_t row_bytes, const float *x, float *y,
+                             int64_t n_rows, int64_t n_cols);
+
+/* X-macro list of the slots: X(name, function type). A SIMD table may leave a
+ * slot NULL; the active table then takes the next lower level's kernel. */
+#define RWKV_KERNEL_SLOTS(X) \
+    X(gemv_f32, rwkv_gemv_fn)  \
+    X(gemv_f16, rwkv_gemv_fn)  \
+    X(gemv_bf16, rwkv_gemv_fn)
+
+struct rwkv_kernels {
+    const char *level; /* "scalar", "avx2", "avx512" */
+#define RWKV_SLOT_FIELD(name, type) type name;
+    RWKV_KERNEL_SLOTS(RWKV_SLOT_FIELD)
+#undef RWKV_SLOT_FIELD
+};
+
+extern const struct rwkv_kernels rwkv_kernels_scalar;
+extern const struct rwkv_kernels rwkv_kernels_avx2;
+extern const struct rwkv_kernels rwkv_kernels_avx512;
+
+/* The table chosen at start-up (never NULL, every slot filled). */
+const struct rwkv_kernels *rwkv_kernels_active(void);
+/* The table of `level` if this CPU can run it, else NULL (for tests). */
+const struct rwkv_kernels *rwkv_kernels_for_level(int level);
+
+#endif

@@ -1,0 +1,156 @@
+/* rwkv6.c — the RWKV-6 ("Finch", x060) forward pass, one token at a time.
+ *
+ * Per token:   x = ln0(emb[token])
+ *   per layer: x += time_mix(ln1(x));  x += channel_mix(ln2(x));  x *= 0.5 after every
+ *              rescale_every-th layer
+ *   logits   = head @ ln_out(x)
+ * Glossary: C n_embd, H heads, N head_size, F ffn, V vocab, D / Dd LoRA dims.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "ops.h"
+#include "rwkv6.h"
+#include "wkv6.h"
+
+/* Group norm epsilon of RWKV-6's ln_x: 1e-5 * head_size_divisor^2 with divisor 8,
+ * fixed by the architecture (not stored in GGUF files). */
+#define RWKV6_LNX_EPS 64e-5f
+
+/* Scratch vectors for one forward call (one allocation). */
+struct work {
+    float *x, *xa, *sx, *xxx, *lora, *mix, *xm, *r, *k, *v, *g, *w, *y, *dd, *fk, *tmp;
+};
+
+static float *work_alloc(const struct rwkv_model_info *hp, struct work *s) {
+    const size_t C = (size_t)hp->n_embd, F = (size_t)hp->n_ffn;
+    const size_t D = (size_t)hp->lora_mix, Dd = (size_t)hp->lora_decay;
+    size_t sizes[] = {C, C, C, C, N_MIX * D, N_MIX * C, N_MIX * C, C, C, C, C, C, C, Dd, F, C};
+    float **slots[] = {&s->x, &s->xa, &s->sx, &s->xxx, &s->lora, &s->mix, &s->xm, &s->r,
+                       &s->k, &s->v,  &s->g,  &s->w,   &s->y,    &s->dd,  &s->fk, &s->tmp};
+    size_t total = 0, n = sizeof sizes / sizeof sizes[0];
+    for (size_t i = 0; i < n; i++) total += (sizes[i] + 15) & ~(size_t)15; /* keep each 64-byte aligned */
+    float *buf = aligned_alloc(64, total * sizeof(float));
+    if (!buf) return NULL;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        *slots[i] = buf + off;
+        off += (sizes[i] + 15) & ~(size_t)15;
+    }
+    return buf;
+}
+
+static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, float *att_shift, float *S,
+                     struct work *s) {
+    const struct rwkv_model_info *hp = &m->info;
+    const int64_t C = hp->n_embd, D = hp->lora_mix, H = hp->n_head, N = hp->head_size;
+    const int nt = m->n_threads;
+
+    rwkv_layer_norm(s->x, s->xa, L->ln1_w, L->ln1_b, C, hp->layer_norm_eps);
+    for (int64_t c = 0; c < C; c++) {
+        s->sx[c] = att_shift[c] - s->xa[c]; /* the shift state holds the previous token's ln1 output */
+        att_shift[c] = s->xa[c];
+        s->xxx[c] = s->xa[c] + s->sx[c] * L->lerp_x[c];
+    }
+    /* data-dependent token shift: mix_i = W2_i (C, D) @ tanh(W1 (5D, C) @ xxx)[i*D : (i+1)*D] */
+    rwkv_matmul_vec(&L->mix_w1, s->xxx, s->lora, nt);
+    for (int64_t i = 0; i < N_MIX * D; i++) s->lora[i] = tanhf(s->lora[i]);
+    for (int i = 0; i < N_MIX; i++) {
+        rwkv_matmul_vec(&L->mix_w2[i], s->lora + i * D, s->mix + i * C, nt);
+        float *xm = s->xm + i * C;
+        const float *mix = s->mix + i * C, *lerp = L->lerp[i];
+        for (int64_t c = 0; c < C; c++) xm[c] = s->xa[c] + s->sx[c] * (lerp[c] + mix[c]);
+    }
+    rwkv_matmul_vec(&L->att_r, s->xm + MIX_R * C, s->r, nt);
+    rwkv_matmul_vec(&L->att_k, s->xm + MIX_K * C, s->k, nt);
+    rwkv_matmul_vec(&L->att_v, s->xm + MIX_V * C, s->v, nt);
+    rwkv_matmul_vec(&L->att_g, s->xm + MIX_G * C, s->g, nt);
+    /* decay: w = exp(-exp(decay + Dw2 (C, Dd) @ tanh(Dw1 (Dd, C) @ xw))) */
+    rwkv_matmul_vec(&L->decay_w1, s->xm + MIX_W * C, s->dd, nt);
+    for (int64_t i = 0; i < hp->lora_decay; i++) s->dd[i] = tanhf(s->dd[i]);
+    rwkv_matmul_vec(&L->decay_w2, s->dd, s->w, nt);
+    for (int64_t c = 0; c < C; c++) s->w[c] = expf(-expf(L->decay[c] + s->w[c]));
+
+    rwkv_wkv6_step(H, N, s->r, s->k, s->v, s->w, L->first, S, s->y, nt);
+    rwkv_group_norm(s->y, s->y, L->lnx_w, L->lnx_b, H, N, RWKV6_LNX_EPS);
+    for (int64_t c = 0; c < C; c++) s->y[c] *= rwkv_silu(s->g[c]);
+    rwkv_matmul_vec(&L->att_o, s->y, s->tmp, nt);
+    for (int64_t c = 0; c < C; c++) s->x[c] += s->tmp[c];
+}
+
+static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, float *ffn_shift,
+                        struct work *s) {
+    const struct rwkv_model_info *hp = &m->info;
+    const int64_t C = hp->n_embd, F = hp->n_ffn;
+    const int nt = m->n_threads;
+    float *xk = s->xm, *xr = s->xm + C;
+
+    rwkv_layer_norm(s->x, s->xa, L->ln2_w, L->ln2_b, C, hp->layer_norm_eps);
+    for (int64_t c = 0; c < C; c++) {
+        float sx = ffn_shift[c] - s->xa[c];
+        ffn_shift[c] = s->xa[c];
+        xk[c] = s->xa[c] + sx * L->ffn_lerp_k[c];
+        xr[c] = s->xa[c] + sx * L->ffn_lerp_r[c];
+    }
+    rwkv_matmul_vec(&L->ffn_r, xr, s->r, nt); /* r = sigmoid(Wr (C, C) @ xr) */
+    rwkv_matmul_vec(&L->ffn_k, xk, s->fk, nt); /* k = relu(Wk (F, C) @ xk)^2 */
+    for (int64_t f = 0; f < F; f++) {
+        float v = s->fk[f] > 0.0f ? s->fk[f] : 0.0f;
+        s->fk[f] = v * v;
+    }
+    rwkv_matmul_vec(&L->ffn_v, s->fk, s->tmp, nt); /* Wv (C, F) @ k */
+    for (int64_t c = 0; c < C; c++) s->x[c] += rwkv_sigmoid(s->r[c]) * s->tmp[c];
+}
+
+static void forward_token(const struct rwkv_model *m, int32_t token, struct rwkv_state *st, float *logits,
+                          struct work *s) {
+    const struct rwkv_model_info *hp = &m->info;
+    const int64_t C = hp->n_embd, HNN = hp->n_head * hp->head_size * hp->head_size;
+
+    rwkv_mat_row_f32(&m->emb, token, s->tmp);
+    rwkv_layer_norm(s->tmp, s->x, m->ln0_w, m->ln0_b, C, hp->layer_norm_eps);
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const struct rwkv_layer *L = &m->layers[il];
+        time_mix(m, L, st->att_shift + il * C, st->wkv + il * HNN, s);
+        channel_mix(m, L, st->ffn_shift + il * C, s);
+        /* llama.cpp's converter divided time_mix_output and channel_mix_value of layer
+         * il by 2^(il / R) to keep fp16 activations in range; halving the residual
+         * after every R-th layer undoes it exactly (powers of two). */
+        if (hp->rescale_every > 0 && (il + 1) % hp->rescale_every == 0)
+            for (int64_t c = 0; c < C; c++) s->x[c] *= 0.5f;
+    }
+    if (logits) {
+        rwkv_layer_norm(s->x, s->xa, m->lnout_w, m->lnout_b, C, hp->layer_norm_eps);
+        rwkv_matmul_vec(&m->head, s->xa, logits, m->n_threads);
+    }
+}
+
+int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_t n_tokens,
+                       struct rwkv_state *state, float *logits, int all_logits, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    float *buf = NULL;
+    const struct rwkv_model_info *hp = &m->info;
+    RWKV_CHECK(n_tokens > 0, RWKV_ERR_FORMAT, "forward needs at least one token");
+    RWKV_CHECK(state->n_layer == hp->n_layer && state->n_embd == hp->n_embd && state->n_head == hp->n_head &&
+                   state->head_size == hp->head_size,
+               RWKV_ERR_FORMAT, "state shape (%lld layers x %lld) does not match the model (%lld layers x %lld)",
+               (long long)state->n_layer, (long long)state->n_embd, (long long)hp->n_layer, (long long)hp->n_embd);
+    for (int64_t t = 0; t < n_tokens; t++)
+        RWKV_CHECK(tokens[t] >= 0 && tokens[t] < hp->n_vocab, RWKV_ERR_FORMAT,
+                   "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,
+                   (long long)hp->n_vocab - 1);
+    struct work s;
+    buf = work_alloc(hp, &s);
+    RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
+    for (int64_t t = 0; t < n_tokens; t++) {
+        float *out = NULL;
+        if (logits && all_logits) out = logits + t * hp->n_vocab;
+        else if (logits && t == n_tokens - 1) out = logits;
+        forward_token(m, tokens[t], state, out, &s);
+    }
+fail:
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,200 @@
+/* rwkvfast.h — the one public C header of the rwkvfast engine.
+ *
+ * Conventions (apply to every function below unless it says otherwise):
+ *  - Functions that can fail return an `int` status: RWKV_OK (0) or a negative
+ *    `enum rwkv_status`, and fill the caller-owned `struct rwkv_error` (which may
+ *    be NULL when the caller does not want a message). Nothing is printed and
+ *    nothing aborts on bad input.
+ *  - `_init` functions allocate an object and hand it to the caller through an
+ *    out-pointer; the caller frees it with the matching `_free` (NULL is a no-op).
+ *  - Objects are immutable after `_init` unless a function says it mutates, so a
+ *    Model and a Tokenizer may be shared by threads; a State belongs to one
+ *    thread at a time.
+ *
+ * Dimension names used in comments: T tokens, C n_embd, H heads, N head_size,
+ * F ffn size, V vocab, L layers.
+ */
+#ifndef RWKVFAST_H
+#define RWKVFAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- errors -- */
+
+enum rwkv_status {
+    RWKV_OK = 0,
+    RWKV_ERR_FORMAT = -1,  /* the file or an argument is malformed -> ValueError */
+    RWKV_ERR_IO = -2,      /* open/mmap/read failed               -> OSError    */
+    RWKV_ERR_NOMEM = -3,   /* allocation failed                   -> MemoryError */
+    RWKV_ERR_BACKEND = -4, /* internal / backend failure          -> RuntimeError */
+};
+
+struct rwkv_error {
+    int code;
+    char msg[256];
+};
+
+/* A byte string that is not NUL-terminated (GGUF strings, tokens). */
+struct rwkv_str {
+    const char *ptr;
+    uint64_t len;
+};
+
+/* ------------------------------------------------------------------ cpu -- */
+
+enum rwkv_cpu_level { RWKV_CPU_SCALAR = 0, RWKV_CPU_AVX2 = 1, RWKV_CPU_AVX512 = 2 };
+
+/* The level the dispatch table was built for: the best the CPU and OS support,
+ * capped by the environment variable RWKVFAST_CPU=scalar|avx2|avx512 read at the
+ * first call. Thread-safe after the first call (made at module import). */
+int rwkv_cpu_level(void);
+/* The best level this machine could run, ignoring RWKVFAST_CPU. */
+int rwkv_cpu_level_supported(void);
+const char *rwkv_cpu_level_name(int level);
+/* One line naming the kernel chosen for each slot, like llama.cpp's system_info. */
+void rwkv_system_info(char *buf, size_t size);
+
+/* ----------------------------------------------------------------- gguf -- */
+
+struct rwkv_gguf; /* an open, validated GGUF file (read-only mmap) */
+
+enum rwkv_gguf_type { /* GGUF metadata value types (file format constants) */
+    RWKV_GGUF_U8 = 0, RWKV_GGUF_I8 = 1, RWKV_GGUF_U16 = 2, RWKV_GGUF_I16 = 3,
+    RWKV_GGUF_U32 = 4, RWKV_GGUF_I32 = 5, RWKV_GGUF_F32 = 6, RWKV_GGUF_BOOL = 7,
+    RWKV_GGUF_STRING = 8, RWKV_GGUF_ARRAY = 9, RWKV_GGUF_U64 = 10, RWKV_GGUF_I64 = 11,
+    RWKV_GGUF_F64 = 12,
+};
+
+/* One metadata entry. For arrays, `type` is RWKV_GGUF_ARRAY, `arr_type` the element
+ * type and `arr_n` the count; `data` points at the first element in the mapping
+ * (for string arrays use rwkv_gguf_kv_str_at). Pointers live as long as the file. */
+struct rwkv_gguf_kv {
+    struct rwkv_str key;
+    uint32_t type;
+    uint32_t arr_type;
+    uint64_t arr_n;
+    const uint8_t *data;
+};
+
+/* One tensor. `ne` is ggml order (ne[0] is the contiguous dimension); unused
+ * dimensions are 1. `data`/`nbytes` are inside the mapping (checked at open). */
+struct rwkv_gguf_tensor {
+    struct rwkv_str name;
+    uint32_t n_dims;
+    int64_t ne[4];
+    uint32_t type; /* enum rwkv_type (ggml type id) */
+    uint64_t offset;
+    uint64_t nbytes;
+    const void *data;
+};
+
+/* Open and validate `path`: header (v2/v3, little-endian), every metadata value,
+ * the tensor table (names unique, dims positive, no overflow, known types,
+ * aligned offsets inside the file). */
+int rwkv_gguf_open(struct rwkv_gguf **out, const char *path, struct rwkv_error *err);
+void rwkv_gguf_close(struct rwkv_gguf *g);
+uint32_t rwkv_gguf_version(const struct rwkv_gguf *g);
+uint64_t rwkv_gguf_file_size(const struct rwkv_gguf *g);
+uint64_t rwkv_gguf_alignment(const struct rwkv_gguf *g);
+uint64_t rwkv_gguf_data_offset(const struct rwkv_gguf *g);
+uint64_t rwkv_gguf_kv_count(const struct rwkv_gguf *g);
+const struct rwkv_gguf_kv *rwkv_gguf_kv_at(const struct rwkv_gguf *g, uint64_t i);
+/* NULL when absent. */
+const struct rwkv_gguf_kv *rwkv_gguf_find_kv(const struct rwkv_gguf *g, const char *key);
+/* Element i of a string array (bounds checked at open; i < arr_n), or with i = 0
+ * the value of a plain string entry; anything else gives an empty string. */
+struct rwkv_str rwkv_gguf_kv_str_at(const struct rwkv_gguf_kv *kv, uint64_t i);
+uint64_t rwkv_gguf_tensor_count(const struct rwkv_gguf *g);
+const struct rwkv_gguf_tensor *rwkv_gguf_tensor_at(const struct rwkv_gguf *g, uint64_t i);
+const struct rwkv_gguf_tensor *rwkv_gguf_find_tensor(const struct rwkv_gguf *g, const char *name);
+
+/* ------------------------------------------------------------ tokenizer -- */
+
+struct rwkv_tokenizer;
+
+/* Build the RWKV World tokenizer from `n` tokens as stored in a GGUF
+ * (`tokenizer.ggml.tokens`, Python-repr-escaped byte strings) and their
+ * `tokenizer.ggml.token_type` values (`types` may be NULL: all normal).
+ * Only non-empty normal tokens (type 1) take part in encoding; if two have the
+ * same bytes the higher id wins (as in the rwkv package). Copies what it needs:
+ * `tokens` may be freed afterwards. */
+int rwkv_tokenizer_init(struct rwkv_tokenizer **out, const struct rwkv_str *tokens,
+                        const int32_t *types, uint64_t n, struct rwkv_error *err);
+/* Convenience: the same from an open GGUF's tokenizer.ggml.* metadata. */
+int rwkv_tokenizer_init_gguf(struct rwkv_tokenizer **out, const struct rwkv_gguf *g,
+                             struct rwkv_error *err);
+void rwkv_tokenizer_free(struct rwkv_tokenizer *t);
+uint64_t rwkv_tokenizer_vocab_size(const struct rwkv_tokenizer *t);
+/* Greedy longest match over the bytes of `text`. Writes at most `cap` ids to
+ * `ids` and returns the total number of ids the text needs (call again with a
+ * bigger buffer if it is > cap; len ids always suffice). If no normal token
+ * starts with the byte at some offset, returns RWKV_ERR_FORMAT naming the
+ * offset (cannot happen with World vocabularies: every byte is a token).
+ * Thread-safe. */
+int64_t rwkv_tokenizer_encode(const struct rwkv_tokenizer *t, const char *text, uint64_t len,
+                              int32_t *ids, uint64_t cap, struct rwkv_error *err);
+/* The bytes of token `id`: empty (valid pointer, len 0) for CONTROL and UNUSED
+ * tokens and for ids out of range. Valid while the tokenizer lives. */
+struct rwkv_str rwkv_tokenizer_piece(const struct rwkv_tokenizer *t, int32_t id);
+
+/* ---------------------------------------------------------------- model -- */
+
+struct rwkv_model;
+
+struct rwkv_model_info {
+    int64_t n_layer, n_embd, n_head, head_size, n_ffn, n_vocab;
+    int64_t lora_mix, lora_decay, rescale_every;
+    float layer_norm_eps;
+    uint32_t weight_type; /* ggml type of the big matrices (time_mix_key of block 0) */
+    uint64_t file_size;
+    uint64_t weight_bytes; /* bytes of tensor data in the file */
+};
+
+/* Load an rwkv6 GGUF. `n_threads` <= 0 means the number of cores. The Model keeps
+ * the GGUF open (weights are read from the mapping). */
+int rwkv_model_init(struct rwkv_model **out, const char *path, int n_threads,
+                    struct rwkv_error *err);
+void rwkv_model_free(struct rwkv_model *m);
+void rwkv_model_get_info(const struct rwkv_model *m, struct rwkv_model_info *info);
+const struct rwkv_gguf *rwkv_model_gguf(const struct rwkv_model *m);
+int rwkv_model_n_threads(const struct rwkv_model *m);
+
+/* ---------------------------------------------------------------- state -- */
+
+/* The recurrent state: per layer the time-mix shift (C), the channel-mix shift
+ * (C) and H matrices N x N laid out S[h][key i][value j]. All f32, zero = fresh. */
+struct rwkv_state {
+    int64_t n_layer, n_embd, n_head, head_size;
+    float *att_shift; /* [L][C]       */
+    float *ffn_shift; /* [L][C]       */
+    float *wkv;       /* [L][H][N][N] */
+};
+
+int rwkv_state_init(struct rwkv_state **out, const struct rwkv_model *m, struct rwkv_error *err);
+/* A zero state of an explicit shape (n_head * head_size must equal n_embd). */
+int rwkv_state_init_shape(struct rwkv_state **out, int64_t n_layer, int64_t n_embd, int64_t n_head,
+                          int64_t head_size, struct rwkv_error *err);
+void rwkv_state_free(struct rwkv_state *s);
+void rwkv_state_reset(struct rwkv_state *s);
+/* dst and src must have the same shape. */
+int rwkv_state_copy(struct rwkv_state *dst, const struct rwkv_state *src, struct rwkv_error *err);
+
+/* -------------------------------------------------------------- forward -- */
+
+/* Run `n_tokens` tokens through the model, updating `state` in place. When
+ * `logits` is not NULL it receives V floats for the last token, or n_tokens*V
+ * floats (row t = after token t) when `all_logits` is non-zero. Ids are checked
+ * against V before anything runs. Thread-safe for distinct states. */
+int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_t n_tokens,
+                       struct rwkv_state *state, float *logits, int all_logits,
+                       struct rwkv_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RWKVFAST_H */

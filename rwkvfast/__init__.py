@@ -1,0 +1,36 @@
+"""rwkvfast: fast, exact RWKV-6 ("Finch") inference on the CPU from GGUF files.
+
+>>> import rwkvfast
+>>> model = rwkvfast.Model("model.gguf")              # doctest: +SKIP
+>>> state = model.new_state()                          # doctest: +SKIP
+>>> logits = model.forward(model.tokenizer.encode("Hi"), state)   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+
+from rwkvfast import _core
+from rwkvfast.model import Model
+from rwkvfast.state import State
+from rwkvfast.tokenizer import StreamDecoder, Tokenizer
+
+__all__ = ["Model", "State", "Tokenizer", "StreamDecoder", "gguf_metadata", "system_info", "__version__"]
+__version__ = "0.1.0"
+
+
+def gguf_metadata(path: str | os.PathLike) -> dict:
+    """Read a GGUF's header, metadata and tensor table without loading a model.
+
+    Returns ``{"version", "alignment", "data_offset", "file_size", "metadata": {key: value},
+    "tensors": [{"name", "type", "shape" (ggml ne order), "offset", "nbytes"}]}``.
+    Raises ValueError naming the file and the problem for a malformed file.
+    """
+    return _core.gguf_read(path)
+
+
+def system_info() -> str:
+    """Which SIMD level and kernel each slot uses, like llama.cpp's system_info line.
+
+    RWKVFAST_CPU=scalar|avx2|avx512 (read at import) caps the level.
+    """
+    return _core.system_info()

@@ -1,0 +1,367 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin bindings over csrc/rwkvfast.h.
+
+One cdef class owns one C pointer and frees it; every C status goes through
+`_check`; the GIL is released around anything that computes. Logic lives in C
+or in the plain-Python modules of this package.
+"""
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, int8_t, int16_t
+from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.ref cimport Py_INCREF
+
+cimport numpy as cnp
+import numpy as np
+
+from rwkvfast._core cimport *
+
+cnp.import_array()
+
+
+cdef int _check(int rc, rwkv_error *err) except -1:
+    """Turn a C status into the Python exception the design promises."""
+    if rc == RWKV_OK:
+        return 0
+    msg = err.msg.decode("utf-8", "replace")
+    if rc == RWKV_ERR_FORMAT:
+        raise ValueError(msg)
+    if rc == RWKV_ERR_IO:
+        raise OSError(msg)
+    if rc == RWKV_ERR_NOMEM:
+        raise MemoryError(msg)
+    raise RuntimeError(msg)
+
+
+cdef bytes _path_bytes(path):
+    import os
+    return os.fsencode(path)
+
+
+cdef object _str(rwkv_str s):
+    b = PyBytes_FromStringAndSize(s.ptr, <Py_ssize_t>s.len)
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b
+
+
+# ------------------------------------------------------------------- cpu --
+
+def cpu_level():
+    """Name of the SIMD level the kernels run at ("scalar", "avx2", "avx512")."""
+    return rwkv_cpu_level_name(rwkv_cpu_level()).decode()
+
+
+def cpu_level_supported():
+    return rwkv_cpu_level_name(rwkv_cpu_level_supported()).decode()
+
+
+def system_info():
+    cdef char buf[512]
+    rwkv_system_info(buf, sizeof(buf))
+    return buf.decode()
+
+
+# ------------------------------------------------------------------ gguf --
+
+cdef object _scalar(uint32_t t, const uint8_t *p):
+    cdef uint8_t u8
+    cdef int8_t i8
+    cdef uint16_t u16
+    cdef int16_t i16
+    cdef uint32_t u32
+    cdef int32_t i32
+    cdef float f32
+    cdef uint64_t u64
+    cdef int64_t i64
+    cdef double f64
+    if t == RWKV_GGUF_U8:
+        memcpy(&u8, p, 1); return u8
+    if t == RWKV_GGUF_I8:
+        memcpy(&i8, p, 1); return i8
+    if t == RWKV_GGUF_U16:
+        memcpy(&u16, p, 2); return u16
+    if t == RWKV_GGUF_I16:
+        memcpy(&i16, p, 2); return i16
+    if t == RWKV_GGUF_U32:
+        memcpy(&u32, p, 4); return u32
+    if t == RWKV_GGUF_I32:
+        memcpy(&i32, p, 4); return i32
+    if t == RWKV_GGUF_F32:
+        memcpy(&f32, p, 4); return f32
+    if t == RWKV_GGUF_BOOL:
+        return p[0] != 0
+    if t == RWKV_GGUF_U64:
+        memcpy(&u64, p, 8); return u64
+    if t == RWKV_GGUF_I64:
+        memcpy(&i64, p, 8); return i64
+    if t == RWKV_GGUF_F64:
+        memcpy(&f64, p, 8); return f64
+    raise ValueError(f"unknown GGUF value type {t}")
+
+
+cdef int _scalar_size(uint32_t t):
+    if t in (RWKV_GGUF_U8, RWKV_GGUF_I8, RWKV_GGUF_BOOL):
+        return 1
+    if t in (RWKV_GGUF_U16, RWKV_GGUF_I16):
+        return 2
+    if t in (RWKV_GGUF_U32, RWKV_GGUF_I32, RWKV_GGUF_F32):
+        return 4
+    return 8
+
+
+cdef object _kv_value(const rwkv_gguf_kv *kv):
+    cdef uint64_t i
+    cdef int es
+    if kv.type == RWKV_GGUF_STRING:
+        return _str(rwkv_gguf_kv_str_at(kv, 0))
+    if kv.type != RWKV_GGUF_ARRAY:
+        return _scalar(kv.type, kv.data)
+    if kv.arr_type == RWKV_GGUF_STRING:
+        return [_str(rwkv_gguf_kv_str_at(kv, i)) for i in range(kv.arr_n)]
+    es = _scalar_size(kv.arr_type)
+    return [_scalar(kv.arr_type, kv.data + i * es) for i in range(kv.arr_n)]
+
+
+cdef dict _tensor_dict(const rwkv_gguf_tensor *t):
+    return {
+        "name": _str(t.name),
+        "type": rwkv_type_name(t.type).decode(),
+        "shape": tuple(t.ne[d] for d in range(t.n_dims)),
+        "offset": t.offset,
+        "nbytes": t.nbytes,
+    }
+
+
+cdef dict _gguf_dict(const rwkv_gguf *g):
+    cdef uint64_t i
+    cdef const rwkv_gguf_kv *kv
+    meta = {}
+    for i in range(rwkv_gguf_kv_count(g)):
+        kv = rwkv_gguf_kv_at(g, i)
+        meta[_str(kv.key)] = _kv_value(kv)
+    return {
+        "version": rwkv_gguf_version(g),
+        "alignment": rwkv_gguf_alignment(g),
+        "data_offset": rwkv_gguf_data_offset(g),
+        "file_size": rwkv_gguf_file_size(g),
+        "metadata": meta,
+        "tensors": [_tensor_dict(rwkv_gguf_tensor_at(g, i)) for i in range(rwkv_gguf_tensor_count(g))],
+    }
+
+
+def gguf_read(path):
+    """Validate a GGUF file and return its header, metadata and tensor table as a dict."""
+    cdef rwkv_gguf *g = NULL
+    cdef rwkv_error err
+    cdef bytes p = _path_bytes(path)
+    cdef const char *cp = p
+    with nogil:
+        rc = rwkv_gguf_open(&g, cp, &err)
+    _check(rc, &err)
+    try:
+        return _gguf_dict(g)
+    finally:
+        rwkv_gguf_close(g)
+
+
+# ------------------------------------------------------------- tokenizer --
+
+cdef class Tokenizer:
+    """The RWKV World trie tokenizer (C). Build with `Tokenizer.from_gguf(path)`."""
+    cdef rwkv_tokenizer *tok
+
+    def __dealloc__(self):
+        rwkv_tokenizer_free(self.tok)
+
+    @staticmethod
+    def from_gguf(path):
+        cdef rwkv_gguf *g = NULL
+        cdef rwkv_error err
+        cdef bytes p = _path_bytes(path)
+        cdef const char *cp = p
+        cdef Tokenizer self = Tokenizer.__new__(Tokenizer)
+        with nogil:
+            rc = rwkv_gguf_open(&g, cp, &err)
+        _check(rc, &err)
+        try:
+            with nogil:
+                rc = rwkv_tokenizer_init_gguf(&self.tok, g, &err)
+            _check(rc, &err)
+        finally:
+            rwkv_gguf_close(g)
+        return self
+
+    @staticmethod
+    cdef Tokenizer _from_open(const rwkv_gguf *g):
+        cdef rwkv_error err
+        cdef Tokenizer self = Tokenizer.__new__(Tokenizer)
+        with nogil:
+            rc = rwkv_tokenizer_init_gguf(&self.tok, g, &err)
+        _check(rc, &err)
+        return self
+
+    @property
+    def vocab_size(self):
+        return rwkv_tokenizer_vocab_size(self.tok)
+
+    def encode_bytes(self, const uint8_t[::1] data not None):
+        """Token ids (int32 numpy array) of a UTF-8 byte string."""
+        cdef rwkv_error err
+        cdef int64_t n
+        cdef int32_t[::1] ids
+        if data.shape[0] == 0:
+            return np.empty(0, dtype=np.int32)
+        # every token is at least one byte, so len(data) ids always suffice
+        out = np.empty(data.shape[0], dtype=np.int32)
+        ids = out
+        with nogil:
+            n = rwkv_tokenizer_encode(self.tok, <const char *>&data[0], data.shape[0], &ids[0],
+                                      ids.shape[0], &err)
+        if n < 0:
+            _check(<int>n, &err)
+        return out[:n]
+
+    def piece(self, int32_t token_id):
+        """The bytes of one token (empty for control/unused/out-of-range ids)."""
+        return _str_bytes(rwkv_tokenizer_piece(self.tok, token_id))
+
+
+cdef bytes _str_bytes(rwkv_str s):
+    return PyBytes_FromStringAndSize(s.ptr, <Py_ssize_t>s.len)
+
+
+# ----------------------------------------------------------------- state --
+
+cdef object _view(float *ptr, shape, object owner, bint writeable):
+    """A numpy array over C memory that keeps `owner` alive while it exists."""
+    cdef cnp.npy_intp dims[4]
+    cdef int nd = len(shape)
+    for i in range(nd):
+        dims[i] = shape[i]
+    arr = cnp.PyArray_SimpleNewFromData(nd, dims, cnp.NPY_FLOAT32, ptr)
+    Py_INCREF(owner)
+    cnp.PyArray_SetBaseObject(arr, owner)
+    arr.flags.writeable = writeable
+    return arr
+
+
+cdef class _State:
+    """The C recurrent state of one sequence (see rwkvfast.State)."""
+    cdef rwkv_state *st
+
+    def __dealloc__(self):
+        rwkv_state_free(self.st)
+
+    @property
+    def shape(self):
+        return (self.st.n_layer, self.st.n_embd, self.st.n_head, self.st.head_size)
+
+    def arrays(self, bint writeable=False):
+        """(att_shift [L,C], ffn_shift [L,C], wkv [L,H,N,N]) as numpy views."""
+        L, C, H, N = self.shape
+        return (_view(self.st.att_shift, (L, C), self, writeable),
+                _view(self.st.ffn_shift, (L, C), self, writeable),
+                _view(self.st.wkv, (L, H, N, N), self, writeable))
+
+    def reset(self):
+        rwkv_state_reset(self.st)
+
+    def clone(self):
+        cdef rwkv_error err
+        cdef _State other = _State.__new__(_State)
+        _check(rwkv_state_init_shape(&other.st, self.st.n_layer, self.st.n_embd, self.st.n_head,
+                                     self.st.head_size, &err), &err)
+        other.copy_from(self)
+        return other
+
+    def copy_from(self, _State src not None):
+        cdef rwkv_error err
+        _check(rwkv_state_copy(self.st, src.st, &err), &err)
+
+
+# ----------------------------------------------------------------- model --
+
+cdef class _Model:
+    """An open rwkv6 GGUF (see rwkvfast.Model)."""
+    cdef rwkv_model *m
+    cdef int active   # forward calls in flight; close() must wait for zero
+    cdef int64_t n_vocab
+
+    def __cinit__(self, path, int n_threads=0):
+        cdef rwkv_error err
+        cdef rwkv_model_info i
+        cdef bytes p = _path_bytes(path)
+        cdef const char *cp = p
+        with nogil:
+            rc = rwkv_model_init(&self.m, cp, n_threads, &err)
+        _check(rc, &err)
+        rwkv_model_get_info(self.m, &i)
+        self.n_vocab = i.n_vocab
+
+    def __dealloc__(self):
+        rwkv_model_free(self.m)
+
+    cdef int _live(self) except -1:
+        if self.m == NULL:
+            raise ValueError("the model is closed")
+        return 0
+
+    def close(self):
+        if self.active:
+            raise RuntimeError("cannot close the model while a forward pass is running")
+        rwkv_model_free(self.m)
+        self.m = NULL
+
+    @property
+    def closed(self):
+        return self.m == NULL
+
+    def info(self):
+        cdef rwkv_model_info i
+        self._live()
+        rwkv_model_get_info(self.m, &i)
+        return {
+            "n_layer": i.n_layer, "n_embd": i.n_embd, "n_head": i.n_head, "head_size": i.head_size,
+            "n_ffn": i.n_ffn, "n_vocab": i.n_vocab, "lora_mix": i.lora_mix, "lora_decay": i.lora_decay,
+            "rescale_every": i.rescale_every, "layer_norm_eps": i.layer_norm_eps,
+            "weight_type": rwkv_type_name(i.weight_type).decode(), "file_size": i.file_size,
+            "weight_bytes": i.weight_bytes, "n_threads": rwkv_model_n_threads(self.m),
+        }
+
+    def gguf(self):
+        self._live()
+        return _gguf_dict(rwkv_model_gguf(self.m))
+
+    def tokenizer(self):
+        self._live()
+        return Tokenizer._from_open(rwkv_model_gguf(self.m))
+
+    def new_state(self):
+        cdef rwkv_error err
+        cdef _State s = _State.__new__(_State)
+        self._live()
+        _check(rwkv_state_init(&s.st, self.m, &err), &err)
+        return s
+
+    def forward(self, const int32_t[::1] tokens not None, _State state not None, bint all_logits=False):
+        """Logits float32 [V] (last token) or [T, V] (all_logits)."""
+        cdef rwkv_error err
+        cdef int rc
+        cdef int64_t T = tokens.shape[0]
+        cdef int64_t V = self.n_vocab
+        cdef float[::1] o
+        self._live()
+        if T == 0:
+            raise ValueError("forward needs at least one token")
+        shape = [T, V] if all_logits else [V]
+        out = np.empty(shape, dtype=np.float32)
+        o = out.reshape(-1)
+        self.active += 1
+        try:
+            with nogil:
+                rc = rwkv_model_forward(self.m, &tokens[0], T, state.st, &o[0], all_logits, &err)
+        finally:
+            self.active -= 1
+        _check(rc, &err)
+        return out

@@ -1,0 +1,121 @@
+"""Model: an RWKV-6 GGUF opened by mmap, and its forward pass."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from rwkvfast import _core
+from rwkvfast.state import State
+from rwkvfast.tokenizer import Tokenizer
+
+
+def _token_array(tokens: int | Iterable[int] | np.ndarray) -> np.ndarray:
+    if isinstance(tokens, (int, np.integer)):
+        tokens = [int(tokens)]
+    arr = np.asarray(tokens if isinstance(tokens, np.ndarray) else list(tokens))
+    if arr.size == 0:
+        raise ValueError("forward needs at least one token")
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"tokens must be a 1-D sequence of integers, got {arr.dtype} {arr.shape}")
+    if arr.min() < 0 or arr.max() > np.iinfo(np.int32).max:
+        raise ValueError(f"token ids must be in 0..2^31-1, got {arr.min()}..{arr.max()}")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+class Model:
+    """An RWKV-6 model read from a GGUF file (weights stay in the file mapping).
+
+    >>> m = Model("rwkv6-1b6-F16.gguf", n_threads=2)      # doctest: +SKIP
+    >>> s = m.new_state()                                # doctest: +SKIP
+    >>> logits = m.forward(m.tokenizer.encode("Hello"), s)  # doctest: +SKIP
+    >>> int(logits.argmax())                             # doctest: +SKIP
+
+    Thread safety: one Model may serve several threads, each with its own State;
+    the GIL is released while C runs.
+    """
+
+    def __init__(self, path: str | os.PathLike, n_threads: int | None = None) -> None:
+        if n_threads is not None and n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        self.path = os.fspath(path)
+        self._m = _core._Model(self.path, n_threads or 0)
+        self._tokenizer: Tokenizer | None = None
+
+    # -- lifetime ---------------------------------------------------------
+    def close(self) -> None:
+        """Unmap the file. Using the model afterwards raises ValueError."""
+        self._m.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._m.closed
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"Model({self.path!r}, closed)"
+        i = self.info
+        return (f"Model({self.path!r}, {i['n_layer']} layers x {i['n_embd']}, vocab {i['n_vocab']}, "
+                f"{i['weight_type']})")
+
+    # -- description ------------------------------------------------------
+    @property
+    def info(self) -> dict:
+        """Architecture, shape, weight type, file size and threads."""
+        return {"architecture": "rwkv6", **self._m.info()}
+
+    @property
+    def n_vocab(self) -> int:
+        return self._m.info()["n_vocab"]
+
+    @property
+    def metadata(self) -> dict:
+        """The GGUF header, metadata and tensor table (see rwkvfast.gguf_metadata)."""
+        return self._m.gguf()
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The World tokenizer from this file's vocabulary (ValueError if it has none)."""
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer._wrap(self._m.tokenizer())
+        return self._tokenizer
+
+    # -- inference --------------------------------------------------------
+    def new_state(self) -> State:
+        """A zero state: the start of a new sequence."""
+        return State(self._m.new_state())
+
+    def forward(self, tokens: int | Sequence[int] | np.ndarray, state: State,
+                all_logits: bool = False) -> np.ndarray:
+        """Feed `tokens` through the model, updating `state` in place.
+
+        Returns float32 logits of the last token ([n_vocab]) or of every token
+        ([len(tokens), n_vocab]) when `all_logits`.
+        """
+        if not isinstance(state, State):
+            raise TypeError(f"state must be a rwkvfast.State, got {type(state).__name__}")
+        return self._m.forward(_token_array(tokens), state._s, all_logits)
+
+    def generate_greedy(self, prompt: str | Sequence[int], n: int, state: State | None = None) -> list[int]:
+        """Argmax decoding of `n` tokens after `prompt` (for tests; see Sampler for real use).
+
+        Returns the generated ids; `state`, if given, is advanced past the prompt and
+        all generated tokens but the last (whose logits were not needed).
+        """
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        state = state if state is not None else self.new_state()
+        logits = self.forward(ids, state)
+        out: list[int] = []
+        for i in range(n):
+            tok = int(np.argmax(logits))
+            out.append(tok)
+            if i + 1 < n:
+                logits = self.forward(tok, state)
+        return out

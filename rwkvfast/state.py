@@ -1,0 +1,108 @@
+"""The recurrent state of one sequence: copy, reset, save, load."""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rwkvfast import _core
+from rwkvfast.gguf_writer import U32, write_gguf
+
+if TYPE_CHECKING:
+    from rwkvfast.model import Model
+
+STATE_ARCH = "rwkvfast-state"
+STATE_VERSION = 1
+
+
+class State:
+    """Per layer: the time-mix shift [C], the channel-mix shift [C] and H WKV
+    matrices [N, N] (S[h][key][value]); all float32, zeros for a fresh sequence.
+
+    >>> s = model.new_state()                            # doctest: +SKIP
+    >>> logits = model.forward(tok.encode("Hi"), s)      # doctest: +SKIP
+    >>> s.save("chat.state"); s2 = State.load("chat.state", model)   # doctest: +SKIP
+    """
+
+    def __init__(self, core: _core._State) -> None:
+        self._s = core
+
+    @property
+    def shape(self) -> dict:
+        L, C, H, N = self._s.shape
+        return {"n_layer": L, "n_embd": C, "n_head": H, "head_size": N}
+
+    @property
+    def att_shift(self) -> np.ndarray:
+        """[n_layer, n_embd] read-only view of the time-mix token shift."""
+        return self._s.arrays()[0]
+
+    @property
+    def ffn_shift(self) -> np.ndarray:
+        """[n_layer, n_embd] read-only view of the channel-mix token shift."""
+        return self._s.arrays()[1]
+
+    @property
+    def wkv(self) -> np.ndarray:
+        """[n_layer, n_head, head_size, head_size] read-only view of the WKV matrices."""
+        return self._s.arrays()[2]
+
+    def copy(self) -> "State":
+        """An independent copy (e.g. to branch a conversation)."""
+        return State(self._s.clone())
+
+    def reset(self) -> None:
+        self._s.reset()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a small GGUF (tensors + the model shape); atomic: temp file, then rename."""
+        L, C, H, N = self._s.shape
+        att, ffn, wkv = self._s.arrays()
+        write_gguf(
+            path,
+            {
+                "general.architecture": STATE_ARCH,
+                "rwkvfast.state.version": U32(STATE_VERSION),
+                "rwkvfast.state.n_layer": U32(L),
+                "rwkvfast.state.n_embd": U32(C),
+                "rwkvfast.state.n_head": U32(H),
+                "rwkvfast.state.head_size": U32(N),
+            },
+            [
+                ("att_shift", "F32", (C, L), att),
+                ("ffn_shift", "F32", (C, L), ffn),
+                ("wkv", "F32", (N, N, H, L), wkv),
+            ],
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: "Model") -> "State":
+        """Read a state written by `save`; ValueError if it belongs to another model shape."""
+        info = _core.gguf_read(path)  # validates every offset and size
+        meta = info["metadata"]
+        where = os.fspath(path)
+        if meta.get("general.architecture") != STATE_ARCH:
+            raise ValueError(f"{where}: not an rwkvfast state file "
+                             f"(general.architecture is {meta.get('general.architecture')!r})")
+        if meta.get("rwkvfast.state.version") != STATE_VERSION:
+            raise ValueError(f"{where}: state version {meta.get('rwkvfast.state.version')!r}, "
+                             f"expected {STATE_VERSION}")
+        state = model.new_state()
+        L, C, H, N = state._s.shape
+        want = {"n_layer": L, "n_embd": C, "n_head": H, "head_size": N}
+        got = {k: meta.get(f"rwkvfast.state.{k}") for k in want}
+        if got != want:
+            raise ValueError(f"{where}: state shape {got} does not match the model {want}")
+        shapes = {"att_shift": (C, L), "ffn_shift": (C, L), "wkv": (N, N, H, L)}
+        tensors = {t["name"]: t for t in info["tensors"]}
+        dst = dict(zip(("att_shift", "ffn_shift", "wkv"), state._s.arrays(writeable=True)))
+        with open(path, "rb") as f:
+            for name, ne in shapes.items():
+                t = tensors.get(name)
+                if t is None or t["type"] != "F32" or tuple(t["shape"]) != ne:
+                    raise ValueError(f"{where}: tensor {name!r} missing or not F32 {list(ne)}")
+                f.seek(info["data_offset"] + t["offset"])
+                data = np.frombuffer(f.read(t["nbytes"]), dtype="<f4")
+                dst[name][...] = data.reshape(dst[name].shape)
+        return state
