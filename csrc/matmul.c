@@ -6,6 +6,7 @@
  */
 #include "matmul.h"
 
+#include "error.h"
 #include "ggml_types.h"
 #include "kernels/kernels.h"
 
@@ -47,6 +48,19 @@ void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, int n_t
         if (r0 < r1)
             fn((const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, x, y + r0, r1 - r0, w->n_cols);
     }
+}
+
+int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
+                       int64_t n_rows, int64_t n_cols, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    const struct rwkv_kernels *k = rwkv_kernels_for_level(level);
+    RWKV_CHECK(k, RWKV_ERR_FORMAT, "this CPU cannot run kernel level %s", rwkv_cpu_level_name(level));
+    rwkv_gemv_fn fn = kernel_for(k, type);
+    RWKV_CHECK(fn, RWKV_ERR_FORMAT, "no %s gemv kernel for type %s", rwkv_cpu_level_name(level),
+               rwkv_type_name(type));
+    fn(w, row_bytes, x, y, n_rows, n_cols);
+fail:
+    return rc;
 }
 
 void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out) {

@@ -58,6 +58,11 @@ int rwkv_cpu_level_supported(void);
 const char *rwkv_cpu_level_name(int level);
 /* One line naming the kernel chosen for each slot, like llama.cpp's system_info. */
 void rwkv_system_info(char *buf, size_t size);
+/* For tests and benchmarks: one single-threaded GEMV with the kernel of `level`
+ * for weight type `type` (enum rwkv_type): W (n_rows, n_cols) @ x -> y.
+ * RWKV_ERR_FORMAT if this CPU cannot run `level` or no kernel handles `type`. */
+int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
+                       int64_t n_rows, int64_t n_cols, struct rwkv_error *err);
 
 /* ----------------------------------------------------------------- gguf -- */
 

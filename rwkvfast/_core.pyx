@@ -62,6 +62,28 @@ def system_info():
     return buf.decode()
 
 
+_LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2}
+_WTYPES = {"F32": 0, "F16": 1, "BF16": 30}
+
+
+def gemv_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not None):
+    """Tests/benchmarks: W @ x with one ISA level's kernel. `w` holds raw rows of `wtype`."""
+    cdef rwkv_error err
+    cdef int rc
+    cdef int lv = _LEVELS[level]
+    cdef uint32_t t = _WTYPES[wtype]
+    cdef int64_t rows = w.shape[0], cols = x.shape[0]
+    elem = 4 if wtype == "F32" else 2
+    if w.shape[1] != cols * elem or rows == 0 or cols == 0:
+        raise ValueError("w must be (rows, len(x) * element size) bytes")
+    out = np.empty(rows, dtype=np.float32)
+    cdef float[::1] y = out
+    with nogil:
+        rc = rwkv_gemv_at_level(lv, t, &w[0, 0], w.shape[1], &x[0], &y[0], rows, cols, &err)
+    _check(rc, &err)
+    return out
+
+
 # ------------------------------------------------------------------ gguf --
 
 cdef object _scalar(uint32_t t, const uint8_t *p):
@@ -242,7 +264,8 @@ cdef object _view(float *ptr, shape, object owner, bint writeable):
     arr = cnp.PyArray_SimpleNewFromData(nd, dims, cnp.NPY_FLOAT32, ptr)
     Py_INCREF(owner)
     cnp.PyArray_SetBaseObject(arr, owner)
-    arr.flags.writeable = writeable
+    if not writeable:
+        arr.flags.writeable = False
     return arr
 
 

@@ -1,0 +1,423 @@
+"""testing.py — synthetic RWKV-6 GGUF models for tests and benchmarks, and F32 -> F16/BF16 retyping.
+
+`make_model` writes a random RWKV-6 model laid out exactly as llama.cpp's convert_hf_to_gguf.py
+lays out a real one (metadata keys and value types, tensor names, ggml shapes, tensor order,
+which tensors become F16/BF16); see shared/fixtures/README.md, "GGUF layout". Weights are
+scaled like the fixtures' tiny model, so logits are not degenerate. Data is streamed to the
+file, so a 1.6B-shaped model never sits in memory.
+
+    >>> from rwkvfast.testing import make_model, retype_gguf
+    >>> path = make_model(tmp_path / "tiny.gguf")                     # the fixture's shape, F32
+    >>> retype_gguf(path, tmp_path / "tiny-bf16.gguf", "BF16")
+
+`read_gguf` is a small pure-numpy GGUF reader (no `gguf` package needed) for test helpers.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .gguf_writer import (GGUF_DEFAULT_ALIGNMENT, GGUFValueType, Value, Array, F32, I32, Str, U32,
+                          _NP_DTYPE, _STRUCT, bf16_to_f32, f32_to_bf16, ggml_type, tensor_nbytes,
+                          write_gguf)
+
+# Per-layer matrices the converter stores as F16/BF16 (with token_embd and output); every
+# other tensor (norms, lerps, decay, LoRA w1/w2, time_mix_first) stays F32 in every file type.
+BIG_MATRICES = ("time_mix_key", "time_mix_value", "time_mix_receptance", "time_mix_gate",
+                "time_mix_output", "channel_mix_key", "channel_mix_value", "channel_mix_receptance")
+FILE_TYPES = {"F32": 0, "F16": 1, "BF16": 32}  # llama.h LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_BF16
+# retype targets: (ggml type of the big matrices, general.file_type)
+RETYPES = {"F32": ("F32", 0), "F16": ("F16", 1), "BF16": ("BF16", 32),
+           "F32-ROUNDED-F16": ("F32", 0), "F32-ROUNDED-BF16": ("F32", 0)}
+
+# The converter's "rwkv-world" template (the fixtures' tokenizer.chat_template, verbatim).
+CHAT_TEMPLATE = (
+    "{%- if not add_generation_prompt is defined -%}\n    {%- set add_generation_prompt = true -%}\n"
+    "{%- endif -%}\n{%- set ns = namespace(system_prompt='') -%}\n{%- for message in messages -%}\n"
+    "    {%- if message['role'] == 'system' -%}\n        {%- set ns.system_prompt = message['content'] -%}\n"
+    "    {%- endif -%}\n{%- endfor -%}\n{{bos_token}}\n{%- if ns.system_prompt != '' -%}\n"
+    "{{- 'System: ' + ns.system_prompt + '\\n\\n' -}}\n{%- endif -%}\n{%- for message in messages -%}\n"
+    "    {%- if message['role'] == 'user' -%}\n        {{- 'User: ' + message['content']|trim + '\\n\\n' -}}\n"
+    "    {%- endif -%}\n    {%- if message['role'] == 'assistant' and message['content'] is  not none -%}\n"
+    "        {%- set content = message['content'] -%}\n        {%- if '</think>' in content -%}\n"
+    "            {%- set content = content.split('</think>')[-1] -%}\n        {%- endif -%}\n"
+    "        {{- 'Assistant: ' + content|trim + '\\n\\n' -}}\n    {%- endif -%}\n{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n    {{- 'Assistant:' -}}\n"
+    "    {%- if enable_thinking is defined and enable_thinking is false %}\n        {{- ' <think>\\n</think>' }}\n"
+    "    {%- endif %}\n    {%- if enable_thinking is defined and enable_thinking is true %}\n"
+    "        {{- ' <think>' }}\n    {%- endif %}\n{%- endif -%}")
+
+
+def is_big_matrix(name: str) -> bool:
+    """True for the tensors that F16/BF16 files store in 16 bits."""
+    parts = name.split(".")
+    if name in ("token_embd.weight", "output.weight"):
+        return True
+    return len(parts) == 4 and parts[0] == "blk" and parts[2] in BIG_MATRICES and parts[3] == "weight"
+
+
+# ------------------------------------------------------------------------- vocabulary --
+
+_WORDS = ("the of and to in is that for it as was with be by on not he this are or his from at which "
+          "but have an they you were her she there one all we their been has when who will more no if "
+          "out so said what up its about into than them can only other new some could time these two "
+          "may then do first any my now such like our over man me even most made after also did many "
+          "before must through back years where much your way well down should because each just "
+          "those people how too little state good very make world still own see men work long get here "
+          "between both life being under never day same another know while last might us great old "
+          "year off come since against go came right used take three hello Hello The This def return "
+          "import class self print function const").split()
+_EXTRA = ["é", "ü", "中", "文", "你好", "世界", "😀", "—", "’", "\\\\", "'\"", "\"'", "\r\n\r\n"]
+
+
+def vocab_tokens(n: int) -> list[bytes]:
+    """n token byte strings like the World vocab: "<s>", the 256 single bytes, then multi-byte tokens.
+
+    Ids 257..267 are the World vocab's whitespace pairs, so "\\n\\n" is id 261 (the EOT token).
+    Later tokens: " " + printable ASCII, common English words (with and without a leading space),
+    some UTF-8 and quote/backslash tokens (to exercise escaping), then printable ASCII pairs and
+    triples; all distinct.
+    """
+    out = [b"<s>"] + [bytes([i]) for i in range(256)]
+    seen = set(out[1:])
+    printable = [chr(c) for c in range(0x20, 0x7F)]
+    cands = itertools.chain(
+        ["\t\t", "\t\n", "\t ", "\n\t", "\n\n", "\n ", "\r\n", " \t", " \n", " \r", "  "],
+        (" " + c for c in printable[1:]), (p + w for w in _WORDS for p in (" ", "")), _EXTRA,
+        map("".join, itertools.product(printable, repeat=2)),
+        map("".join, itertools.product(printable, repeat=3)))
+    for s in cands:
+        if len(out) >= n:
+            break
+        b = s.encode("utf-8")
+        if b not in seen:
+            seen.add(b)
+            out.append(b)
+    if len(out) < n:
+        raise ValueError(f"vocab {n} is larger than the generator's {len(out)} tokens")
+    return out[:n]
+
+
+def escape_token(b: bytes) -> str:
+    """A token's GGUF text as the converter writes it: Python's repr of the bytes, quotes removed."""
+    return repr(b)[2:-1]
+
+
+# --------------------------------------------------------------------------- weights --
+
+_POOL = 1 << 21  # tensors bigger than this are windows of one shared random pool (fast)
+
+
+def _convert(x: np.ndarray, ggml: str) -> np.ndarray:
+    """float32 values -> the array whose bytes are `ggml` data (F32, F16 or BF16)."""
+    if ggml == "F16":
+        return x.astype(np.float16)
+    return f32_to_bf16(x) if ggml == "BF16" else np.asarray(x, dtype=np.float32)
+
+
+class _Weights:
+    """Random tensor data, drawn in tensor order from one PCG64 stream (same draws for every dtype).
+
+    Tensors of at most _POOL elements get fresh draws. Bigger ones (the 1.6B model's 1.6e9
+    values would take ~15 s to draw) take each row as a window at a random offset of a pool of
+    _POOL normals, converted to the output type once per (distribution, type), so writing is
+    about as fast as copying; the rows differ, though they are not independent of each other.
+    """
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.pools: dict[str, np.ndarray] = {}
+        self.scaled: dict[tuple, np.ndarray] = {}
+
+    def _draw(self, kind: str, n: int) -> np.ndarray:
+        return (self.rng.standard_normal(n, dtype=np.float32) if kind == "normal"
+                else self.rng.random(n, dtype=np.float32))
+
+    def chunks(self, ne: tuple[int, ...], init: tuple[str, float, float], ggml: str) -> Iterator[np.ndarray]:
+        kind, a, b = init  # normal: mean a, std b; uniform: [a, b)
+        lo, scale = (a, b) if kind == "normal" else (a, b - a)
+        row, n = ne[0], math.prod(ne)
+        if n <= _POOL or row > _POOL // 4:
+            step = max(1, (1 << 22) // row) * row
+            for i in range(0, n, step):
+                yield _convert(self._draw(kind, min(step, n - i)) * np.float32(scale) + np.float32(lo), ggml)
+            return
+        if kind not in self.pools:
+            self.pools[kind] = self._draw(kind, _POOL)
+        key = (kind, lo, scale, ggml)
+        if key not in self.scaled:
+            self.scaled[key] = _convert(self.pools[kind] * np.float32(scale) + np.float32(lo), ggml)
+        windows = np.lib.stride_tricks.sliding_window_view(self.scaled[key], row)
+        rows, per = n // row, max(1, (1 << 22) // row)
+        for i in range(0, rows, per):
+            yield windows[self.rng.integers(0, len(windows), min(per, rows - i))]
+
+
+def _tensor_plan(n_layer: int, C: int, F: int, V: int, N: int, D: int, Dd: int, R: int,
+                 lerp_layout: str) -> list[tuple[str, tuple[int, ...], tuple[str, float, float]]]:
+    """(name, ne, init) in the converter's order: HF tensor names sorted, layers in numeric order.
+
+    Scales as in the fixtures' tiny model; time_mix_output and channel_mix_value of layer i are
+    divided by 2^(i // R) as the converter does (R = rescale_every_n_layers, 0 = never).
+    """
+    H, out = C // N, 1 / math.sqrt(2 * n_layer)
+    def nrm(std: float, mean: float = 0.0) -> tuple[str, float, float]: return ("normal", mean, std)
+    uni = ("uniform", 0.0, 1.0)
+    ln = lambda p: [(f"{p}.bias", (C,), nrm(0.05)), (f"{p}.weight", (C,), nrm(0.1, 1.0))]  # noqa: E731
+    plan = [("output.weight", (C, V), nrm(4 / math.sqrt(C)))]
+    for i in range(n_layer):
+        s, p = 2.0 ** (i // R) if R > 0 else 1.0, f"blk.{i}."
+        lerps = ([("time_mix_lerp_fused.weight", (C, 1, 1, 5), uni)] if lerp_layout == "fused" else
+                 [(f"time_mix_lerp_{x}.weight", (C,), uni) for x in "gkrvw"])  # HF order: time_maa_g..w
+        layer = [("time_mix_gate.weight", (C, C), nrm(1 / math.sqrt(C))),
+                 ("time_mix_key.weight", (C, C), nrm(1 / math.sqrt(C))),
+                 *ln("time_mix_ln"),
+                 ("time_mix_output.weight", (C, C), nrm(out / math.sqrt(C) / s)),
+                 ("time_mix_receptance.weight", (C, C), nrm(1 / math.sqrt(C))),
+                 ("time_mix_decay.weight", (C,), ("uniform", -6.0, 1.0)),
+                 ("time_mix_decay_w1.weight", (C, Dd), nrm(1 / math.sqrt(C))),
+                 ("time_mix_decay_w2.weight", (Dd, C), nrm(0.5 / math.sqrt(Dd))),
+                 ("time_mix_first.weight", (N, H), nrm(0.3)),
+                 *lerps,
+                 ("time_mix_w1.weight", (C, 5 * D), nrm(1 / math.sqrt(C))),
+                 ("time_mix_w2.weight", (D, C, 5), nrm(0.15 / math.sqrt(D))),
+                 ("time_mix_lerp_x.weight", (C,), uni),
+                 ("time_mix_value.weight", (C, C), nrm(1 / math.sqrt(C))),
+                 ("channel_mix_key.weight", (C, F), nrm(1 / math.sqrt(C))),
+                 ("channel_mix_receptance.weight", (C, C), nrm(1 / math.sqrt(C))),
+                 ("channel_mix_lerp_k.weight", (C,), uni),
+                 ("channel_mix_lerp_r.weight", (C,), uni),
+                 ("channel_mix_value.weight", (F, C), nrm(out / math.sqrt(F) / s)),
+                 *ln("attn_norm"), *ln("attn_norm_2")]
+        plan += [(p + name, ne, init) for name, ne, init in layer]
+        if i == 0:  # HF "rwkv.blocks.0.pre_ln" sorts after block 0's other tensors
+            plan += ln("token_embd_norm")
+    return plan + [("token_embd.weight", (C, V), nrm(1.0)), *ln("output_norm")]
+
+
+def _size_label(n: int) -> str:
+    """general.size_label, as gguf-py's model_weight_count_rounded_notation writes it ("2.5M")."""
+    x, suffix = next((n * f, c) for f, c in ((1e-12, "T"), (1e-9, "B"), (1e-6, "M"), (1e-3, "K"))
+                     if n * f > 1 or c == "K")
+    return f"{x:.{max(2 - len(str(round(x)).lstrip('0')), 0)}f}{suffix}"
+
+
+def _check_int(name: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def make_model(path: str | Path, n_layer: int = 2, n_embd: int = 256, vocab: int = 1024,
+               dtype: str = "F32", seed: int = 0, head_size: int = 64, n_ffn: int | None = None,
+               lora_mix: int | None = None, lora_decay: int | None = None, rescale_every: int = 6,
+               lerp_layout: str = "fused", tokenizer: bool = True) -> Path:
+    """Write a random RWKV-6 GGUF with llama.cpp's layout; returns its Path.
+
+    dtype "F32", "F16" or "BF16" sets the type of the 8 big matrices per layer plus token_embd
+    and output (everything else is F32) and general.file_type (0/1/32). The same seed gives the
+    same values in every dtype (F16/BF16 are the F32 values rounded to nearest even). Defaults
+    follow the converter: n_ffn = int(n_embd*3.5)//32*32, LoRA dims 32/64 (64/128 when
+    n_embd == 4096). lerp_layout="separate" writes older files' time_mix_lerp_{g,k,r,v,w} (ne [C]
+    each, as the converter squeezed them) instead of time_mix_lerp_fused [C,1,1,5].
+    tokenizer=True writes a World-like vocabulary (see vocab_tokens) and the chat template.
+
+    >>> make_model(tmp_path / "m.gguf", n_layer=24, n_embd=2048, vocab=65536, dtype="F16")  # 1.6B shape
+    """
+    n_layer = _check_int("n_layer", n_layer, 1)
+    C = _check_int("n_embd", n_embd, 1)
+    N = _check_int("head_size", head_size, 1)
+    V = _check_int("vocab", vocab, 257 if tokenizer else 1)
+    if C % N:
+        raise ValueError(f"n_embd {C} is not a multiple of head_size {N}")
+    F = _check_int("n_ffn", int(C * 3.5) // 32 * 32 if n_ffn is None else n_ffn, 1)
+    D = _check_int("lora_mix", (64 if C == 4096 else 32) if lora_mix is None else lora_mix, 1)
+    Dd = _check_int("lora_decay", (128 if C == 4096 else 64) if lora_decay is None else lora_decay, 1)
+    R = _check_int("rescale_every", rescale_every, 0)
+    _check_int("seed", seed, 0)
+    if dtype not in FILE_TYPES:
+        raise ValueError(f"dtype must be one of {sorted(FILE_TYPES)}, got {dtype!r}")
+    if lerp_layout not in ("fused", "separate"):
+        raise ValueError(f"lerp_layout must be 'fused' or 'separate', got {lerp_layout!r}")
+    if not isinstance(tokenizer, bool):
+        raise ValueError(f"tokenizer must be a bool, got {tokenizer!r}")
+
+    plan = _tensor_plan(n_layer, C, F, V, N, D, Dd, R, lerp_layout)
+    meta: dict[str, Any] = {
+        "general.architecture": "rwkv6", "general.type": "model", "general.name": "rwkv6-synthetic",
+        "general.size_label": _size_label(sum(math.prod(ne) for _, ne, _ in plan)),
+        "rwkv6.context_length": U32(1048576), "rwkv6.embedding_length": U32(C),
+        "rwkv6.block_count": U32(n_layer), "rwkv6.attention.layer_norm_epsilon": F32(1e-5),
+        "rwkv6.rescale_every_n_layers": U32(R), "rwkv6.wkv.head_size": U32(N),
+        "rwkv6.time_mix_extra_dim": U32(D), "rwkv6.time_decay_extra_dim": U32(Dd),
+        "rwkv6.feed_forward_length": U32(F), "general.file_type": U32(FILE_TYPES[dtype]),
+        "rwkv6.attention.head_count": U32(0), "general.quantization_version": U32(2)}
+    if tokenizer:
+        meta["tokenizer.ggml.model"] = "rwkv"
+        meta["tokenizer.ggml.tokens"] = Array(GGUFValueType.STRING,
+                                              ["<s>"] + [escape_token(b) for b in vocab_tokens(V)[1:]])
+        meta["tokenizer.ggml.token_type"] = Array(GGUFValueType.INT32, np.r_[3, np.ones(V - 1, np.int32)])
+        meta.update({"tokenizer.ggml.bos_token_id": U32(0), "tokenizer.ggml.eos_token_id": U32(0)})
+        if V > 261:
+            meta["tokenizer.ggml.eot_token_id"] = U32(261)
+        meta["tokenizer.chat_template"] = CHAT_TEMPLATE
+    w = _Weights(seed)
+    tensors = []
+    for name, ne, init in plan:
+        t = dtype if is_big_matrix(name) else "F32"
+        tensors.append((name, t, ne, lambda ne=ne, init=init, t=t: w.chunks(ne, init, t)))
+    return write_gguf(path, meta, tensors)
+
+
+# -------------------------------------------------------------------- reading GGUF --
+
+@dataclass
+class GGUFTensor:
+    name: str
+    type: int  # ggml type id
+    ne: tuple[int, ...]  # ggml order, ne[0] contiguous
+    offset: int  # relative to the data section
+    nbytes: int
+    data: np.ndarray  # uint8 view of the file mapping
+
+    def array(self) -> np.ndarray:
+        """F32/F16 data as float32, BF16 as float32, numpy shape = reversed ne."""
+        name = ggml_type(self.type).name
+        if name == "BF16":
+            return bf16_to_f32(self.data.view("<u2")).reshape(self.ne[::-1])
+        if name not in ("F32", "F16"):
+            raise ValueError(f"tensor {self.name!r}: cannot view {name} data as float")
+        return self.data.view("<f4" if name == "F32" else "<f2").astype(np.float32).reshape(self.ne[::-1])
+
+
+@dataclass
+class GGUFFile:
+    version: int
+    alignment: int
+    data_offset: int
+    metadata: dict[str, Value]  # in file order
+    tensors: list[GGUFTensor]  # in file order
+
+    def tensor(self, name: str) -> GGUFTensor:
+        return next(t for t in self.tensors if t.name == name)
+
+
+def read_gguf(path: str | Path) -> GGUFFile:
+    """Parse a GGUF v2/v3 file (pure Python + numpy; tensor data are views of an mmap).
+
+    A test helper, not a validator: it raises ValueError on what it cannot parse, but the
+    engine's C reader is the one that must refuse every hostile file.
+    """
+    with open(path, "rb") as f:
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    pos = 0
+
+    def take(fmt: str) -> tuple:
+        nonlocal pos
+        vals = struct.unpack_from("<" + fmt, buf, pos)
+        pos += struct.calcsize("<" + fmt)
+        return vals
+
+    def string() -> str | bytes:
+        nonlocal pos
+        (n,) = take("Q")
+        if n > len(buf) - pos:
+            raise ValueError(f"{path}: string runs past the end of the file")
+        b = buf[pos:pos + n]
+        pos += n
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError:
+            return b
+
+    def value(t: int) -> Value:
+        nonlocal pos
+        t = GGUFValueType(t)
+        if t == GGUFValueType.STRING:
+            return Str(string())
+        if t != GGUFValueType.ARRAY:
+            return Value(t, take(_STRUCT[t])[0])
+        item, n = take("IQ")
+        item = GGUFValueType(item)
+        if item == GGUFValueType.STRING:
+            return Array(item, [string() for _ in range(n)])
+        a = np.frombuffer(buf, _NP_DTYPE[item], n, pos)
+        pos += a.nbytes
+        return Array(item, a.tolist())
+
+    try:
+        magic, version, n_tensors, n_kv = take("4sIQQ")
+        if magic != b"GGUF" or version not in (2, 3):
+            raise ValueError(f"{path}: not a GGUF v2/v3 file")
+        meta = {}
+        for _ in range(n_kv):
+            key = string()
+            meta[key] = value(take("I")[0])
+        infos = []
+        for _ in range(n_tensors):
+            name = string()
+            (nd,) = take("I")
+            ne = take(f"{nd}Q")
+            infos.append((name, *take("IQ"), ne))
+    except (struct.error, ValueError) as e:  # ValueError also covers unknown enum values
+        raise ValueError(f"{path}: cannot parse GGUF: {e}") from e
+    align = meta["general.alignment"].value if "general.alignment" in meta else GGUF_DEFAULT_ALIGNMENT
+    data_offset = -(-pos // align) * align
+    tensors = []
+    for name, t, off, ne in infos:
+        nbytes = tensor_nbytes(t, ne)
+        if data_offset + off + nbytes > len(buf):
+            raise ValueError(f"{path}: tensor {name!r} runs past the end of the file")
+        tensors.append(GGUFTensor(name, t, tuple(ne), off,  nbytes,
+                                  np.frombuffer(buf, np.uint8, nbytes, data_offset + off)))
+    return GGUFFile(version, align, data_offset, meta, tensors)
+
+
+# ---------------------------------------------------------------------- retyping --
+
+def _retype_chunks(t: GGUFTensor, target: str) -> Iterator[np.ndarray]:
+    x = t.data.view("<f4")
+    step = 1 << 22
+    for i in range(0, len(x), step):
+        c = x[i:i + step]
+        if target == "F32-ROUNDED-BF16":
+            yield bf16_to_f32(f32_to_bf16(c))
+        elif target == "F32-ROUNDED-F16":
+            yield c.astype(np.float16).astype(np.float32)
+        else:
+            yield _convert(c, RETYPES[target][0])
+
+
+def retype_gguf(src: str | Path, dst: str | Path, dtype: str) -> Path:
+    """Copy an F32 rwkv6 GGUF, storing its big matrices (see is_big_matrix) as `dtype`.
+
+    dtype: "F16" (numpy's cast, as the converter does), "BF16" (round to nearest even, as ggml),
+    "F32" (a plain copy), or "F32-ROUNDED-F16"/"F32-ROUNDED-BF16": F32 tensors holding exactly
+    the 16-bit-rounded values, so a 16-bit engine path can be compared with an F32 run on the
+    same weights. general.file_type becomes 1/32 for F16/BF16, else 0. Everything else
+    (metadata, other tensors, order, alignment) is copied byte for byte.
+
+    >>> retype_gguf("tiny-F32.gguf", "tiny-BF16.gguf", "BF16")
+    """
+    if dtype not in RETYPES:
+        raise ValueError(f"dtype must be one of {sorted(RETYPES)}, got {dtype!r}")
+    g = read_gguf(src)
+    out_type, file_type = RETYPES[dtype]
+    meta = dict(g.metadata)
+    meta["general.file_type"] = U32(file_type)
+    tensors: list[tuple[str, int | str, tuple[int, ...], Any]] = []
+    for t in g.tensors:
+        if not is_big_matrix(t.name):
+            tensors.append((t.name, t.type, t.ne, t.data))
+        elif t.type != ggml_type("F32").id:
+            raise ValueError(f"{src}: tensor {t.name!r} is {ggml_type(t.type).name}, expected F32")
+        else:
+            tensors.append((t.name, out_type, t.ne, lambda t=t: _retype_chunks(t, dtype)))
+    return write_gguf(dst, meta, tensors, alignment=g.alignment, version=g.version)

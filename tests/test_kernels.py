@@ -1,0 +1,97 @@
+"""Every SIMD kernel against its scalar twin, and every ISA level end to end.
+
+`gemv_at_level` calls one level's kernel directly, so all levels this CPU supports
+are covered in one process; RWKVFAST_CPU (read at import) is checked in a subprocess.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import rwkvfast
+from rwkvfast import _core
+from rwkvfast.gguf_writer import f32_to_bf16_bytes
+
+from conftest import fixture_path, manifest_entry
+
+LEVELS = ["scalar", "avx2", "avx512"]
+SUPPORTED = LEVELS[: LEVELS.index(_core.cpu_level_supported()) + 1]
+
+
+def _encode(w: np.ndarray, wtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Raw row bytes of w in `wtype`, and the exact f32 values they hold."""
+    if wtype == "F32":
+        exact = w.astype(np.float32)
+        raw = exact.tobytes()
+    elif wtype == "F16":
+        exact = w.astype(np.float16).astype(np.float32)
+        raw = w.astype(np.float16).tobytes()
+    else:
+        raw = f32_to_bf16_bytes(w.astype(np.float32))
+        exact = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32).reshape(w.shape)
+    return np.frombuffer(raw, np.uint8).reshape(w.shape[0], -1), exact
+
+
+@pytest.mark.parametrize("level", SUPPORTED)
+@pytest.mark.parametrize("wtype", ["F32", "F16", "BF16"])
+@pytest.mark.parametrize("rows,cols", [(1, 1), (3, 7), (4, 8), (5, 15), (9, 16), (13, 17), (7, 31),
+                                       (4, 33), (6, 100), (17, 257), (64, 896)])
+def test_gemv_matches_exact_product(level, wtype, rows, cols):
+    rng = np.random.default_rng(rows * 1000 + cols)
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    x = rng.standard_normal(cols).astype(np.float32)
+    raw, exact = _encode(w, wtype)
+    got = _core.gemv_at_level(level, wtype, raw, x)
+    want = exact.astype(np.float64) @ x.astype(np.float64)
+    # float32 accumulation of `cols` terms: error bounded by cols * eps * sum|w x|
+    bound = (cols * np.finfo(np.float32).eps) * (np.abs(exact) @ np.abs(x)) + 1e-30
+    assert np.all(np.abs(got - want) <= bound), (level, wtype, np.abs(got - want).max())
+    scalar = _core.gemv_at_level("scalar", wtype, raw, x)
+    assert np.all(np.abs(got - scalar) <= bound)
+
+
+def test_unsupported_level_is_an_error():
+    if "avx512" in SUPPORTED:
+        pytest.skip("this CPU supports every level")
+    with pytest.raises(ValueError, match="cannot run"):
+        _core.gemv_at_level("avx512", "F32", np.zeros((1, 4), np.uint8), np.zeros(1, np.float32))
+
+
+def test_system_info_names_every_slot():
+    info = rwkvfast.system_info()
+    assert info.startswith(f"cpu: {_core.cpu_level()}")
+    for slot in ("gemv_f32", "gemv_f16", "gemv_bf16"):
+        assert f"{slot} = " in info
+
+
+_LEVEL_SCRIPT = textwrap.dedent("""
+    import json, sys, numpy as np, rwkvfast
+    from rwkvfast import _core
+    path, ids, ref = sys.argv[1], json.loads(sys.argv[2]), np.load(sys.argv[3])
+    with rwkvfast.Model(path) as m:
+        out = m.forward(ids, m.new_state(), all_logits=True)
+    print(json.dumps({"level": _core.cpu_level(), "info": rwkvfast.system_info(),
+                      "max_abs": float(np.abs(out - ref).max()),
+                      "argmax": float((out.argmax(1) == ref.argmax(1)).mean())}))
+""")
+
+
+@pytest.mark.parametrize("level", SUPPORTED)
+def test_each_level_matches_reference_end_to_end(level):
+    """RWKVFAST_CPU caps the level; every level meets the same bar as llama.cpp on F32."""
+    ids = json.loads(fixture_path("tiny/tokens.json").read_text())["ids"]
+    env = dict(os.environ, RWKVFAST_CPU=level)
+    res = subprocess.run([sys.executable, "-c", _LEVEL_SCRIPT, str(fixture_path("tiny/gguf/tiny-F32.gguf")),
+                          json.dumps(ids), str(fixture_path("tiny/ref/rwkv_fp32.npy"))],
+                         env=env, capture_output=True, text=True, check=True)
+    r = json.loads(res.stdout)
+    assert r["level"] == level
+    assert f"gemv_f16 = {level}" in r["info"]
+    assert r["argmax"] == 1.0
+    assert r["max_abs"] <= manifest_entry("F32")["observed"]["max_abs"]
