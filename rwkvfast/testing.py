@@ -20,11 +20,11 @@ import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-from .gguf_writer import (GGUF_DEFAULT_ALIGNMENT, GGUFValueType, Value, Array, F32, I32, Str, U32,
+from .gguf_writer import (GGUF_DEFAULT_ALIGNMENT, GGUFValueType, Value, Array, F32, Str, U32,
                           _NP_DTYPE, _STRUCT, bf16_to_f32, f32_to_bf16, ggml_type, tensor_nbytes,
                           write_gguf)
 
@@ -126,7 +126,7 @@ class _Weights:
     """Random tensor data, drawn in tensor order from one PCG64 stream (same draws for every dtype).
 
     Tensors of at most _POOL elements get fresh draws. Bigger ones (the 1.6B model's 1.6e9
-    values would take ~15 s to draw) take each row as a window at a random offset of a pool of
+    values take ~20 s just to draw here) take each row as a window at a random offset of a pool of
     _POOL normals, converted to the output type once per (distribution, type), so writing is
     about as fast as copying; the rows differ, though they are not independent of each other.
     """

@@ -100,6 +100,25 @@ def test_the_small_valid_file_reads_back(tmp_path):
         [("w", "F32", (8, 2), 0, 64), ("q", "Q8_0", (32,), 64, 34)]
 
 
+def test_every_value_type_reads_back(tmp_path):
+    from rwkvfast.gguf_writer import U8, I8, U16, I16, I32, U64, I64, F32 as F32v, F64, Array, Bool
+    values = {"u8": (U8(255), 255), "i8": (I8(-128), -128), "u16": (U16(65535), 65535),
+              "i16": (I16(-32768), -32768), "u32": (U32(2**32 - 1), 2**32 - 1), "i32": (I32(-2**31), -2**31),
+              "f32": (F32v(0.5), 0.5), "bool": (Bool(True), True), "str": (Str("héllo"), "héllo"),
+              "u64": (U64(2**64 - 1), 2**64 - 1), "i64": (I64(-2**63), -2**63), "f64": (F64(0.1), 0.1),
+              "arr.str": (Array(VT.STRING, ["a", "", "\\x00"]), ["a", "", "\\x00"]),
+              "arr.i32": (Array(VT.INT32, [3, -1]), [3, -1]), "arr.f32": (Array(VT.FLOAT32, [1.5]), [1.5]),
+              "arr.bool": (Array(VT.BOOL, [True, False]), [True, False]),
+              "arr.u64": (Array(VT.UINT64, [2**64 - 1]), [2**64 - 1]), "arr.empty": (Array(VT.UINT8, []), [])}
+    path = write_gguf(tmp_path / "all.gguf", {k: v for k, (v, _) in values.items()},
+                      [("t", "F16", (3, 2), bytes(12))], alignment=64)
+    info = rwkvfast.gguf_metadata(path)
+    assert info["metadata"] == {**{k: want for k, (_, want) in values.items()}, "general.alignment": 64}
+    assert info["alignment"] == 64
+    assert [(t["name"], t["type"], tuple(t["shape"]), t["nbytes"]) for t in info["tensors"]] == \
+        [("t", "F16", (3, 2), 12)]
+
+
 def test_version_2_and_other_alignments_are_accepted(tmp_path):
     assert rwkvfast.gguf_metadata(write(tmp_path, build(KVS, INFOS, DATA, version=2)))["version"] == 2
     al = kv("general.alignment", VT.UINT32, u32(128))
@@ -138,17 +157,25 @@ def test_missing_file_is_an_os_error(tmp_path):
 # --------------------------------------------------------------- hostile files --
 
 def _truncations() -> list:
+    """Files cut short at many points. The cut-down headers keep counts that still fit the
+    remaining bytes, so a reader cannot refuse them early on the counts alone."""
     full, hdr = valid(), 24
-    key0 = hdr + 8 + 3  # inside the first key ("general.architecture")
-    val0 = hdr + len(ARCH) - 2  # inside the "rwkv6" value string
-    arr = hdr + len(ARCH) + len(NAME) + 54  # inside "<s>", the token array's first string
-    table = hdr + sum(map(len, KVS))  # start of the tensor table
-    cuts = {"empty": 0, "magic": 3, "version": 6, "counts": 20, "key": key0, "string value": val0,
-            "string array": arr, "tensor name": table + 5, "tensor dims": table + 8 + 1 + 4 + 3,
-            "tensor offset": table + len(INFOS[0]) - 2, "second info": table + len(INFOS[0]) + 10,
-            "padding": hdr + sum(map(len, KVS + INFOS)) + 1, "tensor data": len(full) - 1,
-            "first tensor data": len(full) - len(DATA) + 10}
-    return [pytest.param(full[:n], id=name) for name, n in cuts.items()]
+    one_kv = build([ARCH], pad=False)  # "general.architecture" = "rwkv6", then end of file
+    one_arr = build([TOKENS], pad=False)
+    long_name = build([ARCH], [tinfo("n" * 40, (8, 2, 1, 1), F32, 0)], pad=False)
+    four_dims = build([ARCH], [tinfo("w", (8, 2, 1, 1), F32, 0)], pad=False)
+    table = hdr + len(ARCH)
+    cuts = {
+        "empty": full[:0], "magic": full[:3], "version": full[:6], "counts": full[:20],
+        "key": one_kv[:hdr + 8 + 10], "value type": one_kv[:hdr + 28 + 2],
+        "string length": one_kv[:-9], "string value": one_kv[:-2], "string array": one_arr[:-5],
+        "tensor name": long_name[:table + 8 + 30], "tensor dims": four_dims[:table + 9 + 4 + 8 * 2 + 3],
+        "tensor type": four_dims[:table + 9 + 4 + 32 + 2], "tensor offset": four_dims[:-3],
+        "padding": full[:hdr + sum(map(len, KVS + INFOS)) + 1], "first tensor data": full[:-len(DATA) + 10],
+        "last tensor data": full[:-1],
+        "whole file halved": full[:len(full) // 2],
+    }
+    return [pytest.param(content, id=name) for name, content in cuts.items()]
 
 
 @pytest.mark.parametrize("content", _truncations())
@@ -178,7 +205,8 @@ def test_absurd_counts(tmp_path, field, count):
     pytest.param(build([gstr("k", n=2**64 - 1)]), id="key length 2^64-1"),
     pytest.param(with_kv(kv("s", VT.STRING, gstr("abc", n=2**64 - 1))), id="value length 2^64-1"),
     pytest.param(with_kv(kv("s", VT.STRING, gstr("abc", n=2**64 - 8))), id="value length wraps pointer"),
-    pytest.param(build(KVS[:1] + [kv("s", VT.STRING, gstr("abc", n=4))], pad=False), id="value length one past the end"),
+    pytest.param(build(KVS[:1] + [kv("s", VT.STRING, gstr("abc", n=4))], pad=False),
+                 id="value length one past the end"),
     pytest.param(with_kv(kv("a", VT.ARRAY, u32(VT.STRING) + u64(2) + gstr("x") + gstr("y", n=2**62))),
                  id="string in an array"),
     pytest.param(with_tensor(gstr("q", n=2**63) + u32(1)), id="tensor name length"),

@@ -1,0 +1,37 @@
+"""Benchmark fixtures: a 1.6B-shaped RWKV-6 model made by our synthetic writer.
+
+The model (24 layers, n_embd 2048, vocab 65536, about 3.2 GB in F16) is written once to
+$RWKVFAST_BENCH_DIR (default ~/.cache/rwkvfast-bench) and reused.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rwkvfast.testing import make_model
+
+SHAPE_1B6 = dict(n_layer=24, n_embd=2048, vocab=65536)
+
+
+def bench_dir() -> Path:
+    d = Path(os.environ.get("RWKVFAST_BENCH_DIR", Path.home() / ".cache" / "rwkvfast-bench"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def model_1b6(dtype: str) -> Path:
+    path = bench_dir() / f"rwkv6-1b6-shape-{dtype}.gguf"
+    if not path.exists():
+        make_model(path, dtype=dtype, seed=0, **SHAPE_1B6)
+    return path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--threads", type=int, default=os.cpu_count(), help="threads for both engines")
+
+
+@pytest.fixture(scope="session")
+def n_threads(request) -> int:
+    return request.config.getoption("--threads")
