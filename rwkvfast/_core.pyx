@@ -196,6 +196,11 @@ cdef class Tokenizer:
     def __dealloc__(self):
         rwkv_tokenizer_free(self.tok)
 
+    cdef int _live(self) except -1:
+        if self.tok == NULL:
+            raise ValueError("tokenizer is not initialised (use Tokenizer.from_gguf)")
+        return 0
+
     @staticmethod
     def from_gguf(path):
         cdef rwkv_gguf *g = NULL
@@ -225,6 +230,7 @@ cdef class Tokenizer:
 
     @property
     def vocab_size(self):
+        self._live()
         return rwkv_tokenizer_vocab_size(self.tok)
 
     def encode_bytes(self, const uint8_t[::1] data not None):
@@ -232,6 +238,7 @@ cdef class Tokenizer:
         cdef rwkv_error err
         cdef int64_t n
         cdef int32_t[::1] ids
+        self._live()
         if data.shape[0] == 0:
             return np.empty(0, dtype=np.int32)
         # every token is at least one byte, so len(data) ids always suffice
@@ -246,6 +253,7 @@ cdef class Tokenizer:
 
     def piece(self, int32_t token_id):
         """The bytes of one token (empty for control/unused/out-of-range ids)."""
+        self._live()
         return _str_bytes(rwkv_tokenizer_piece(self.tok, token_id))
 
 
@@ -276,8 +284,14 @@ cdef class _State:
     def __dealloc__(self):
         rwkv_state_free(self.st)
 
+    cdef int _live(self) except -1:
+        if self.st == NULL:
+            raise ValueError("state is not initialised (use Model.new_state)")
+        return 0
+
     @property
     def shape(self):
+        self._live()
         return (self.st.n_layer, self.st.n_embd, self.st.n_head, self.st.head_size)
 
     def arrays(self, bint writeable=False):
@@ -288,11 +302,13 @@ cdef class _State:
                 _view(self.st.wkv, (L, H, N, N), self, writeable))
 
     def reset(self):
+        self._live()
         rwkv_state_reset(self.st)
 
     def clone(self):
         cdef rwkv_error err
         cdef _State other = _State.__new__(_State)
+        self._live()
         _check(rwkv_state_init_shape(&other.st, self.st.n_layer, self.st.n_embd, self.st.n_head,
                                      self.st.head_size, &err), &err)
         other.copy_from(self)
@@ -300,6 +316,8 @@ cdef class _State:
 
     def copy_from(self, _State src not None):
         cdef rwkv_error err
+        self._live()
+        src._live()
         _check(rwkv_state_copy(self.st, src.st, &err), &err)
 
 
@@ -356,6 +374,12 @@ cdef class _Model:
         self._live()
         return _gguf_dict(rwkv_model_gguf(self.m))
 
+    def general_file_type(self):
+        cdef const rwkv_gguf_kv *kv
+        self._live()
+        kv = rwkv_gguf_find_kv(rwkv_model_gguf(self.m), b"general.file_type")
+        return _kv_value(kv) if kv != NULL else None
+
     def tokenizer(self):
         self._live()
         return Tokenizer._from_open(rwkv_model_gguf(self.m))
@@ -375,6 +399,7 @@ cdef class _Model:
         cdef int64_t V = self.n_vocab
         cdef float[::1] o
         self._live()
+        state._live()
         if T == 0:
             raise ValueError("forward needs at least one token")
         shape = [T, V] if all_logits else [V]

@@ -11,6 +11,12 @@ from rwkvfast.state import State
 from rwkvfast.tokenizer import Tokenizer
 
 
+# llama.cpp's general.file_type values (enum llama_ftype): what a file is "mostly".
+FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+              11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+              17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
+
+
 def _token_array(tokens: int | Iterable[int] | np.ndarray) -> np.ndarray:
     if isinstance(tokens, (int, np.integer)):
         tokens = [int(tokens)]
@@ -68,8 +74,10 @@ class Model:
     # -- description ------------------------------------------------------
     @property
     def info(self) -> dict:
-        """Architecture, shape, weight type, file size and threads."""
-        return {"architecture": "rwkv6", **self._m.info()}
+        """Architecture, shape, file type, weight type, file size and threads."""
+        ftype = self._m.general_file_type()
+        file_type = FILE_TYPES.get(ftype, f"unknown ({ftype})") if ftype is not None else None
+        return {"architecture": "rwkv6", "file_type": file_type, **self._m.info()}
 
     @property
     def n_vocab(self) -> int:

@@ -289,3 +289,23 @@ def test_rescale_every_halves_the_residual(tmp_path):
         assert b.info["rescale_every"] == 2
         x, y = _logits(a, ids), _logits(b, ids)
     assert np.abs(x - y).max() <= 1e-4 * np.abs(x).max()
+
+
+def test_bare_core_objects_raise_not_crash():
+    from rwkvfast import _core
+
+    with pytest.raises(ValueError, match="not initialised"):
+        _core._State().shape
+    with pytest.raises(ValueError, match="not initialised"):
+        _core.Tokenizer().encode_bytes(b"abc")
+    with rwkvfast.Model(fixture_path("tiny/gguf/tiny-F32.gguf")) as m:
+        with pytest.raises(ValueError, match="not initialised"):
+            m._m.forward(np.array([1], np.int32), _core._State())
+
+
+def test_file_type_names_the_llama_cpp_ftype(f32_model, f16_path):
+    assert f32_model.info["file_type"] == "F32"
+    with rwkvfast.Model(f16_path) as m:
+        assert m.info["file_type"] == "F16"
+    meta = rwkvfast.gguf_metadata(fixture_path("tiny/gguf/tiny-Q4_K_M.gguf"))["metadata"]
+    assert rwkvfast.model.FILE_TYPES[meta["general.file_type"]] == "Q4_K_M"
