@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import os
 
-from rwkvfast import _core
+try:
+    from rwkvfast import _core
+except ImportError as e:  # a source checkout whose extension was never built in place
+    raise ImportError(
+        f"rwkvfast's C extension is not built next to {os.path.dirname(__file__)}: "
+        "run `pip install -e .` in the source tree (or run Python from another directory "
+        "after `pip install .`)") from e
+
 from rwkvfast.model import Model
 from rwkvfast.state import State
 from rwkvfast.tokenizer import StreamDecoder, Tokenizer
