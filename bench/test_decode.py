@@ -27,10 +27,10 @@ def weight_bytes_per_token(model: rwkvfast.Model) -> int:
     return sum(t["nbytes"] for t in meta["tensors"]) - emb["nbytes"] + row
 
 
-@pytest.mark.parametrize("dtype", ["F16", "BF16"])
-def test_decode_1b6(benchmark, n_threads, dtype):
+@pytest.mark.parametrize("dtype,use_mmap", [("F16", True), ("F16", False), ("BF16", True)])
+def test_decode_1b6(benchmark, n_threads, dtype, use_mmap):
     path = model_1b6(dtype)
-    with rwkvfast.Model(path, n_threads=n_threads) as m:
+    with rwkvfast.Model(path, n_threads=n_threads, use_mmap=use_mmap) as m:
         state = m.new_state()
         m.forward([1, 2, 3], state)
         token = [5]
@@ -42,7 +42,9 @@ def test_decode_1b6(benchmark, n_threads, dtype):
         t = benchmark.stats.stats.median
         gb = weight_bytes_per_token(m) / t / 1e9
         benchmark.extra_info.update({"tokens_per_s": 1 / t, "weights_GB_per_s": gb, "threads": n_threads})
-        print(f"\nrwkvfast {dtype} 1.6B-shape decode, {n_threads} threads: {1 / t:.2f} t/s, {gb:.1f} GB/s of weights")
+        how = "mmap" if use_mmap else "loaded"
+        print(f"\nrwkvfast {dtype} ({how}) 1.6B-shape decode, {n_threads} threads: {1 / t:.2f} t/s, "
+              f"{gb:.1f} GB/s of weights")
 
 
 def _llama_cpp():

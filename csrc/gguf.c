@@ -8,6 +8,7 @@
  * u64 ne[n_dims], u32 type, u64 offset), padding to `general.alignment`
  * (default 32), tensor data. Strings are u64 length + bytes (no NUL).
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MADV_HUGEPAGE */
 #define _POSIX_C_SOURCE 200809L
 #include "gguf.h"
 
@@ -280,6 +281,36 @@ fail:
 }
 
 int rwkv_gguf_open(struct rwkv_gguf **out, const char *path, struct rwkv_error *err) {
+    return rwkv_gguf_open_ex(out, path, 0, err);
+}
+
+/* Copies the file into anonymous memory backed by transparent huge pages: one TLB
+ * entry per 2 MiB instead of per 4 KiB page cache page. */
+static int load_copy(int fd, uint64_t size, const uint8_t **map, const char *path, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    RWKV_CHECK(m != MAP_FAILED, RWKV_ERR_NOMEM, "%s: cannot allocate %llu bytes to load the file", path,
+               (unsigned long long)size);
+#ifdef MADV_HUGEPAGE
+    madvise(m, size, MADV_HUGEPAGE);
+#endif
+    for (uint64_t done = 0; done < size;) {
+        size_t chunk = size - done > (1u << 30) ? (1u << 30) : (size_t)(size - done);
+        ssize_t n = pread(fd, (uint8_t *)m + done, chunk, (off_t)done);
+        if (n <= 0) {
+            munmap(m, size);
+            RWKV_CHECK(0, RWKV_ERR_IO, "%s: read failed at byte %llu: %s", path, (unsigned long long)done,
+                       n < 0 ? strerror(errno) : "unexpected end of file");
+        }
+        done += (uint64_t)n;
+    }
+    mprotect(m, size, PROT_READ);
+    *map = m;
+fail:
+    return rc;
+}
+
+int rwkv_gguf_open_ex(struct rwkv_gguf **out, const char *path, int flags, struct rwkv_error *err) {
     int rc = RWKV_OK;
     int fd = -1;
     struct rwkv_gguf *g = calloc(1, sizeof *g);
@@ -295,9 +326,13 @@ int rwkv_gguf_open(struct rwkv_gguf **out, const char *path, struct rwkv_error *
     g->size = (uint64_t)st.st_size;
     RWKV_CHECK(g->size >= 24, RWKV_ERR_FORMAT, "%s: file is %llu bytes, too short for a GGUF header", path,
                (unsigned long long)g->size);
-    void *m = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    RWKV_CHECK(m != MAP_FAILED, RWKV_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
-    g->map = m;
+    if (flags & RWKV_GGUF_LOAD) {
+        RWKV_TRY(load_copy(fd, g->size, &g->map, path, err));
+    } else {
+        void *m = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        RWKV_CHECK(m != MAP_FAILED, RWKV_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+        g->map = m;
+    }
     close(fd);
     fd = -1;
     RWKV_TRY(parse(g, err));

@@ -177,11 +177,16 @@ fail:
 }
 
 int rwkv_model_init(struct rwkv_model **out, const char *path, int n_threads, struct rwkv_error *err) {
+    return rwkv_model_init_ex(out, path, n_threads, 0, err);
+}
+
+int rwkv_model_init_ex(struct rwkv_model **out, const char *path, int n_threads, int gguf_flags,
+                       struct rwkv_error *err) {
     int rc = RWKV_OK;
     struct rwkv_model *m = calloc(1, sizeof *m);
     *out = NULL;
     RWKV_CHECK(m, RWKV_ERR_NOMEM, "out of memory");
-    RWKV_TRY(rwkv_gguf_open(&m->gguf, path, err));
+    RWKV_TRY(rwkv_gguf_open_ex(&m->gguf, path, gguf_flags, err));
     struct loader ld = {m->gguf, path, err};
     struct rwkv_model_info *hp = &m->info;
     RWKV_TRY(read_hparams(&ld, hp));

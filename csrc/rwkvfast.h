@@ -102,6 +102,10 @@ struct rwkv_gguf_tensor {
  * the tensor table (names unique, dims positive, no overflow, known types,
  * aligned offsets inside the file). */
 int rwkv_gguf_open(struct rwkv_gguf **out, const char *path, struct rwkv_error *err);
+/* Flags for rwkv_gguf_open_ex. RWKV_GGUF_LOAD reads the whole file into private
+ * memory (transparent huge pages where the OS allows) instead of mapping it. */
+enum { RWKV_GGUF_LOAD = 1 };
+int rwkv_gguf_open_ex(struct rwkv_gguf **out, const char *path, int flags, struct rwkv_error *err);
 void rwkv_gguf_close(struct rwkv_gguf *g);
 uint32_t rwkv_gguf_version(const struct rwkv_gguf *g);
 uint64_t rwkv_gguf_file_size(const struct rwkv_gguf *g);
@@ -164,6 +168,10 @@ struct rwkv_model_info {
  * the GGUF open (weights are read from the mapping). */
 int rwkv_model_init(struct rwkv_model **out, const char *path, int n_threads,
                     struct rwkv_error *err);
+/* The same with GGUF open flags (RWKV_GGUF_LOAD: copy weights into memory, like
+ * llama.cpp's --no-mmap). */
+int rwkv_model_init_ex(struct rwkv_model **out, const char *path, int n_threads, int gguf_flags,
+                       struct rwkv_error *err);
 void rwkv_model_free(struct rwkv_model *m);
 void rwkv_model_get_info(const struct rwkv_model *m, struct rwkv_model_info *info);
 const struct rwkv_gguf *rwkv_model_gguf(const struct rwkv_model *m);

@@ -78,6 +78,9 @@ cdef extern from "rwkvfast.h" nogil:
         uint64_t file_size
         uint64_t weight_bytes
     int rwkv_model_init(rwkv_model **out, const char *path, int n_threads, rwkv_error *err)
+    int rwkv_model_init_ex(rwkv_model **out, const char *path, int n_threads, int gguf_flags,
+                           rwkv_error *err)
+    enum: RWKV_GGUF_LOAD
     void rwkv_model_free(rwkv_model *m)
     void rwkv_model_get_info(const rwkv_model *m, rwkv_model_info *info)
     const rwkv_gguf *rwkv_model_gguf(const rwkv_model *m)

@@ -329,13 +329,14 @@ cdef class _Model:
     cdef int active   # forward calls in flight; close() must wait for zero
     cdef int64_t n_vocab
 
-    def __cinit__(self, path, int n_threads=0):
+    def __cinit__(self, path, int n_threads=0, bint use_mmap=True):  # noqa
         cdef rwkv_error err
         cdef rwkv_model_info i
         cdef bytes p = _path_bytes(path)
         cdef const char *cp = p
+        cdef int flags = 0 if use_mmap else RWKV_GGUF_LOAD
         with nogil:
-            rc = rwkv_model_init(&self.m, cp, n_threads, &err)
+            rc = rwkv_model_init_ex(&self.m, cp, n_threads, flags, &err)
         _check(rc, &err)
         rwkv_model_get_info(self.m, &i)
         self.n_vocab = i.n_vocab

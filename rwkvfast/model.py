@@ -42,11 +42,14 @@ class Model:
     the GIL is released while C runs.
     """
 
-    def __init__(self, path: str | os.PathLike, n_threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, n_threads: int | None = None, use_mmap: bool = True) -> None:
+        """`n_threads` defaults to all cores (or OMP_NUM_THREADS). `use_mmap=False` reads the
+        file into private huge-page memory instead of mapping it (llama.cpp's --no-mmap):
+        slower to open, a few percent faster to decode, and immune to the file changing."""
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
         self.path = os.fspath(path)
-        self._m = _core._Model(self.path, n_threads or 0)
+        self._m = _core._Model(self.path, n_threads or 0, use_mmap)
         self._tokenizer: Tokenizer | None = None
 
     # -- lifetime ---------------------------------------------------------

@@ -99,6 +99,12 @@ def test_stepwise_equals_sequence(f32_model):
     assert np.abs(one - ref_one).max() <= 2 * manifest_entry("F32")["observed"]["max_abs"]
 
 
+def test_loading_into_memory_equals_mmap(f32_model):
+    ids = reference_ids()[:16]
+    with rwkvfast.Model(fixture_path("tiny/gguf/tiny-F32.gguf"), use_mmap=False) as m:
+        np.testing.assert_array_equal(_logits(m, ids), _logits(f32_model, ids))
+
+
 def test_last_logits_equal_last_row(f32_model):
     ids = reference_ids()[:20]
     last = f32_model.forward(ids, f32_model.new_state())
