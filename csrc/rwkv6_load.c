@@ -4,7 +4,6 @@
  * name and its ggml shape (ne) and type are checked against them, so the
  * forward pass never has to distrust a size. Weights stay in the mapping.
  */
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,12 @@
 #include "ggml_types.h"
 #include "gguf.h"
 #include "rwkv6.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_max_threads(void) { return 1; }
+#endif
 
 struct loader {
     const struct rwkv_gguf *g;
