@@ -55,8 +55,9 @@ def _llama_cpp():
     return llama_cpp
 
 
-def test_decode_vs_llama_cpp(n_threads):
-    """Same GGUF, same threads, interleaved rounds; prints rwkvfast / llama.cpp speed."""
+def test_decode_vs_llama_cpp(benchmark, n_threads):
+    """Same GGUF, same threads, interleaved rounds; prints rwkvfast / llama.cpp speed.
+    (The benchmark fixture times one interleaved pair, so --benchmark-only runs it too.)"""
     llama_cpp = _llama_cpp()
     if llama_cpp is None:
         pytest.skip("llama-cpp-python is not installed")
@@ -68,16 +69,20 @@ def test_decode_vs_llama_cpp(n_threads):
     m.forward([1, 2, 3], state)
     llm.eval([1, 2, 3])
     ours, theirs = [], []
-    tok_a = tok_b = 5
-    for _ in range(12):
+    toks = [5, 5]
+
+    def pair():
         t0 = time.perf_counter()
-        tok_a = int(m.forward(tok_a, state).argmax())
+        toks[0] = int(m.forward(toks[0], state).argmax())
         ours.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        llm.eval([tok_b])
+        llm.eval([toks[1]])
         theirs.append(time.perf_counter() - t0)
-        tok_b = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        toks[1] = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+
+    benchmark.pedantic(pair, rounds=14, iterations=1, warmup_rounds=2)
     a, b = float(np.median(ours[2:])), float(np.median(theirs[2:]))
+    benchmark.extra_info.update({"rwkvfast_tps": 1 / a, "llama_cpp_tps": 1 / b, "ratio": b / a})
     gbps = weight_bytes_per_token(m) / 1e9
     print(f"\n1.6B-shape F16 decode, {n_threads} threads: rwkvfast {1 / a:.2f} t/s ({gbps / a:.1f} GB/s), "
           f"llama.cpp {1 / b:.2f} t/s ({gbps / b:.1f} GB/s), ratio {b / a:.2f}x")
