@@ -414,3 +414,7 @@ cdef class _Model:
             self.active -= 1
         _check(rc, &err)
         return out
+
+
+# ----------------------------------------------------------- quant types --
+include "_quants.pxi"

@@ -1,0 +1,2 @@
+# _quants.pxi — bindings for csrc/quants.h (block formats: dequantize / quantize rows).
+# Included by _core.pyx.

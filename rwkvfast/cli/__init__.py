@@ -1,0 +1,1 @@
+"""Command-line entry points (plain Python on top of the public API)."""
