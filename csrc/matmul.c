@@ -6,9 +6,13 @@
  */
 #include "matmul.h"
 
+#include <math.h>
+#include <stdlib.h>
+
 #include "error.h"
 #include "ggml_types.h"
 #include "kernels/kernels.h"
+#include "kernels/unpack.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -26,13 +30,81 @@ static rwkv_gemv_fn kernel_for(const struct rwkv_kernels *k, uint32_t type) {
     }
 }
 
-int rwkv_mat_type_supported(uint32_t type) { return kernel_for(&rwkv_kernels_scalar, type) != NULL; }
+static rwkv_gemv_q_fn qkernel_for(const struct rwkv_kernels *k, uint32_t type) {
+    switch (type) {
+    case RWKV_TYPE_Q4_0: return k->gemv_q4_0;
+    case RWKV_TYPE_Q4_1: return k->gemv_q4_1;
+    case RWKV_TYPE_Q5_0: return k->gemv_q5_0;
+    case RWKV_TYPE_Q5_1: return k->gemv_q5_1;
+    case RWKV_TYPE_Q8_0: return k->gemv_q8_0;
+    case RWKV_TYPE_Q2_K: return k->gemv_q2_k;
+    case RWKV_TYPE_Q3_K: return k->gemv_q3_k;
+    case RWKV_TYPE_Q4_K: return k->gemv_q4_k;
+    case RWKV_TYPE_Q5_K: return k->gemv_q5_k;
+    case RWKV_TYPE_Q6_K: return k->gemv_q6_k;
+    default: return NULL;
+    }
+}
 
-void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, int n_threads) {
+int rwkv_mat_type_supported(uint32_t type) {
+    return kernel_for(&rwkv_kernels_scalar, type) != NULL || qkernel_for(&rwkv_kernels_scalar, type) != NULL;
+}
+
+/* ---- activation quantization (one format for every level, so twins agree) ---- */
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+size_t rwkv_xq_bytes(int64_t n_max) {
+    size_t n = (size_t)n_max;
+    return align64(n * sizeof(int16_t)) + align64((n / 32 + 1) * sizeof(float)) +
+           align64((n / 16 + 1) * sizeof(float));
+}
+
+void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
+    size_t n = (size_t)n_max;
+    char *p = buf;
+    xq->q = (int16_t *)p;
+    p += align64(n * sizeof(int16_t));
+    xq->d = (float *)p;
+    p += align64((n / 32 + 1) * sizeof(float));
+    xq->sum16 = (float *)p;
+    xq->n = 0;
+    xq->block = 32;
+}
+
+/* x_i ~= d_b * q_i with d_b = max|x| / 16383 over each block of `block` elements. */
+static void xq_quantize(const float *x, int64_t n, int64_t block, struct rwkv_xq *xq) {
+    xq->n = n;
+    xq->block = block;
+    for (int64_t b = 0; b < n / block; b++) {
+        const float *xb = x + b * block;
+        float amax = 0.0f;
+        for (int64_t i = 0; i < block; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        const float inv = amax > 0.0f ? (float)RWKV_XQ_MAX / amax : 0.0f;
+        xq->d[b] = amax / (float)RWKV_XQ_MAX;
+        for (int64_t i = 0; i < block; i++) xq->q[b * block + i] = (int16_t)lrintf(xb[i] * inv);
+    }
+    for (int64_t g = 0; g < n / 16; g++) {
+        float s = 0.0f;
+        for (int i = 0; i < 16; i++) s += x[g * 16 + i];
+        xq->sum16[g] = s;
+    }
+}
+
+static int64_t xq_block_for(uint32_t type) {
+    const struct rwkv_type_traits *tr = rwkv_type_traits_get(type);
+    return tr && tr->block_size == 256 ? 256 : 32;
+}
+
+void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, struct rwkv_xq *scratch,
+                     int n_threads) {
     rwkv_gemv_fn fn = kernel_for(rwkv_kernels_active(), w->type);
+    rwkv_gemv_q_fn qfn = fn ? NULL : qkernel_for(rwkv_kernels_active(), w->type);
+    if (qfn) xq_quantize(x, w->n_cols, xq_block_for(w->type), scratch);
     size_t bytes = (size_t)w->n_rows * w->row_bytes;
     if (n_threads <= 1 || bytes < PARALLEL_MIN_BYTES || w->n_rows < 8) {
-        fn(w->data, w->row_bytes, x, y, w->n_rows, w->n_cols);
+        if (fn) fn(w->data, w->row_bytes, x, y, w->n_rows, w->n_cols);
+        else qfn(w->data, w->row_bytes, scratch, y, w->n_rows, w->n_cols);
         return;
     }
 #pragma omp parallel num_threads(n_threads)
@@ -45,32 +117,75 @@ void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, int n_t
         int64_t per = (w->n_rows + nt - 1) / nt;
         per = (per + 3) & ~(int64_t)3;
         int64_t r0 = per * it, r1 = r0 + per < w->n_rows ? r0 + per : w->n_rows;
-        if (r0 < r1)
-            fn((const char *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, x, y + r0, r1 - r0, w->n_cols);
+        const char *w0 = (const char *)w->data + (size_t)r0 * w->row_bytes;
+        if (r0 < r1 && fn) fn(w0, w->row_bytes, x, y + r0, r1 - r0, w->n_cols);
+        if (r0 < r1 && qfn) qfn(w0, w->row_bytes, scratch, y + r0, r1 - r0, w->n_cols);
     }
 }
 
 int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, struct rwkv_error *err) {
     int rc = RWKV_OK;
+    void *buf = NULL;
     const struct rwkv_kernels *k = rwkv_kernels_for_level(level);
     RWKV_CHECK(k, RWKV_ERR_FORMAT, "this CPU cannot run kernel level %s", rwkv_cpu_level_name(level));
     rwkv_gemv_fn fn = kernel_for(k, type);
-    RWKV_CHECK(fn, RWKV_ERR_FORMAT, "no %s gemv kernel for type %s", rwkv_cpu_level_name(level),
+    rwkv_gemv_q_fn qfn = qkernel_for(k, type);
+    RWKV_CHECK(fn || qfn, RWKV_ERR_FORMAT, "no %s gemv kernel for type %s", rwkv_cpu_level_name(level),
                rwkv_type_name(type));
-    fn(w, row_bytes, x, y, n_rows, n_cols);
+    if (fn) {
+        fn(w, row_bytes, x, y, n_rows, n_cols);
+    } else {
+        const int64_t blk = xq_block_for(type);
+        RWKV_CHECK(n_cols % blk == 0, RWKV_ERR_FORMAT, "%s rows need a multiple of %lld columns",
+                   rwkv_type_name(type), (long long)blk);
+        buf = aligned_alloc(64, align64(rwkv_xq_bytes(n_cols)));
+        RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
+        struct rwkv_xq xq;
+        rwkv_xq_bind(&xq, buf, n_cols);
+        xq_quantize(x, n_cols, blk, &xq);
+        qfn(w, row_bytes, &xq, y, n_rows, n_cols);
+    }
 fail:
+    free(buf);
     return rc;
 }
 
 void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out) {
     const char *row = (const char *)w->data + (size_t)r * w->row_bytes;
-    for (int64_t c = 0; c < w->n_cols; c++) {
+    switch (w->type) {
+    case RWKV_TYPE_F32:
+        for (int64_t c = 0; c < w->n_cols; c++) out[c] = ((const float *)row)[c];
+        return;
+    case RWKV_TYPE_F16:
+        for (int64_t c = 0; c < w->n_cols; c++) out[c] = rwkv_f16_to_f32(((const uint16_t *)row)[c]);
+        return;
+    case RWKV_TYPE_BF16:
+        for (int64_t c = 0; c < w->n_cols; c++) out[c] = rwkv_bf16_to_f32(((const uint16_t *)row)[c]);
+        return;
+    default: {
+        /* value = s * w + c per block (unpack.h) */
+        void (*unpack)(const uint8_t *, int16_t *, float *, float *) = NULL;
         switch (w->type) {
-        case RWKV_TYPE_F32: out[c] = ((const float *)row)[c]; break;
-        case RWKV_TYPE_F16: out[c] = rwkv_f16_to_f32(((const uint16_t *)row)[c]); break;
-        case RWKV_TYPE_BF16: out[c] = rwkv_bf16_to_f32(((const uint16_t *)row)[c]); break;
-        default: out[c] = 0.0f;
+        case RWKV_TYPE_Q4_0: unpack = unpack_q4_0; break;
+        case RWKV_TYPE_Q4_1: unpack = unpack_q4_1; break;
+        case RWKV_TYPE_Q5_0: unpack = unpack_q5_0; break;
+        case RWKV_TYPE_Q5_1: unpack = unpack_q5_1; break;
+        case RWKV_TYPE_Q8_0: unpack = unpack_q8_0; break;
+        case RWKV_TYPE_Q2_K: unpack = unpack_q2_k; break;
+        case RWKV_TYPE_Q3_K: unpack = unpack_q3_k; break;
+        case RWKV_TYPE_Q4_K: unpack = unpack_q4_k; break;
+        case RWKV_TYPE_Q5_K: unpack = unpack_q5_k; break;
+        case RWKV_TYPE_Q6_K: unpack = unpack_q6_k; break;
+        default: break;
         }
+        const struct rwkv_type_traits *tr = rwkv_type_traits_get(w->type);
+        int16_t q[256];
+        float s[8], c[16];
+        for (int64_t i0 = 0; unpack && i0 < w->n_cols; i0 += tr->block_size) {
+            unpack((const uint8_t *)row + (size_t)(i0 / tr->block_size) * tr->block_bytes, q, s, c);
+            for (uint32_t i = 0; i < tr->block_size; i++) out[i0 + i] = s[i / 32] * (float)q[i] + c[i / 16];
+        }
+    }
     }
 }

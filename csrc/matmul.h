@@ -14,11 +14,20 @@ struct rwkv_mat {
     size_t row_bytes;
 };
 
+struct rwkv_xq;
+
 /* Whether rwkv_matmul_vec has a kernel for this weight type. */
 int rwkv_mat_type_supported(uint32_t type);
 
-/* W (n_rows, n_cols) @ x (n_cols,) -> y (n_rows,), rows split over n_threads. */
-void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, int n_threads);
+/* Scratch for quantizing activations of up to n_max elements: `buf` must hold
+ * rwkv_xq_bytes(n_max) bytes (64-byte aligned); fills the pointers of *xq. */
+size_t rwkv_xq_bytes(int64_t n_max);
+void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max);
+
+/* W (n_rows, n_cols) @ x (n_cols,) -> y (n_rows,), rows split over n_threads.
+ * Quantized W first quantizes x into `scratch` (bound for >= n_cols elements). */
+void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, struct rwkv_xq *scratch,
+                     int n_threads);
 
 /* Row r of W converted to f32 (for the embedding lookup). */
 void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "kernels/kernels.h"
 #include "ops.h"
 #include "rwkv6.h"
 #include "wkv6.h"
@@ -22,6 +23,7 @@
 /* Scratch vectors for one forward call (one allocation). */
 struct work {
     float *x, *xa, *sx, *xxx, *lora, *mix, *xm, *r, *k, *v, *g, *w, *y, *dd, *fk, *tmp;
+    struct rwkv_xq xq; /* activations quantized for integer kernels (quantized weights) */
 };
 
 static float *work_alloc(const struct rwkv_model_info *hp, struct work *s) {
@@ -32,13 +34,19 @@ static float *work_alloc(const struct rwkv_model_info *hp, struct work *s) {
                        &s->k, &s->v,  &s->g,  &s->w,   &s->y,    &s->dd,  &s->fk, &s->tmp};
     size_t total = 0, n = sizeof sizes / sizeof sizes[0];
     for (size_t i = 0; i < n; i++) total += (sizes[i] + 15) & ~(size_t)15; /* keep each 64-byte aligned */
-    float *buf = aligned_alloc(64, total * sizeof(float));
+    /* the widest matrix input is max(C, F, D, Dd) */
+    int64_t widest = (int64_t)(C > F ? C : F);
+    if ((int64_t)D > widest) widest = (int64_t)D;
+    if ((int64_t)Dd > widest) widest = (int64_t)Dd;
+    size_t xq_bytes = (rwkv_xq_bytes(widest) + 63) & ~(size_t)63;
+    float *buf = aligned_alloc(64, total * sizeof(float) + xq_bytes);
     if (!buf) return NULL;
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         *slots[i] = buf + off;
         off += (sizes[i] + 15) & ~(size_t)15;
     }
+    rwkv_xq_bind(&s->xq, buf + off, widest);
     return buf;
 }
 
@@ -55,28 +63,28 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
         s->xxx[c] = s->xa[c] + s->sx[c] * L->lerp_x[c];
     }
     /* data-dependent token shift: mix_i = W2_i (C, D) @ tanh(W1 (5D, C) @ xxx)[i*D : (i+1)*D] */
-    rwkv_matmul_vec(&L->mix_w1, s->xxx, s->lora, nt);
+    rwkv_matmul_vec(&L->mix_w1, s->xxx, s->lora, &s->xq, nt);
     for (int64_t i = 0; i < N_MIX * D; i++) s->lora[i] = tanhf(s->lora[i]);
     for (int i = 0; i < N_MIX; i++) {
-        rwkv_matmul_vec(&L->mix_w2[i], s->lora + i * D, s->mix + i * C, nt);
+        rwkv_matmul_vec(&L->mix_w2[i], s->lora + i * D, s->mix + i * C, &s->xq, nt);
         float *xm = s->xm + i * C;
         const float *mix = s->mix + i * C, *lerp = L->lerp[i];
         for (int64_t c = 0; c < C; c++) xm[c] = s->xa[c] + s->sx[c] * (lerp[c] + mix[c]);
     }
-    rwkv_matmul_vec(&L->att_r, s->xm + MIX_R * C, s->r, nt);
-    rwkv_matmul_vec(&L->att_k, s->xm + MIX_K * C, s->k, nt);
-    rwkv_matmul_vec(&L->att_v, s->xm + MIX_V * C, s->v, nt);
-    rwkv_matmul_vec(&L->att_g, s->xm + MIX_G * C, s->g, nt);
+    rwkv_matmul_vec(&L->att_r, s->xm + MIX_R * C, s->r, &s->xq, nt);
+    rwkv_matmul_vec(&L->att_k, s->xm + MIX_K * C, s->k, &s->xq, nt);
+    rwkv_matmul_vec(&L->att_v, s->xm + MIX_V * C, s->v, &s->xq, nt);
+    rwkv_matmul_vec(&L->att_g, s->xm + MIX_G * C, s->g, &s->xq, nt);
     /* decay: w = exp(-exp(decay + Dw2 (C, Dd) @ tanh(Dw1 (Dd, C) @ xw))) */
-    rwkv_matmul_vec(&L->decay_w1, s->xm + MIX_W * C, s->dd, nt);
+    rwkv_matmul_vec(&L->decay_w1, s->xm + MIX_W * C, s->dd, &s->xq, nt);
     for (int64_t i = 0; i < hp->lora_decay; i++) s->dd[i] = tanhf(s->dd[i]);
-    rwkv_matmul_vec(&L->decay_w2, s->dd, s->w, nt);
+    rwkv_matmul_vec(&L->decay_w2, s->dd, s->w, &s->xq, nt);
     for (int64_t c = 0; c < C; c++) s->w[c] = expf(-expf(L->decay[c] + s->w[c]));
 
     rwkv_wkv6_step(H, N, s->r, s->k, s->v, s->w, L->first, S, s->y, nt);
     rwkv_group_norm(s->y, s->y, L->lnx_w, L->lnx_b, H, N, RWKV6_LNX_EPS);
     for (int64_t c = 0; c < C; c++) s->y[c] *= rwkv_silu(s->g[c]);
-    rwkv_matmul_vec(&L->att_o, s->y, s->tmp, nt);
+    rwkv_matmul_vec(&L->att_o, s->y, s->tmp, &s->xq, nt);
     for (int64_t c = 0; c < C; c++) s->x[c] += s->tmp[c];
 }
 
@@ -94,13 +102,13 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
         xk[c] = s->xa[c] + sx * L->ffn_lerp_k[c];
         xr[c] = s->xa[c] + sx * L->ffn_lerp_r[c];
     }
-    rwkv_matmul_vec(&L->ffn_r, xr, s->r, nt); /* r = sigmoid(Wr (C, C) @ xr) */
-    rwkv_matmul_vec(&L->ffn_k, xk, s->fk, nt); /* k = relu(Wk (F, C) @ xk)^2 */
+    rwkv_matmul_vec(&L->ffn_r, xr, s->r, &s->xq, nt); /* r = sigmoid(Wr (C, C) @ xr) */
+    rwkv_matmul_vec(&L->ffn_k, xk, s->fk, &s->xq, nt); /* k = relu(Wk (F, C) @ xk)^2 */
     for (int64_t f = 0; f < F; f++) {
         float v = s->fk[f] > 0.0f ? s->fk[f] : 0.0f;
         s->fk[f] = v * v;
     }
-    rwkv_matmul_vec(&L->ffn_v, s->fk, s->tmp, nt); /* Wv (C, F) @ k */
+    rwkv_matmul_vec(&L->ffn_v, s->fk, s->tmp, &s->xq, nt); /* Wv (C, F) @ k */
     for (int64_t c = 0; c < C; c++) s->x[c] += rwkv_sigmoid(s->r[c]) * s->tmp[c];
 }
 
@@ -123,7 +131,7 @@ static void forward_token(const struct rwkv_model *m, int32_t token, struct rwkv
     }
     if (logits) {
         rwkv_layer_norm(s->x, s->xa, m->lnout_w, m->lnout_b, C, hp->layer_norm_eps);
-        rwkv_matmul_vec(&m->head, s->xa, logits, m->n_threads);
+        rwkv_matmul_vec(&m->head, s->xa, logits, &s->xq, m->n_threads);
     }
 }
 

@@ -60,12 +60,10 @@ fail:
 static int check_mat_type(struct loader *ld, const char *name, uint32_t type) {
     int rc = RWKV_OK;
     struct rwkv_error *err = ld->err;
-    const struct rwkv_type_traits *tr = rwkv_type_traits_get(type);
-    RWKV_CHECK(!(tr && tr->block_size > 1), RWKV_ERR_FORMAT,
-               "%s: tensor '%s' is %s: quantized weights are not supported yet (F32, F16 and BF16 are)",
-               ld->path, name, rwkv_type_name(type));
     RWKV_CHECK(rwkv_mat_type_supported(type), RWKV_ERR_FORMAT,
-               "%s: tensor '%s' has type %s, expected F32, F16 or BF16", ld->path, name, rwkv_type_name(type));
+               "%s: tensor '%s' has type %s, which rwkvfast does not support for weights "
+               "(F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K are)",
+               ld->path, name, rwkv_type_name(type));
 fail:
     return rc;
 }

@@ -63,7 +63,11 @@ def system_info():
 
 
 _LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2}
-_WTYPES = {"F32": 0, "F16": 1, "BF16": 30}
+# (type id, elements per block, bytes per block) of the weight types with GEMV kernels
+_WTYPES = {"F32": (0, 1, 4), "F16": (1, 1, 2), "BF16": (30, 1, 2), "Q4_0": (2, 32, 18),
+           "Q4_1": (3, 32, 20), "Q5_0": (6, 32, 22), "Q5_1": (7, 32, 24), "Q8_0": (8, 32, 34),
+           "Q2_K": (10, 256, 84), "Q3_K": (11, 256, 110), "Q4_K": (12, 256, 144),
+           "Q5_K": (13, 256, 176), "Q6_K": (14, 256, 210)}
 
 
 def gemv_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not None):
@@ -71,11 +75,11 @@ def gemv_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const 
     cdef rwkv_error err
     cdef int rc
     cdef int lv = _LEVELS[level]
-    cdef uint32_t t = _WTYPES[wtype]
+    tid, blk, nbytes = _WTYPES[wtype]
+    cdef uint32_t t = tid
     cdef int64_t rows = w.shape[0], cols = x.shape[0]
-    elem = 4 if wtype == "F32" else 2
-    if w.shape[1] != cols * elem or rows == 0 or cols == 0:
-        raise ValueError("w must be (rows, len(x) * element size) bytes")
+    if cols % blk or w.shape[1] != cols // blk * nbytes or rows == 0 or cols == 0:
+        raise ValueError(f"w must be (rows, {nbytes} bytes per {blk} of len(x)) for {wtype}")
     out = np.empty(rows, dtype=np.float32)
     cdef float[::1] y = out
     with nogil:

@@ -95,3 +95,54 @@ def test_each_level_matches_reference_end_to_end(level):
     assert f"gemv_f16 = {level}" in r["info"]
     assert r["argmax"] == 1.0
     assert r["max_abs"] <= manifest_entry("F32")["observed"]["max_abs"]
+
+
+QTYPES = {"Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32,
+          "Q2_K": 256, "Q3_K": 256, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}
+
+
+def _random_blocks(qtype: str, rows: int, cols: int, rng) -> np.ndarray:
+    """Raw rows of random blocks whose f16 scale fields are small finite numbers."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    # quantize real data where gguf-py can, else random bytes with sane f16 fields
+    try:
+        x = rng.standard_normal((rows, cols)).astype(np.float32)
+        return np.ascontiguousarray(quantize(x, GGMLQuantizationType[qtype]))
+    except NotImplementedError:
+        pass
+    from gguf.constants import GGML_QUANT_SIZES
+    blk, nbytes = GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
+    raw = rng.integers(0, 256, size=(rows, cols // blk, nbytes), dtype=np.uint8)
+    f16_fields = {"Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}[qtype]
+    for off in f16_fields:
+        raw[..., off:off + 2] = (rng.uniform(0.001, 0.05, size=raw.shape[:2]).astype(np.float16)
+                                 .view(np.uint8).reshape(raw.shape[0], raw.shape[1], 2))
+    return raw.reshape(rows, -1)
+
+
+@pytest.mark.parametrize("level", SUPPORTED)
+@pytest.mark.parametrize("qtype", list(QTYPES))
+@pytest.mark.parametrize("rows,nblocks", [(1, 1), (3, 2), (4, 3), (7, 5), (9, 8)])
+def test_quantized_gemv_matches_dequantized_product(level, qtype, rows, nblocks):
+    """Every level equals dequantize(W) @ x up to the (bounded) error of 15-bit activations."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    cols = QTYPES[qtype] * nblocks
+    rng = np.random.default_rng(rows * 100 + nblocks)
+    raw = _random_blocks(qtype, rows, cols, rng)
+    x = rng.standard_normal(cols).astype(np.float32)
+    x[::7] *= 20  # uneven magnitudes inside blocks
+    deq = dequantize(raw, GGMLQuantizationType[qtype]).reshape(rows, cols).astype(np.float64)
+    got = _core.gemv_at_level(level, qtype, raw, x)
+    want = deq @ x.astype(np.float64)
+    # activation error: |x_i - dx*q_i| <= dx/2 with dx = max|x| / 16383 per activation block
+    ab = 256 if QTYPES[qtype] == 256 else 32
+    dx = np.abs(x.reshape(-1, ab)).max(1) / 16383
+    act = (np.abs(deq).reshape(rows, -1, ab).sum(2) * dx / 2).sum(1)
+    bound = act + 1e-5 * (np.abs(deq) @ np.abs(x)) + 1e-6
+    assert np.all(np.abs(got - want) <= bound), (level, qtype, np.abs(got - want).max(), bound.min())
+    scalar = _core.gemv_at_level("scalar", qtype, raw, x)
+    assert np.all(np.abs(got - scalar) <= 1e-5 * (np.abs(deq) @ np.abs(x)) + 1e-6)

@@ -240,10 +240,20 @@ def test_generate_greedy_follows_argmax(f32_model):
     assert out == manual
 
 
-def test_quantized_file_refused_clearly():
-    path = fixture_path("tiny/gguf/tiny-Q8_0.gguf")
-    with pytest.raises(ValueError, match="Q8_0.*not supported"):
-        rwkvfast.Model(path)
+def test_unsupported_weight_type_refused_clearly(tmp_path):
+    from rwkvfast.gguf_writer import write_gguf
+    from rwkvfast.testing import read_gguf
+
+    g = read_gguf(fixture_path("tiny/gguf/tiny-F32.gguf"))
+    tensors = []
+    for t in g.tensors:
+        if t.name == "blk.0.time_mix_key.weight":  # I32 is a valid GGUF type but not a weight type
+            tensors.append((t.name, "I32", t.ne, t.data))
+        else:
+            tensors.append((t.name, t.type, t.ne, t.data))
+    write_gguf(tmp_path / "i32.gguf", dict(g.metadata), tensors)
+    with pytest.raises(ValueError, match="time_mix_key.weight' has type I32"):
+        rwkvfast.Model(tmp_path / "i32.gguf")
 
 
 def test_separate_lerp_layout_equals_fused(tmp_path):

@@ -48,8 +48,8 @@ static const struct rwkv_kernels *const TABLES[] = {&rwkv_kernels_scalar, &rwkv_
 /* The dispatch state: written once under pthread_once, read-only afterwards. */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_supported, g_level;
-static struct rwkv_kernels g_active;
-static char g_info[512];
+static struct rwkv_kernels g_filled[RWKV_CPU_AVX512 + 1]; /* per level, NULL slots filled from below */
+static char g_info[1024];
 
 static void init_once(void) {
     g_supported = detect();
@@ -59,21 +59,24 @@ static void init_once(void) {
         for (int l = 0; l <= RWKV_CPU_AVX512; l++)
             if (strcmp(cap, LEVEL_NAMES[l]) == 0 && l < g_level) g_level = l;
     }
-    /* Each slot takes the best level that implements it. */
+    /* Each slot takes the best level (up to the table's own) that implements it. */
     const char *slot_level[64] = {0};
     int i;
-    g_active.level = LEVEL_NAMES[g_level];
-    for (int l = 0; l <= g_level; l++) {
-        const struct rwkv_kernels *t = TABLES[l];
-        i = 0;
-#define FILL(name, type)                     \
-    if (t->name) {                           \
-        g_active.name = t->name;             \
-        slot_level[i] = LEVEL_NAMES[l];      \
-    }                                        \
+    for (int top = 0; top <= g_supported; top++) {
+        struct rwkv_kernels *dst = &g_filled[top];
+        dst->level = LEVEL_NAMES[top];
+        for (int l = 0; l <= top; l++) {
+            const struct rwkv_kernels *t = TABLES[l];
+            i = 0;
+#define FILL(name, type)                                  \
+    if (t->name) {                                        \
+        dst->name = t->name;                              \
+        if (top == g_level) slot_level[i] = LEVEL_NAMES[l]; \
+    }                                                     \
     i++;
-        RWKV_KERNEL_SLOTS(FILL)
+            RWKV_KERNEL_SLOTS(FILL)
 #undef FILL
+        }
     }
     int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) |", LEVEL_NAMES[g_level],
                      LEVEL_NAMES[g_supported]);
@@ -102,12 +105,12 @@ const char *rwkv_cpu_level_name(int level) {
 
 const struct rwkv_kernels *rwkv_kernels_active(void) {
     pthread_once(&g_once, init_once);
-    return &g_active;
+    return &g_filled[g_level];
 }
 
 const struct rwkv_kernels *rwkv_kernels_for_level(int level) {
     if (level < 0 || level > rwkv_cpu_level_supported()) return NULL;
-    return TABLES[level];
+    return &g_filled[level];
 }
 
 void rwkv_system_info(char *buf, size_t size) {

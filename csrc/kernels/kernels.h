@@ -15,12 +15,39 @@
 typedef void (*rwkv_gemv_fn)(const void *w, size_t row_bytes, const float *x, float *y,
                              int64_t n_rows, int64_t n_cols);
 
+/* Activations quantized for the integer kernels of quantized weights: per block of
+ * `block` elements (32, or 256 for K types) x_i ~= d[i / block] * q[i] with
+ * |q| <= 16383 (15 bits: ~6e-5 relative error, far below ggml's 8-bit activations),
+ * and sum16[i / 16] the exact f32 sum of x over each 16 elements (for the min/offset
+ * terms of Q4_1, Q5_1, Q2_K, Q4_K, Q5_K). */
+struct rwkv_xq {
+    int64_t n, block;
+    int16_t *q;
+    float *d;
+    float *sum16;
+};
+#define RWKV_XQ_MAX 16383
+
+/* y[r] = W[r] . x for a quantized W, x given as rwkv_xq (see unpack.h for the maths). */
+typedef void (*rwkv_gemv_q_fn)(const void *w, size_t row_bytes, const struct rwkv_xq *x, float *y,
+                               int64_t n_rows, int64_t n_cols);
+
 /* X-macro list of the slots: X(name, function type). A SIMD table may leave a
  * slot NULL; the active table then takes the next lower level's kernel. */
-#define RWKV_KERNEL_SLOTS(X) \
-    X(gemv_f32, rwkv_gemv_fn)  \
-    X(gemv_f16, rwkv_gemv_fn)  \
-    X(gemv_bf16, rwkv_gemv_fn)
+#define RWKV_KERNEL_SLOTS(X)       \
+    X(gemv_f32, rwkv_gemv_fn)      \
+    X(gemv_f16, rwkv_gemv_fn)      \
+    X(gemv_bf16, rwkv_gemv_fn)     \
+    X(gemv_q4_0, rwkv_gemv_q_fn)   \
+    X(gemv_q4_1, rwkv_gemv_q_fn)   \
+    X(gemv_q5_0, rwkv_gemv_q_fn)   \
+    X(gemv_q5_1, rwkv_gemv_q_fn)   \
+    X(gemv_q8_0, rwkv_gemv_q_fn)   \
+    X(gemv_q2_k, rwkv_gemv_q_fn)   \
+    X(gemv_q3_k, rwkv_gemv_q_fn)   \
+    X(gemv_q4_k, rwkv_gemv_q_fn)   \
+    X(gemv_q5_k, rwkv_gemv_q_fn)   \
+    X(gemv_q6_k, rwkv_gemv_q_fn)
 
 struct rwkv_kernels {
     const char *level; /* "scalar", "avx2", "avx512" */
@@ -35,7 +62,8 @@ extern const struct rwkv_kernels rwkv_kernels_avx512;
 
 /* The table chosen at start-up (never NULL, every slot filled). */
 const struct rwkv_kernels *rwkv_kernels_active(void);
-/* The table of `level` if this CPU can run it, else NULL (for tests). */
+/* The table of `level` (slots it lacks filled from lower levels) if this CPU can
+ * run it, else NULL (for tests and benchmarks). */
 const struct rwkv_kernels *rwkv_kernels_for_level(int level);
 
 #endif
