@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
 #include "ggml_types.h"
@@ -54,10 +55,12 @@ int rwkv_mat_type_supported(uint32_t type) {
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+/* Layout of the scratch: q, qp (int16 [n]); d, sum32 (f32 [n/32+1]); qsum (i32 [n/32+1]);
+ * sum16 (f32 [n/16+1]); each part 64-byte aligned. The +16 pads let SIMD kernels load a
+ * whole vector of per-block values past the last block. */
 size_t rwkv_xq_bytes(int64_t n_max) {
     size_t n = (size_t)n_max;
-    return align64(n * sizeof(int16_t)) + align64((n / 32 + 1) * sizeof(float)) +
-           align64((n / 16 + 1) * sizeof(float));
+    return 2 * align64(n * sizeof(int16_t)) + 3 * align64((n / 32 + 16) * 4) + align64((n / 16 + 16) * 4);
 }
 
 void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
@@ -65,8 +68,14 @@ void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
     char *p = buf;
     xq->q = (int16_t *)p;
     p += align64(n * sizeof(int16_t));
+    xq->qp = (int16_t *)p;
+    p += align64(n * sizeof(int16_t));
     xq->d = (float *)p;
-    p += align64((n / 32 + 1) * sizeof(float));
+    p += align64((n / 32 + 16) * 4);
+    xq->sum32 = (float *)p;
+    p += align64((n / 32 + 16) * 4);
+    xq->qsum = (int32_t *)p;
+    p += align64((n / 32 + 16) * 4);
     xq->sum16 = (float *)p;
     xq->n = 0;
     xq->block = 32;
@@ -89,6 +98,24 @@ static void xq_quantize(const float *x, int64_t n, int64_t block, struct rwkv_xq
         for (int i = 0; i < 16; i++) s += x[g * 16 + i];
         xq->sum16[g] = s;
     }
+    for (int64_t b = 0; b < n / 32; b++) xq->sum32[b] = xq->sum16[2 * b] + xq->sum16[2 * b + 1];
+    if (block != 32) return;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int32_t qs = 0;
+        for (int i = 0; i < 32; i++) qs += xq->q[b * 32 + i];
+        xq->qsum[b] = qs;
+    }
+    const int16_t *q = xq->q;
+    int16_t *qp = xq->qp;
+    int64_t p = 0;
+    for (; p + 64 <= n; p += 64)
+        for (int i = 0; i < 16; i++) {
+            qp[p + i] = q[p + i];
+            qp[p + 16 + i] = q[p + 32 + i];
+            qp[p + 32 + i] = q[p + 16 + i];
+            qp[p + 48 + i] = q[p + 48 + i];
+        }
+    for (; p < n; p++) qp[p] = q[p]; /* an odd last block stays in natural order */
 }
 
 static int64_t xq_block_for(uint32_t type) {
@@ -140,6 +167,7 @@ int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes
         RWKV_CHECK(n_cols % blk == 0, RWKV_ERR_FORMAT, "%s rows need a multiple of %lld columns",
                    rwkv_type_name(type), (long long)blk);
         buf = aligned_alloc(64, align64(rwkv_xq_bytes(n_cols)));
+        if (buf) memset(buf, 0, align64(rwkv_xq_bytes(n_cols)));
         RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
         struct rwkv_xq xq;
         rwkv_xq_bind(&xq, buf, n_cols);

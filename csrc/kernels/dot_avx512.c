@@ -74,11 +74,24 @@ DEFINE_GEMV(rwkv_gemv_f32_avx512, float, load16_f32)
 DEFINE_GEMV(rwkv_gemv_f16_avx512, uint16_t, load16_f16)
 DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
 
+/* Quantized weights: qdot_avx512.c. */
+#include "qdot.h"
+
 const struct rwkv_kernels rwkv_kernels_avx512 = {
     .level = "avx512",
     .gemv_f32 = rwkv_gemv_f32_avx512,
     .gemv_f16 = rwkv_gemv_f16_avx512,
     .gemv_bf16 = rwkv_gemv_bf16_avx512,
+    .gemv_q4_0 = rwkv_gemv_q4_0_avx512,
+    .gemv_q4_1 = rwkv_gemv_q4_1_avx512,
+    .gemv_q5_0 = rwkv_gemv_q5_0_avx512,
+    .gemv_q5_1 = rwkv_gemv_q5_1_avx512,
+    .gemv_q8_0 = rwkv_gemv_q8_0_avx512,
+    .gemv_q2_k = rwkv_gemv_q2_k_avx512,
+    .gemv_q3_k = rwkv_gemv_q3_k_avx512,
+    .gemv_q4_k = rwkv_gemv_q4_k_avx512,
+    .gemv_q5_k = rwkv_gemv_q5_k_avx512,
+    .gemv_q6_k = rwkv_gemv_q6_k_avx512,
 };
 #else
 #include "kernels.h"

@@ -25,6 +25,12 @@ struct rwkv_xq {
     int16_t *q;
     float *d;
     float *sum16;
+    float *sum32; /* f32 sum of x per 32 elements */
+    /* block == 32 only (for SIMD kernels of Q4_0/Q4_1/Q5_0/Q5_1): per pair of blocks
+     * A, B the order [A0..15, B0..15, A16..31, B16..31], matching how packed nibbles
+     * widen; and the integer sum of q per block of 32. */
+    int16_t *qp;
+    int32_t *qsum;
 };
 #define RWKV_XQ_MAX 16383
 

@@ -1,0 +1,295 @@
+/* qdot_avx512.c — GEMV kernels for quantized weights, AVX-512 (F, BW, VL, DQ).
+ *
+ * Weights stay packed in memory and are widened to int16 in registers; activations
+ * come as 15-bit integers (struct rwkv_xq), so each 32 weights cost one vpmaddwd
+ * and scales are applied in f32 once per block (or once per sub-block for K
+ * types). The maths is unpack.h's; the scalar twins in dot_scalar.c are the
+ * reference these kernels are tested against.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#include <immintrin.h>
+
+#include "qdot.h"
+#include "unpack.h"
+
+#define PREFETCH_AHEAD 1024 /* bytes: rows are streamed sequentially */
+
+static inline __m512 f16x16_to_f32(__m512i lanes32) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(lanes32));
+}
+
+/* Generic fallback for one block (odd tails): unpack.h then integer dot. */
+static inline float block_generic(void (*unpack)(const uint8_t *, int16_t *, float *, float *), int qk,
+                                  const uint8_t *blk, const struct rwkv_xq *x, int64_t i0) {
+    int16_t w[256];
+    float s[8], c[16], acc = 0.0f;
+    unpack(blk, w, s, c);
+    for (int k = 0; k < qk / 32; k++) {
+        int32_t dot = 0;
+        for (int j = 0; j < 32; j++) dot += (int32_t)w[32 * k + j] * x->q[i0 + 32 * k + j];
+        acc += s[k] * x->d[(i0 + 32 * k) / x->block] * (float)dot;
+    }
+    for (int k = 0; k < qk / 16; k++) acc += c[k] * x->sum16[i0 / 16 + k];
+    return acc;
+}
+
+/* ---------------------------------------------------------------- Q8_0 -- */
+
+void rwkv_gemv_q8_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    const int64_t nb = nc / 32;
+    const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(34));
+    float f[16] __attribute__((aligned(64)));
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+            const int64_t n = nb - b0 < 16 ? nb - b0 : 16;
+            const __mmask16 m = (__mmask16)((1u << n) - 1u);
+            const uint8_t *base = row + b0 * 34;
+            __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, base, 1);
+            __m512 dv = f16x16_to_f32(_mm512_and_si512(g, _mm512_set1_epi32(0xffff)));
+            _mm512_store_ps(f, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, x->d + b0)));
+            for (int64_t b = 0; b < n; b++) {
+                const uint8_t *blk = base + b * 34;
+                _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+                __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 2)));
+                __m512i p = _mm512_madd_epi16(wv, _mm512_loadu_si512(x->q + (b0 + b) * 32));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(f[b]), acc);
+            }
+        }
+        y[r] = _mm512_reduce_add_ps(acc);
+    }
+}
+
+/* ------------------------------------------------ Q4_0, Q4_1, Q5_0, Q5_1 -- */
+
+/* Two blocks A, B per step: their 16 packed bytes each widen into one zmm of 32
+ * int16 lanes; `& 15` gives elements 0..15 of A and B, `>> 4` elements 16..31, which
+ * is exactly the pair order of x->qp. vpmaddwd then leaves A's sums in lanes 0..7
+ * and B's in lanes 8..15, scaled by one permute of the 16 block scales.
+ * HAS_M: value = d*q + m (Q4_1, Q5_1); else value = d*(q - BIAS) (Q4_0: 8, Q5_0: 16),
+ * with the bias applied once per block through the integer sum of x. */
+static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH, const int HAS_M,
+                                                           const int BIAS,
+                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
+                                                                          float *)) {
+    const int64_t nb = nc / 32, npairs = nb / 2;
+    const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(BB));
+    const __m512i low4 = _mm512_set1_epi16(0x0f), sixteen = _mm512_set1_epi16(16);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m512 acc = _mm512_setzero_ps(), side = _mm512_setzero_ps();
+        for (int64_t b0 = 0; b0 < 2 * npairs; b0 += 16) {
+            const int64_t n = 2 * npairs - b0 < 16 ? 2 * npairs - b0 : 16;
+            const __mmask16 m = (__mmask16)((1u << n) - 1u);
+            const uint8_t *base = row + b0 * BB;
+            __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, base, 1);
+            __m512 f = _mm512_mul_ps(f16x16_to_f32(_mm512_and_si512(g, _mm512_set1_epi32(0xffff))),
+                                     _mm512_maskz_loadu_ps(m, x->d + b0));
+            if (HAS_M) {
+                __m512 mv = f16x16_to_f32(_mm512_srli_epi32(g, 16));
+                side = _mm512_fmadd_ps(mv, _mm512_maskz_loadu_ps(m, x->sum32 + b0), side);
+            } else {
+                side = _mm512_fmadd_ps(f, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, x->qsum + b0)), side);
+            }
+            for (int64_t k = 0; k < n / 2; k++) {
+                const uint8_t *a = base + 2 * k * BB, *bb = a + BB;
+                _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
+                __m256i packed = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(a + QS))),
+                    _mm_loadu_si128((const __m128i *)(bb + QS)), 1);
+                __m512i wide = _mm512_cvtepu8_epi16(packed);
+                __m512i lo = _mm512_and_si512(wide, low4), hi = _mm512_srli_epi16(wide, 4);
+                if (QH) {
+                    uint32_t ha, hb;
+                    memcpy(&ha, a + QH, 4);
+                    memcpy(&hb, bb + QH, 4);
+                    __mmask32 mlo = (ha & 0xffffu) | (hb << 16), mhi = (ha >> 16) | (hb & 0xffff0000u);
+                    lo = _mm512_mask_add_epi16(lo, mlo, lo, sixteen);
+                    hi = _mm512_mask_add_epi16(hi, mhi, hi, sixteen);
+                }
+                const int16_t *qp = x->qp + (b0 + 2 * k) * 32;
+                __m512i p = _mm512_add_epi32(_mm512_madd_epi16(lo, _mm512_loadu_si512(qp)),
+                                             _mm512_madd_epi16(hi, _mm512_loadu_si512(qp + 32)));
+                __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+                __m512 fk = _mm512_permutexvar_ps(_mm512_add_epi32(sel, _mm512_set1_epi32((int)(2 * k))), f);
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc);
+            }
+        }
+        float out = _mm512_reduce_add_ps(acc) + (HAS_M ? 1.0f : -(float)BIAS) * _mm512_reduce_add_ps(side);
+        if (nb & 1) out += block_generic(unpack, 32, row + (nb - 1) * BB, x, (nb - 1) * 32);
+        y[r] = out;
+    }
+}
+
+void rwkv_gemv_q4_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 18, 2, 0, 0, 8, unpack_q4_0);
+}
+void rwkv_gemv_q4_1_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 20, 4, 0, 1, 0, unpack_q4_1);
+}
+void rwkv_gemv_q5_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 22, 6, 2, 0, 16, unpack_q5_0);
+}
+void rwkv_gemv_q5_1_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 24, 8, 4, 1, 0, unpack_q5_1);
+}
+
+/* ---------------------------------------------------------- Q4_K, Q5_K -- */
+
+/* The 8 six-bit scales and mins of a Q4_K/Q5_K super-block (k4_scale_min in unpack.h)
+ * with word-wide bit moves: out bytes 0..7 are the scales, 8..15 the mins. */
+static inline void k4_scales(const uint8_t *p, uint32_t out[4]) {
+    uint32_t u[3];
+    memcpy(u, p, 12);
+    out[0] = u[0] & 0x3f3f3f3fu;
+    out[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    out[2] = u[1] & 0x3f3f3f3fu;
+    out[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+}
+
+/* Per 64 elements, 32 packed bytes widen to 32 int16 lanes: `& 15` is sub-block 2j
+ * (elements 64j..64j+31 in natural order), `>> 4` is sub-block 2j+1. Each sub-block's
+ * vpmaddwd sums are scaled in f32 by d * dx * sc. Mins go through sum32(x). */
+static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH) {
+    const int64_t nsb = nc / 256;
+    const __m512i low4 = _mm512_set1_epi16(0x0f), sixteen = _mm512_set1_epi16(16);
+    float fs[8] __attribute__((aligned(32)));
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m512 acc = _mm512_setzero_ps();
+        __m256 side = _mm256_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * BB;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
+            uint32_t scm[4];
+            k4_scales(blk + 4, scm);
+            const float d = rd_f16(blk) * x->d[sb], dmin = rd_f16(blk + 2);
+            __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
+            __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+            __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
+            _mm256_store_ps(fs, _mm256_mul_ps(scf, _mm256_set1_ps(d)));
+            side = _mm256_fmadd_ps(_mm256_mul_ps(mnf, _mm256_set1_ps(dmin)), _mm256_loadu_ps(x->sum32 + sb * 8), side);
+            __m512i qh = QH ? _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + QH)))
+                            : _mm512_setzero_si512();
+            const int16_t *q = x->q + sb * 256;
+            for (int j = 0; j < 4; j++) {
+                __m512i wide = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + QS + 32 * j)));
+                __m512i lo = _mm512_and_si512(wide, low4), hi = _mm512_srli_epi16(wide, 4);
+                if (QH) {
+                    lo = _mm512_mask_add_epi16(lo, _mm512_test_epi16_mask(qh, _mm512_set1_epi16((short)(1 << (2 * j)))),
+                                               lo, sixteen);
+                    hi = _mm512_mask_add_epi16(hi,
+                                               _mm512_test_epi16_mask(qh, _mm512_set1_epi16((short)(2 << (2 * j)))),
+                                               hi, sixteen);
+                }
+                __m512i plo = _mm512_madd_epi16(lo, _mm512_loadu_si512(q + 64 * j));
+                __m512i phi = _mm512_madd_epi16(hi, _mm512_loadu_si512(q + 64 * j + 32));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(plo), _mm512_set1_ps(fs[2 * j]), acc);
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(phi), _mm512_set1_ps(fs[2 * j + 1]), acc);
+            }
+        }
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(side), _mm256_extractf128_ps(side, 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+        y[r] = _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(s4);
+    }
+}
+
+void rwkv_gemv_q4_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q45k(w, rb, x, y, nr, nc, 144, 16, 0);
+}
+void rwkv_gemv_q5_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q45k(w, rb, x, y, nr, nc, 176, 48, 16);
+}
+
+/* ---------------------------------------------------------- Q2_K, Q3_K -- */
+
+/* Not yet specialised: unpack.h into a buffer, then vector integer dots. */
+static inline __attribute__((always_inline)) void gemv_k_unpacked(
+    void (*unpack)(const uint8_t *, int16_t *, float *, float *), size_t bb, const void *w, size_t rb,
+    const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    int16_t wq[256] __attribute__((aligned(64)));
+    float s[8], c[16];
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m512 acc = _mm512_setzero_ps();
+        float off = 0.0f;
+        for (int64_t i0 = 0; i0 < nc; i0 += 256, row += bb) {
+            _mm_prefetch((const char *)row + PREFETCH_AHEAD, _MM_HINT_T0);
+            unpack(row, wq, s, c);
+            __m512i isum = _mm512_setzero_si512();
+            for (int k = 0; k < 8; k++)
+                isum = _mm512_add_epi32(isum, _mm512_madd_epi16(_mm512_load_si512(wq + 32 * k),
+                                                                _mm512_loadu_si512(x->q + i0 + 32 * k)));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(s[0] * x->d[i0 / 256]), acc);
+            for (int k = 0; k < 16; k++) off += c[k] * x->sum16[i0 / 16 + k];
+        }
+        y[r] = _mm512_reduce_add_ps(acc) + off;
+    }
+}
+
+void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_k_unpacked(unpack_q2_k, 84, w, rb, x, y, nr, nc);
+}
+void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_k_unpacked(unpack_q3_k, 110, w, rb, x, y, nr, nc);
+}
+
+/* ---------------------------------------------------------------- Q6_K -- */
+
+/* Per 128 elements: ql[0..63] as one zmm of bytes gives elements 0..63 (`& 15`) and
+ * 64..127 (`>> 4`); qh[0..31] supplies bits 4..5 (pairs of bits, in four planes).
+ * Values are made in bytes (0..63, minus 32), widened to int16, and each 32 lanes
+ * (two 16-element sub-blocks with int8 scales) scaled by a permute of 16 floats. */
+void rwkv_gemv_q6_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    const int64_t nsb = nc / 256;
+    const __m512i low4 = _mm512_set1_epi8(0x0f), three = _mm512_set1_epi8(3), b32 = _mm512_set1_epi8(32);
+    const __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * 210;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 192, _MM_HINT_T0);
+            const float d = rd_f16(blk + 208) * x->d[sb];
+            __m512 f = _mm512_mul_ps(
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192)))),
+                _mm512_set1_ps(d));
+            const int16_t *q = x->q + sb * 256;
+            for (int h = 0; h < 2; h++) {
+                __m512i ql = _mm512_loadu_si512(blk + 64 * h);
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+                /* high bits of elements 0..63 (planes 0, 1) and 64..127 (planes 2, 3) */
+                __m512i qh01 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+                __m512i h_lo = _mm512_slli_epi16(_mm512_and_si512(qh01, three), 4);
+                __m512i h_hi = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh01, 4), three), 4);
+                __m512i v_lo = _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(ql, low4), h_lo), b32);
+                __m512i v_hi = _mm512_sub_epi8(
+                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), h_hi), b32);
+                const __m512i parts[4] = {
+                    _mm512_cvtepi8_epi16(_mm512_castsi512_si256(v_lo)), _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(v_lo, 1)),
+                    _mm512_cvtepi8_epi16(_mm512_castsi512_si256(v_hi)), _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(v_hi, 1))};
+                for (int k = 0; k < 4; k++) {
+                    __m512i p = _mm512_madd_epi16(parts[k], _mm512_loadu_si512(q + 128 * h + 32 * k));
+                    __m512 fk = _mm512_permutexvar_ps(_mm512_add_epi32(sel, _mm512_set1_epi32(8 * h + 2 * k)), f);
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc);
+                }
+            }
+        }
+        y[r] = _mm512_reduce_add_ps(acc);
+    }
+}
+#endif
