@@ -81,11 +81,24 @@ DEFINE_GEMV(rwkv_gemv_f32_avx2, float, load8_f32, cvt1_f32)
 DEFINE_GEMV(rwkv_gemv_f16_avx2, uint16_t, load8_f16, cvt1_f16)
 DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
 
+/* Quantized weights: qdot_avx2.c. */
+#include "qdot.h"
+
 const struct rwkv_kernels rwkv_kernels_avx2 = {
     .level = "avx2",
     .gemv_f32 = rwkv_gemv_f32_avx2,
     .gemv_f16 = rwkv_gemv_f16_avx2,
     .gemv_bf16 = rwkv_gemv_bf16_avx2,
+    .gemv_q4_0 = rwkv_gemv_q4_0_avx2,
+    .gemv_q4_1 = rwkv_gemv_q4_1_avx2,
+    .gemv_q5_0 = rwkv_gemv_q5_0_avx2,
+    .gemv_q5_1 = rwkv_gemv_q5_1_avx2,
+    .gemv_q8_0 = rwkv_gemv_q8_0_avx2,
+    .gemv_q2_k = rwkv_gemv_q2_k_avx2,
+    .gemv_q3_k = rwkv_gemv_q3_k_avx2,
+    .gemv_q4_k = rwkv_gemv_q4_k_avx2,
+    .gemv_q5_k = rwkv_gemv_q5_k_avx2,
+    .gemv_q6_k = rwkv_gemv_q6_k_avx2,
 };
 #else
 #include "kernels.h"

@@ -16,6 +16,7 @@
     void rwkv_gemv_q5_k_##level(const void *, size_t, const struct rwkv_xq *, float *, int64_t, int64_t); \
     void rwkv_gemv_q6_k_##level(const void *, size_t, const struct rwkv_xq *, float *, int64_t, int64_t);
 
+RWKV_DECLARE_QDOT(avx2)
 RWKV_DECLARE_QDOT(avx512)
 
 #endif

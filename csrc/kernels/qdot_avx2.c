@@ -1,0 +1,252 @@
+/* qdot_avx2.c — GEMV kernels for quantized weights, AVX2 + FMA + F16C.
+ *
+ * The same scheme as qdot_avx512.c at 256 bits: packed weights widen to int16 in
+ * registers (16 lanes per ymm), vpmaddwd against the 15-bit activations, f32 scales
+ * per block or sub-block. AVX2 has no mask registers, so the 5th bits of Q5 types
+ * are expanded with a compare against per-lane bit masks.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+
+#include "qdot.h"
+#include "unpack.h"
+
+#define PREFETCH_AHEAD 1024
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline __m256i madd16(__m256i w, const int16_t *q) {
+    return _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)q));
+}
+
+/* Lanes j of the result are 16 where bit j of `bits` (16 bits) is set, else 0. */
+static inline __m256i bits_to_16(uint32_t bits) {
+    const __m256i sel = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+                                          (short)16384, (short)-32768);
+    __m256i b = _mm256_and_si256(_mm256_set1_epi16((short)bits), sel);
+    return _mm256_and_si256(_mm256_cmpeq_epi16(b, sel), _mm256_set1_epi16(16));
+}
+
+/* ---------------------------------------------------------------- Q8_0 -- */
+
+void rwkv_gemv_q8_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    const int64_t nb = nc / 32;
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + b * 34;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            const int16_t *q = x->q + b * 32;
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));
+            __m256i p = _mm256_add_epi32(madd16(w0, q), madd16(w1, q + 16));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(blk) * x->d[b]), acc);
+        }
+        y[r] = hsum8(acc);
+    }
+}
+
+/* ------------------------------------------------ Q4_0, Q4_1, Q5_0, Q5_1 -- */
+
+/* 16 packed bytes widen to 16 int16 lanes: `& 15` is elements 0..15, `>> 4` 16..31. */
+static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH, const int HAS_M,
+                                                           const int BIAS) {
+    const int64_t nb = nc / 32;
+    const __m256i low4 = _mm256_set1_epi16(0x0f);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps();
+        float side = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + b * BB;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            const int16_t *q = x->q + b * 32;
+            __m256i wide = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + QS)));
+            __m256i lo = _mm256_and_si256(wide, low4), hi = _mm256_srli_epi16(wide, 4);
+            if (QH) {
+                uint32_t qh;
+                memcpy(&qh, blk + QH, 4);
+                lo = _mm256_add_epi16(lo, bits_to_16(qh & 0xffffu));
+                hi = _mm256_add_epi16(hi, bits_to_16(qh >> 16));
+            }
+            __m256i p = _mm256_add_epi32(madd16(lo, q), madd16(hi, q + 16));
+            const float f = f16(blk) * x->d[b];
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc);
+            side += HAS_M ? f16(blk + 2) * x->sum32[b] : f * (float)x->qsum[b];
+        }
+        y[r] = hsum8(acc) + (HAS_M ? side : -(float)BIAS * side);
+    }
+}
+
+void rwkv_gemv_q4_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 18, 2, 0, 0, 8);
+}
+void rwkv_gemv_q4_1_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 20, 4, 0, 1, 0);
+}
+void rwkv_gemv_q5_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 22, 6, 2, 0, 16);
+}
+void rwkv_gemv_q5_1_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 24, 8, 4, 1, 0);
+}
+
+/* ---------------------------------------------------------- Q4_K, Q5_K -- */
+
+static inline void k4_scales(const uint8_t *p, uint32_t out[4]) {
+    uint32_t u[3];
+    memcpy(u, p, 12);
+    out[0] = u[0] & 0x3f3f3f3fu;
+    out[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    out[2] = u[1] & 0x3f3f3f3fu;
+    out[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+}
+
+static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH) {
+    const int64_t nsb = nc / 256;
+    const __m256i low4 = _mm256_set1_epi16(0x0f), sixteen = _mm256_set1_epi16(16);
+    float fs[8] __attribute__((aligned(32)));
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps(), side = _mm256_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * BB;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
+            uint32_t scm[4];
+            k4_scales(blk + 4, scm);
+            const float d = f16(blk) * x->d[sb], dmin = f16(blk + 2);
+            __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
+            __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+            __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
+            _mm256_store_ps(fs, _mm256_mul_ps(scf, _mm256_set1_ps(d)));
+            side = _mm256_fmadd_ps(_mm256_mul_ps(mnf, _mm256_set1_ps(dmin)), _mm256_loadu_ps(x->sum32 + sb * 8), side);
+            const int16_t *q = x->q + sb * 256;
+            for (int j = 0; j < 4; j++) {
+                const uint8_t *qs = blk + QS + 32 * j;
+                __m256i wa = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
+                __m256i wb = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16)));
+                __m256i la = _mm256_and_si256(wa, low4), lb = _mm256_and_si256(wb, low4);
+                __m256i ha = _mm256_srli_epi16(wa, 4), hb = _mm256_srli_epi16(wb, 4);
+                if (QH) {
+                    __m256i qa = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + QH)));
+                    __m256i qb = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + QH + 16)));
+                    const __m256i bl = _mm256_set1_epi16((short)(1 << (2 * j))), bh = _mm256_set1_epi16((short)(2 << (2 * j)));
+                    la = _mm256_add_epi16(la, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(qa, bl), bl), sixteen));
+                    lb = _mm256_add_epi16(lb, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(qb, bl), bl), sixteen));
+                    ha = _mm256_add_epi16(ha, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(qa, bh), bh), sixteen));
+                    hb = _mm256_add_epi16(hb, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(qb, bh), bh), sixteen));
+                }
+                const int16_t *qj = q + 64 * j;
+                __m256i plo = _mm256_add_epi32(madd16(la, qj), madd16(lb, qj + 16));
+                __m256i phi = _mm256_add_epi32(madd16(ha, qj + 32), madd16(hb, qj + 48));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(plo), _mm256_set1_ps(fs[2 * j]), acc);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(phi), _mm256_set1_ps(fs[2 * j + 1]), acc);
+            }
+        }
+        y[r] = hsum8(acc) - hsum8(side);
+    }
+}
+
+void rwkv_gemv_q4_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q45k(w, rb, x, y, nr, nc, 144, 16, 0);
+}
+void rwkv_gemv_q5_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q45k(w, rb, x, y, nr, nc, 176, 48, 16);
+}
+
+/* ---------------------------------------------------------------- Q6_K -- */
+
+void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    const int64_t nsb = nc / 256;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), b32 = _mm256_set1_epi8(32);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * 210;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 192, _MM_HINT_T0);
+            const float d = f16(blk + 208) * x->d[sb];
+            const int8_t *sc = (const int8_t *)(blk + 192);
+            const int16_t *q = x->q + sb * 256;
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = blk + 64 * h;
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+                /* four 32-element planes: (ql[0..31] & 15 | qh bits 0-1), (ql[32..63] & 15 | bits 2-3),
+                 * (ql[0..31] >> 4 | bits 4-5), (ql[32..63] >> 4 | bits 6-7) */
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                __m256i v[4];
+                v[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, three), 4));
+                v[1] = _mm256_or_si256(_mm256_and_si256(l1, low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4));
+                v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4));
+                v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4));
+                for (int k = 0; k < 4; k++) {
+                    __m256i vk = _mm256_sub_epi8(v[k], b32);
+                    __m256i a = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(vk));
+                    __m256i b = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(vk, 1));
+                    const int16_t *qk = q + 128 * h + 32 * k;
+                    const int is = 8 * h + 2 * k;
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(a, qk)), _mm256_set1_ps(d * sc[is]), acc);
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(b, qk + 16)), _mm256_set1_ps(d * sc[is + 1]), acc);
+                }
+            }
+        }
+        y[r] = hsum8(acc);
+    }
+}
+
+/* ---------------------------------------------------------- Q2_K, Q3_K -- */
+
+static inline __attribute__((always_inline)) void gemv_k_unpacked(
+    void (*unpack)(const uint8_t *, int16_t *, float *, float *), size_t bb, const void *w, size_t rb,
+    const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    int16_t wq[256] __attribute__((aligned(32)));
+    float s[8], c[16];
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps();
+        float off = 0.0f;
+        for (int64_t i0 = 0; i0 < nc; i0 += 256, row += bb) {
+            _mm_prefetch((const char *)row + PREFETCH_AHEAD, _MM_HINT_T0);
+            unpack(row, wq, s, c);
+            __m256i isum = _mm256_setzero_si256();
+            for (int k = 0; k < 16; k++)
+                isum = _mm256_add_epi32(isum, madd16(_mm256_load_si256((const __m256i *)(wq + 16 * k)), x->q + i0 + 16 * k));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(s[0] * x->d[i0 / 256]), acc);
+            for (int k = 0; k < 16; k++) off += c[k] * x->sum16[i0 / 16 + k];
+        }
+        y[r] = hsum8(acc) + off;
+    }
+}
+
+void rwkv_gemv_q2_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_k_unpacked(unpack_q2_k, 84, w, rb, x, y, nr, nc);
+}
+void rwkv_gemv_q3_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_k_unpacked(unpack_q3_k, 110, w, rb, x, y, nr, nc);
+}
+#endif
