@@ -217,3 +217,24 @@ void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out) {
     }
     }
 }
+
+int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n_rows,
+                       int64_t n_cols, int n_threads, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    void *buf = NULL;
+    RWKV_CHECK(rwkv_mat_type_supported(type), RWKV_ERR_FORMAT, "no gemv kernel for type %s", rwkv_type_name(type));
+    const int64_t blk = xq_block_for(type);
+    RWKV_CHECK(kernel_for(&rwkv_kernels_scalar, type) || n_cols % blk == 0, RWKV_ERR_FORMAT,
+               "%s rows need a multiple of %lld columns", rwkv_type_name(type), (long long)blk);
+    const size_t xb = align64(rwkv_xq_bytes(n_cols));
+    buf = aligned_alloc(64, xb);
+    RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
+    memset(buf, 0, xb);
+    struct rwkv_xq xq;
+    rwkv_xq_bind(&xq, buf, n_cols);
+    struct rwkv_mat m = {type, w, n_rows, n_cols, row_bytes};
+    rwkv_matmul_vec(&m, x, y, &xq, n_threads);
+fail:
+    free(buf);
+    return rc;
+}

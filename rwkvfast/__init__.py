@@ -18,10 +18,12 @@ except ImportError as e:  # a source checkout whose extension was never built in
         "after `pip install .`)") from e
 
 from rwkvfast.model import Model
+from rwkvfast.quantize import quantize
 from rwkvfast.state import State
 from rwkvfast.tokenizer import StreamDecoder, Tokenizer
 
-__all__ = ["Model", "State", "Tokenizer", "StreamDecoder", "gguf_metadata", "system_info", "__version__"]
+__all__ = ["Model", "State", "Tokenizer", "StreamDecoder", "gguf_metadata", "quantize", "system_info",
+           "__version__"]
 __version__ = "0.1.0"
 
 

@@ -13,6 +13,13 @@
 #include "../rwkvfast.h"
 #include "kernels.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 
@@ -116,4 +123,57 @@ const struct rwkv_kernels *rwkv_kernels_for_level(int level) {
 void rwkv_system_info(char *buf, size_t size) {
     pthread_once(&g_once, init_once);
     snprintf(buf, size, "%s", g_info);
+}
+
+/* Roofline probe: the widest plain loads this CPU has, one contiguous range per thread. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    size_t i = 0;
+    for (; i + 128 <= n; i += 128) {
+        a = _mm256_xor_si256(a, _mm256_loadu_si256((const __m256i *)(p + i)));
+        b = _mm256_xor_si256(b, _mm256_loadu_si256((const __m256i *)(p + i + 32)));
+        c = _mm256_xor_si256(c, _mm256_loadu_si256((const __m256i *)(p + i + 64)));
+        d = _mm256_xor_si256(d, _mm256_loadu_si256((const __m256i *)(p + i + 96)));
+    }
+    a = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    uint64_t out[4];
+    _mm256_storeu_si256((__m256i *)out, a);
+    uint64_t s = out[0] ^ out[1] ^ out[2] ^ out[3];
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+#endif
+
+static uint64_t read_scalar(const uint8_t *p, size_t n) {
+    uint64_t s = 0;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        s ^= v;
+    }
+    return s;
+}
+
+uint64_t rwkv_stream_read(const void *p, size_t size, int n_threads) {
+    uint64_t total = 0;
+    const int avx2 = rwkv_cpu_level() >= RWKV_CPU_AVX2;
+#pragma omp parallel num_threads(n_threads > 0 ? n_threads : 1) reduction(^ : total)
+    {
+#ifdef _OPENMP
+        int nt = omp_get_num_threads(), it = omp_get_thread_num();
+#else
+        int nt = 1, it = 0;
+#endif
+        size_t per = (size / (size_t)nt) & ~(size_t)127;
+        const uint8_t *q = (const uint8_t *)p + per * (size_t)it;
+        size_t n = it == nt - 1 ? size - per * (size_t)it : per;
+#if defined(__x86_64__) && defined(__GNUC__)
+        total ^= avx2 ? read_avx2(q, n) : read_scalar(q, n);
+#else
+        (void)avx2;
+        total ^= read_scalar(q, n);
+#endif
+    }
+    return total;
 }
