@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rwkvfast import quantize
 from rwkvfast.testing import make_model
 
 SHAPE_1B6 = dict(n_layer=24, n_embd=2048, vocab=65536)
@@ -22,9 +23,14 @@ def bench_dir() -> Path:
 
 
 def model_1b6(dtype: str) -> Path:
+    """F32/F16/BF16 are written directly; other types are quantized from the F16 model by
+    our own quantizer (as a user would with rwkvfast-quantize)."""
     path = bench_dir() / f"rwkv6-1b6-shape-{dtype}.gguf"
     if not path.exists():
-        make_model(path, dtype=dtype, seed=0, **SHAPE_1B6)
+        if dtype in ("F32", "F16", "BF16"):
+            make_model(path, dtype=dtype, seed=0, **SHAPE_1B6)
+        else:
+            quantize(model_1b6("F16"), path, dtype)
     return path
 
 

@@ -13,7 +13,7 @@
 #include "error.h"
 #include "ggml_types.h"
 #include "kernels/kernels.h"
-#include "kernels/unpack.h"
+#include "quants.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -22,30 +22,8 @@
 /* Below this many weight bytes a fork/join costs more than it saves. */
 #define PARALLEL_MIN_BYTES (64 * 1024)
 
-static rwkv_gemv_fn kernel_for(const struct rwkv_kernels *k, uint32_t type) {
-    switch (type) {
-    case RWKV_TYPE_F32: return k->gemv_f32;
-    case RWKV_TYPE_F16: return k->gemv_f16;
-    case RWKV_TYPE_BF16: return k->gemv_bf16;
-    default: return NULL;
-    }
-}
-
-static rwkv_gemv_q_fn qkernel_for(const struct rwkv_kernels *k, uint32_t type) {
-    switch (type) {
-    case RWKV_TYPE_Q4_0: return k->gemv_q4_0;
-    case RWKV_TYPE_Q4_1: return k->gemv_q4_1;
-    case RWKV_TYPE_Q5_0: return k->gemv_q5_0;
-    case RWKV_TYPE_Q5_1: return k->gemv_q5_1;
-    case RWKV_TYPE_Q8_0: return k->gemv_q8_0;
-    case RWKV_TYPE_Q2_K: return k->gemv_q2_k;
-    case RWKV_TYPE_Q3_K: return k->gemv_q3_k;
-    case RWKV_TYPE_Q4_K: return k->gemv_q4_k;
-    case RWKV_TYPE_Q5_K: return k->gemv_q5_k;
-    case RWKV_TYPE_Q6_K: return k->gemv_q6_k;
-    default: return NULL;
-    }
-}
+static rwkv_gemv_fn kernel_for(const struct rwkv_kernels *k, uint32_t type) { return rwkv_kernels_gemv_f(k, type); }
+static rwkv_gemv_q_fn qkernel_for(const struct rwkv_kernels *k, uint32_t type) { return rwkv_kernels_gemv_q(k, type); }
 
 int rwkv_mat_type_supported(uint32_t type) {
     return kernel_for(&rwkv_kernels_scalar, type) != NULL || qkernel_for(&rwkv_kernels_scalar, type) != NULL;
@@ -191,35 +169,13 @@ void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out) {
     case RWKV_TYPE_BF16:
         for (int64_t c = 0; c < w->n_cols; c++) out[c] = rwkv_bf16_to_f32(((const uint16_t *)row)[c]);
         return;
-    default: {
-        /* value = s * w + c per block (unpack.h) */
-        void (*unpack)(const uint8_t *, int16_t *, float *, float *) = NULL;
-        switch (w->type) {
-        case RWKV_TYPE_Q4_0: unpack = unpack_q4_0; break;
-        case RWKV_TYPE_Q4_1: unpack = unpack_q4_1; break;
-        case RWKV_TYPE_Q5_0: unpack = unpack_q5_0; break;
-        case RWKV_TYPE_Q5_1: unpack = unpack_q5_1; break;
-        case RWKV_TYPE_Q8_0: unpack = unpack_q8_0; break;
-        case RWKV_TYPE_Q2_K: unpack = unpack_q2_k; break;
-        case RWKV_TYPE_Q3_K: unpack = unpack_q3_k; break;
-        case RWKV_TYPE_Q4_K: unpack = unpack_q4_k; break;
-        case RWKV_TYPE_Q5_K: unpack = unpack_q5_k; break;
-        case RWKV_TYPE_Q6_K: unpack = unpack_q6_k; break;
-        default: break;
-        }
-        const struct rwkv_type_traits *tr = rwkv_type_traits_get(w->type);
-        int16_t q[256];
-        float s[8], c[16];
-        for (int64_t i0 = 0; unpack && i0 < w->n_cols; i0 += tr->block_size) {
-            unpack((const uint8_t *)row + (size_t)(i0 / tr->block_size) * tr->block_bytes, q, s, c);
-            for (uint32_t i = 0; i < tr->block_size; i++) out[i0 + i] = s[i / 32] * (float)q[i] + c[i / 16];
-        }
-    }
+    default: /* ggml's bit-exact dequantization, as llama.cpp's get_rows does */
+        rwkv_dequantize_row(w->type, row, out, w->n_cols);
     }
 }
 
 int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n_rows,
-                       int64_t n_cols, int n_threads, struct rwkv_error *err) {
+                       int64_t n_cols, int64_t n_mats, int n_threads, struct rwkv_error *err) {
     int rc = RWKV_OK;
     void *buf = NULL;
     RWKV_CHECK(rwkv_mat_type_supported(type), RWKV_ERR_FORMAT, "no gemv kernel for type %s", rwkv_type_name(type));
@@ -232,8 +188,11 @@ int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const flo
     memset(buf, 0, xb);
     struct rwkv_xq xq;
     rwkv_xq_bind(&xq, buf, n_cols);
-    struct rwkv_mat m = {type, w, n_rows, n_cols, row_bytes};
-    rwkv_matmul_vec(&m, x, y, &xq, n_threads);
+    for (int64_t i = 0; i < n_mats; i++) {
+        struct rwkv_mat m = {type, (const char *)w + (size_t)i * (size_t)n_rows * row_bytes, n_rows, n_cols,
+                             row_bytes};
+        rwkv_matmul_vec(&m, x, y, &xq, n_threads);
+    }
 fail:
     free(buf);
     return rc;

@@ -88,19 +88,23 @@ def gemv_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const 
     return out
 
 
-def gemv(str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not None, int n_threads=1):
-    """Benchmarks: W @ x with the active kernels and n_threads, as the model runs it."""
+def gemv(str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not None, int n_threads=1,
+         int64_t n_mats=1):
+    """Benchmarks: W @ x with the active kernels and n_threads, as the model runs it; `w`
+    holds n_mats matrices stacked by rows, each multiplied in turn (the last y returned)."""
     cdef rwkv_error err
     cdef int rc
     tid, blk, nbytes = _WTYPES[wtype]
     cdef uint32_t t = tid
-    cdef int64_t rows = w.shape[0], cols = x.shape[0]
+    if n_mats < 1 or w.shape[0] % n_mats:
+        raise ValueError("the rows of w must split into n_mats equal matrices")
+    cdef int64_t rows = w.shape[0] // n_mats, cols = x.shape[0]
     if cols % blk or w.shape[1] != cols // blk * nbytes or rows == 0 or cols == 0:
         raise ValueError(f"w must be (rows, {nbytes} bytes per {blk} of len(x)) for {wtype}")
     out = np.empty(rows, dtype=np.float32)
     cdef float[::1] y = out
     with nogil:
-        rc = rwkv_gemv_threaded(t, &w[0, 0], w.shape[1], &x[0], &y[0], rows, cols, n_threads, &err)
+        rc = rwkv_gemv_threaded(t, &w[0, 0], w.shape[1], &x[0], &y[0], rows, cols, n_mats, n_threads, &err)
     _check(rc, &err)
     return out
 

@@ -45,3 +45,26 @@ def test_stepwise_equals_sequence_quantized(qtype):
         s = m.new_state()
         one = np.stack([m.forward(t, s) for t in ids])
     np.testing.assert_array_equal(one, seq)
+
+
+def _kl(ref: np.ndarray, out: np.ndarray) -> float:
+    def logsoftmax(a):
+        a = a.astype(np.float64)
+        a = a - a.max(1, keepdims=True)
+        return a - np.log(np.exp(a).sum(1, keepdims=True))
+    lp, lq = logsoftmax(ref), logsoftmax(out)
+    return float((np.exp(lp) * (lp - lq)).sum(1).mean())
+
+
+@pytest.mark.parametrize("qtype", TYPES)
+def test_our_quantizer_is_as_good_as_llama_quantize(qtype, tmp_path):
+    """Quantize the F32 fixture ourselves and run it: the logits are as close to the fp32
+    reference as llama.cpp's own run of its own file (within 5%)."""
+    src = fixture_path("tiny/gguf/tiny-F32.gguf")
+    ref = np.load(fixture_path("tiny/ref/rwkv_fp32.npy"))
+    peer = manifest_entry(qtype)["observed"]
+    out_path = rwkvfast.quantize(src, tmp_path / f"{qtype}.gguf", qtype, n_threads=2).output
+    with rwkvfast.Model(out_path) as m:
+        out = m.forward(reference_ids(), m.new_state(), all_logits=True)
+    assert float(np.abs(out - ref).max()) <= 1.05 * peer["max_abs"]
+    assert _kl(ref, out) <= 1.05 * peer["kl_mean"] + 1e-6

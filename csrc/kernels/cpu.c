@@ -75,7 +75,7 @@ static void init_once(void) {
         for (int l = 0; l <= top; l++) {
             const struct rwkv_kernels *t = TABLES[l];
             i = 0;
-#define FILL(name, type)                                  \
+#define FILL(name, wtype)                                        \
     if (t->name) {                                        \
         dst->name = t->name;                              \
         if (top == g_level) slot_level[i] = LEVEL_NAMES[l]; \
@@ -88,7 +88,7 @@ static void init_once(void) {
     int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) |", LEVEL_NAMES[g_level],
                      LEVEL_NAMES[g_supported]);
     i = 0;
-#define INFO(name, type)                                                                     \
+#define INFO(name, wtype)                                                                           \
     if (n >= 0 && (size_t)n < sizeof g_info)                                                 \
         n += snprintf(g_info + n, sizeof g_info - (size_t)n, " %s = %s |", #name, slot_level[i]); \
     i++;

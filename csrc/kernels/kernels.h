@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../ggml_types.h"
+
 /* y[r] = sum_c W[r][c] * x[c] for r in [0, n_rows): W (n_rows, n_cols) @ x (n_cols,) -> y (n_rows,).
  * Row r starts at (const char *)w + r * row_bytes; elements are of the slot's type. */
 typedef void (*rwkv_gemv_fn)(const void *w, size_t row_bytes, const float *x, float *y,
@@ -38,29 +40,53 @@ struct rwkv_xq {
 typedef void (*rwkv_gemv_q_fn)(const void *w, size_t row_bytes, const struct rwkv_xq *x, float *y,
                                int64_t n_rows, int64_t n_cols);
 
-/* X-macro list of the slots: X(name, function type). A SIMD table may leave a
- * slot NULL; the active table then takes the next lower level's kernel. */
-#define RWKV_KERNEL_SLOTS(X)       \
-    X(gemv_f32, rwkv_gemv_fn)      \
-    X(gemv_f16, rwkv_gemv_fn)      \
-    X(gemv_bf16, rwkv_gemv_fn)     \
-    X(gemv_q4_0, rwkv_gemv_q_fn)   \
-    X(gemv_q4_1, rwkv_gemv_q_fn)   \
-    X(gemv_q5_0, rwkv_gemv_q_fn)   \
-    X(gemv_q5_1, rwkv_gemv_q_fn)   \
-    X(gemv_q8_0, rwkv_gemv_q_fn)   \
-    X(gemv_q2_k, rwkv_gemv_q_fn)   \
-    X(gemv_q3_k, rwkv_gemv_q_fn)   \
-    X(gemv_q4_k, rwkv_gemv_q_fn)   \
-    X(gemv_q5_k, rwkv_gemv_q_fn)   \
-    X(gemv_q6_k, rwkv_gemv_q_fn)
+/* X-macro lists of the GEMV slots, X(slot name, weight type): float-activation
+ * kernels (rwkv_gemv_fn) and quantized-activation kernels (rwkv_gemv_q_fn). A SIMD
+ * table may leave a slot NULL; the active table then takes the next lower level's
+ * kernel. Supporting a new weight type is one row here, one traits row
+ * (ggml_types.c), one unpack function (unpack.h) and its scalar twin (dot_scalar.c). */
+#define RWKV_FLOAT_SLOTS(X)           \
+    X(gemv_f32, RWKV_TYPE_F32)        \
+    X(gemv_f16, RWKV_TYPE_F16)        \
+    X(gemv_bf16, RWKV_TYPE_BF16)
+#define RWKV_QUANT_SLOTS(X)           \
+    X(gemv_q4_0, RWKV_TYPE_Q4_0)      \
+    X(gemv_q4_1, RWKV_TYPE_Q4_1)      \
+    X(gemv_q5_0, RWKV_TYPE_Q5_0)      \
+    X(gemv_q5_1, RWKV_TYPE_Q5_1)      \
+    X(gemv_q8_0, RWKV_TYPE_Q8_0)      \
+    X(gemv_q2_k, RWKV_TYPE_Q2_K)      \
+    X(gemv_q3_k, RWKV_TYPE_Q3_K)      \
+    X(gemv_q4_k, RWKV_TYPE_Q4_K)      \
+    X(gemv_q5_k, RWKV_TYPE_Q5_K)      \
+    X(gemv_q6_k, RWKV_TYPE_Q6_K)
+#define RWKV_KERNEL_SLOTS(X) RWKV_FLOAT_SLOTS(X) RWKV_QUANT_SLOTS(X)
 
 struct rwkv_kernels {
     const char *level; /* "scalar", "avx2", "avx512" */
-#define RWKV_SLOT_FIELD(name, type) type name;
-    RWKV_KERNEL_SLOTS(RWKV_SLOT_FIELD)
-#undef RWKV_SLOT_FIELD
+#define RWKV_SLOT_F(name, wtype) rwkv_gemv_fn name;
+#define RWKV_SLOT_Q(name, wtype) rwkv_gemv_q_fn name;
+    RWKV_FLOAT_SLOTS(RWKV_SLOT_F)
+    RWKV_QUANT_SLOTS(RWKV_SLOT_Q)
+#undef RWKV_SLOT_F
+#undef RWKV_SLOT_Q
 };
+
+/* The kernel of weight type `type` in table k, or NULL. */
+static inline rwkv_gemv_fn rwkv_kernels_gemv_f(const struct rwkv_kernels *k, uint32_t type) {
+#define RWKV_PICK(name, wtype) \
+    if (type == (wtype)) return k->name;
+    RWKV_FLOAT_SLOTS(RWKV_PICK)
+#undef RWKV_PICK
+    return NULL;
+}
+static inline rwkv_gemv_q_fn rwkv_kernels_gemv_q(const struct rwkv_kernels *k, uint32_t type) {
+#define RWKV_PICK(name, wtype) \
+    if (type == (wtype)) return k->name;
+    RWKV_QUANT_SLOTS(RWKV_PICK)
+#undef RWKV_PICK
+    return NULL;
+}
 
 extern const struct rwkv_kernels rwkv_kernels_scalar;
 extern const struct rwkv_kernels rwkv_kernels_avx2;
