@@ -48,6 +48,10 @@ struct rwkv_type_traits {
     const char *name;     /* NULL: not a type we know */
     uint32_t block_size;  /* elements per block */
     uint32_t block_bytes; /* bytes per block */
+    /* reference codecs over n_blocks blocks (quants.c, quants_k.c); NULL when a type is
+     * only known by size. The GEMV kernels of a type are slots in kernels/kernels.h. */
+    void (*to_float)(const uint8_t *src, float *dst, int64_t n_blocks);
+    void (*from_float)(const float *src, uint8_t *dst, int64_t n_blocks);
 };
 
 /* Traits of type id `t`, or NULL when `t` is not a known ggml type. */
