@@ -45,6 +45,10 @@ cdef object _str(rwkv_str s):
         return b
 
 
+# ----------------------------------------------------------- quant types --
+include "_quants.pxi"
+
+
 # ------------------------------------------------------------------- cpu --
 
 def cpu_level():
@@ -63,11 +67,11 @@ def system_info():
 
 
 _LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2}
-# (type id, elements per block, bytes per block) of the weight types with GEMV kernels
-_WTYPES = {"F32": (0, 1, 4), "F16": (1, 1, 2), "BF16": (30, 1, 2), "Q4_0": (2, 32, 18),
-           "Q4_1": (3, 32, 20), "Q5_0": (6, 32, 22), "Q5_1": (7, 32, 24), "Q8_0": (8, 32, 34),
-           "Q2_K": (10, 256, 84), "Q3_K": (11, 256, 110), "Q4_K": (12, 256, 144),
-           "Q5_K": (13, 256, 176), "Q6_K": (14, 256, 210)}
+def _wtype(str name):
+    """(type id, elements per block, bytes per block) from the C traits table."""
+    cdef uint32_t t
+    cdef const rwkv_type_traits *tr = _quant_traits(name, &t)
+    return t, tr.block_size, tr.block_bytes
 
 
 def gemv_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not None):
@@ -75,7 +79,7 @@ def gemv_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const 
     cdef rwkv_error err
     cdef int rc
     cdef int lv = _LEVELS[level]
-    tid, blk, nbytes = _WTYPES[wtype]
+    tid, blk, nbytes = _wtype(wtype)
     cdef uint32_t t = tid
     cdef int64_t rows = w.shape[0], cols = x.shape[0]
     if cols % blk or w.shape[1] != cols // blk * nbytes or rows == 0 or cols == 0:
@@ -94,7 +98,7 @@ def gemv(str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not Non
     holds n_mats matrices stacked by rows, each multiplied in turn (the last y returned)."""
     cdef rwkv_error err
     cdef int rc
-    tid, blk, nbytes = _WTYPES[wtype]
+    tid, blk, nbytes = _wtype(wtype)
     cdef uint32_t t = tid
     if n_mats < 1 or w.shape[0] % n_mats:
         raise ValueError("the rows of w must split into n_mats equal matrices")
@@ -449,7 +453,3 @@ cdef class _Model:
             self.active -= 1
         _check(rc, &err)
         return out
-
-
-# ----------------------------------------------------------- quant types --
-include "_quants.pxi"
