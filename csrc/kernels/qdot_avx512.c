@@ -214,35 +214,86 @@ void rwkv_gemv_q5_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
 
 /* ---------------------------------------------------------- Q2_K, Q3_K -- */
 
-/* Not yet specialised: unpack.h into a buffer, then vector integer dots. */
-static inline __attribute__((always_inline)) void gemv_k_unpacked(
-    void (*unpack)(const uint8_t *, int16_t *, float *, float *), size_t bb, const void *w, size_t rb,
-    const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    int16_t wq[256] __attribute__((aligned(64)));
-    float s[8], c[16];
+/* Both store 2 low bits per element in four bit-planes of 32 bytes per 128 elements:
+ * element 128n + 32j + l is bits 2j..2j+1 of qs[32n + l]. Widened to int16 once per
+ * 128 elements, each plane is a shift and a mask; the 16 sub-blocks of 16 elements
+ * have their own scales, applied in f32 by a permute (lanes 0..7 and 8..15 of each
+ * vpmaddwd result are two sub-blocks). */
+static inline __m512 pair_scale(__m512 f, int is) {
+    const __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(_mm512_add_epi32(sel, _mm512_set1_epi32(is)), f);
+}
+
+/* Q2_K, 84 bytes: scales[16] (low 4 bits scale, high 4 bits min) | qs[64] | f16 d | f16 dmin. */
+void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    const int64_t nsb = nc / 256;
+    const __m512i three = _mm512_set1_epi16(3);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc = _mm512_setzero_ps();
-        float off = 0.0f;
-        for (int64_t i0 = 0; i0 < nc; i0 += 256, row += bb) {
-            _mm_prefetch((const char *)row + PREFETCH_AHEAD, _MM_HINT_T0);
-            unpack(row, wq, s, c);
-            __m512i isum = _mm512_setzero_si512();
-            for (int k = 0; k < 8; k++)
-                isum = _mm512_add_epi32(isum, _mm512_madd_epi16(_mm512_load_si512(wq + 32 * k),
-                                                                _mm512_loadu_si512(x->q + i0 + 32 * k)));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(s[0] * x->d[i0 / 256]), acc);
-            for (int k = 0; k < 16; k++) off += c[k] * x->sum16[i0 / 16 + k];
+        __m512 acc = _mm512_setzero_ps(), side = _mm512_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * 84;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)blk));
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15))),
+                                     _mm512_set1_ps(rd_f16(blk + 80) * x->d[sb]));
+            __m512 mins = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(rd_f16(blk + 82)));
+            side = _mm512_fmadd_ps(mins, _mm512_loadu_ps(x->sum16 + sb * 16), side);
+            const int16_t *q = x->q + sb * 256;
+            for (int n = 0; n < 2; n++) {
+                __m512i bits = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * n)));
+                for (int j = 0; j < 4; j++) {
+                    __m512i v = _mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), three);
+                    __m512i p = _mm512_madd_epi16(v, _mm512_loadu_si512(q + 128 * n + 32 * j));
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f, 8 * n + 2 * j), acc);
+                }
+            }
         }
-        y[r] = _mm512_reduce_add_ps(acc) + off;
+        y[r] = _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(side);
     }
 }
 
-void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_k_unpacked(unpack_q2_k, 84, w, rb, x, y, nr, nc);
+/* The 16 six-bit Q3_K scales (minus their bias of 32) from 12 bytes, word-wide. */
+static inline __m512 q3_k_scales_f32(const uint8_t *p) {
+    uint32_t a[4], u[3];
+    memcpy(u, p, 12);
+    a[0] = (u[0] & 0x0f0f0f0fu) | ((u[2] & 0x03030303u) << 4);
+    a[1] = (u[1] & 0x0f0f0f0fu) | (((u[2] >> 2) & 0x03030303u) << 4);
+    a[2] = ((u[0] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 4) & 0x03030303u) << 4);
+    a[3] = ((u[1] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 6) & 0x03030303u) << 4);
+    __m512i s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)a));
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(s, _mm512_set1_epi32(32)));
 }
+
+/* Q3_K, 110 bytes: hmask[32] (bit 4n+j of byte l: the 3rd bit of element 128n+32j+l; clear
+ * means minus 4) | qs[64] | scales[12] | f16 d. */
 void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_k_unpacked(unpack_q3_k, 110, w, rb, x, y, nr, nc);
+    const int64_t nsb = nc / 256;
+    const __m512i three = _mm512_set1_epi16(3), four = _mm512_set1_epi16(4);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * 110;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            __m512 f = _mm512_mul_ps(q3_k_scales_f32(blk + 96), _mm512_set1_ps(rd_f16(blk + 108) * x->d[sb]));
+            __m512i hm = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)blk));
+            const int16_t *q = x->q + sb * 256;
+            for (int n = 0; n < 2; n++) {
+                __m512i bits = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * n)));
+                for (int j = 0; j < 4; j++) {
+                    __m512i v = _mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), three);
+                    __mmask32 clear = _mm512_testn_epi16_mask(hm, _mm512_set1_epi16((short)(1 << (4 * n + j))));
+                    v = _mm512_mask_sub_epi16(v, clear, v, four);
+                    __m512i p = _mm512_madd_epi16(v, _mm512_loadu_si512(q + 128 * n + 32 * j));
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f, 8 * n + 2 * j), acc);
+                }
+            }
+        }
+        y[r] = _mm512_reduce_add_ps(acc);
+    }
 }
 
 /* ---------------------------------------------------------------- Q6_K -- */
