@@ -221,32 +221,83 @@ void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
 
 /* ---------------------------------------------------------- Q2_K, Q3_K -- */
 
-static inline __attribute__((always_inline)) void gemv_k_unpacked(
-    void (*unpack)(const uint8_t *, int16_t *, float *, float *), size_t bb, const void *w, size_t rb,
-    const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    int16_t wq[256] __attribute__((aligned(32)));
-    float s[8], c[16];
+/* Element 128n + 32j + l is bits 2j..2j+1 of qs[32n + l]; a ymm of 16 int16 lanes is
+ * exactly one 16-element sub-block, so each vpmaddwd gets one broadcast scale. */
+
+/* Q2_K, 84 bytes: scales[16] (low 4 bits scale, high 4 bits min) | qs[64] | f16 d | f16 dmin. */
+void rwkv_gemv_q2_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    const int64_t nsb = nc / 256;
+    const __m256i three = _mm256_set1_epi16(3);
+    float f[16];
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
         __m256 acc = _mm256_setzero_ps();
-        float off = 0.0f;
-        for (int64_t i0 = 0; i0 < nc; i0 += 256, row += bb) {
-            _mm_prefetch((const char *)row + PREFETCH_AHEAD, _MM_HINT_T0);
-            unpack(row, wq, s, c);
-            __m256i isum = _mm256_setzero_si256();
-            for (int k = 0; k < 16; k++)
-                isum = _mm256_add_epi32(isum, madd16(_mm256_load_si256((const __m256i *)(wq + 16 * k)), x->q + i0 + 16 * k));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(s[0] * x->d[i0 / 256]), acc);
-            for (int k = 0; k < 16; k++) off += c[k] * x->sum16[i0 / 16 + k];
+        float side = 0.0f;
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * 84;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            const float d = f16(blk + 80) * x->d[sb], dmin = f16(blk + 82);
+            for (int i = 0; i < 16; i++) {
+                f[i] = d * (float)(blk[i] & 15);
+                side += dmin * (float)(blk[i] >> 4) * x->sum16[sb * 16 + i];
+            }
+            const int16_t *q = x->q + sb * 256;
+            for (int n = 0; n < 2; n++) {
+                const uint8_t *qs = blk + 16 + 32 * n;
+                __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
+                __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16)));
+                for (int j = 0; j < 4; j++) {
+                    const int is = 8 * n + 2 * j;
+                    const int16_t *qj = q + 128 * n + 32 * j;
+                    __m256i v0 = _mm256_and_si256(_mm256_srli_epi16(b0, 2 * j), three);
+                    __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(b1, 2 * j), three);
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[is]), acc);
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)), _mm256_set1_ps(f[is + 1]), acc);
+                }
+            }
         }
-        y[r] = hsum8(acc) + off;
+        y[r] = hsum8(acc) - side;
     }
 }
 
-void rwkv_gemv_q2_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_k_unpacked(unpack_q2_k, 84, w, rb, x, y, nr, nc);
-}
+/* Q3_K, 110 bytes: hmask[32] (bit 4n+j of byte l clear: minus 4) | qs[64] | scales[12] | f16 d. */
 void rwkv_gemv_q3_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_k_unpacked(unpack_q3_k, 110, w, rb, x, y, nr, nc);
+    const int64_t nsb = nc / 256;
+    const __m256i three = _mm256_set1_epi16(3), four = _mm256_set1_epi16(4), zero = _mm256_setzero_si256();
+    float f[16];
+    int sc[16];
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * 110;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            const float d = f16(blk + 108) * x->d[sb];
+            q3_k_scales(blk + 96, sc);
+            for (int i = 0; i < 16; i++) f[i] = d * (float)sc[i];
+            __m256i h0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)blk));
+            __m256i h1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16)));
+            const int16_t *q = x->q + sb * 256;
+            for (int n = 0; n < 2; n++) {
+                const uint8_t *qs = blk + 32 + 32 * n;
+                __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
+                __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16)));
+                for (int j = 0; j < 4; j++) {
+                    const __m256i bit = _mm256_set1_epi16((short)(1 << (4 * n + j)));
+                    const int is = 8 * n + 2 * j;
+                    const int16_t *qj = q + 128 * n + 32 * j;
+                    __m256i v0 = _mm256_and_si256(_mm256_srli_epi16(b0, 2 * j), three);
+                    __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(b1, 2 * j), three);
+                    v0 = _mm256_sub_epi16(v0, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h0, bit), zero), four));
+                    v1 = _mm256_sub_epi16(v1, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h1, bit), zero), four));
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[is]), acc);
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)), _mm256_set1_ps(f[is + 1]), acc);
+                }
+            }
+        }
+        y[r] = hsum8(acc);
+    }
 }
 #endif
