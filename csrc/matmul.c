@@ -59,17 +59,31 @@ void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
     xq->block = 32;
 }
 
-/* x_i ~= d_b * q_i with d_b = max|x| / 16383 over each block of `block` elements. */
+/* Round to nearest even without a libm call: adding 1.5 * 2^23 leaves the integer in
+ * the low mantissa bits (exact for |v| < 2^22; here |v| <= 16383). */
+static inline int16_t round_i16(float v) {
+    float t = v + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &t, sizeof i);
+    return (int16_t)((i & 0x007fffff) - 0x00400000);
+}
+
+/* x_i ~= d_b * q_i with d_b = max|x| / 16383 over each block of `block` elements.
+ * This runs on one thread before every quantized GEMV, so it is kept vectorisable. */
 static void xq_quantize(const float *x, int64_t n, int64_t block, struct rwkv_xq *xq) {
     xq->n = n;
     xq->block = block;
     for (int64_t b = 0; b < n / block; b++) {
         const float *xb = x + b * block;
         float amax = 0.0f;
-        for (int64_t i = 0; i < block; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        for (int64_t i = 0; i < block; i++) {
+            const float a = fabsf(xb[i]);
+            amax = a > amax ? a : amax;
+        }
         const float inv = amax > 0.0f ? (float)RWKV_XQ_MAX / amax : 0.0f;
         xq->d[b] = amax / (float)RWKV_XQ_MAX;
-        for (int64_t i = 0; i < block; i++) xq->q[b * block + i] = (int16_t)lrintf(xb[i] * inv);
+        int16_t *q = xq->q + b * block;
+        for (int64_t i = 0; i < block; i++) q[i] = round_i16(xb[i] * inv);
     }
     for (int64_t g = 0; g < n / 16; g++) {
         float s = 0.0f;

@@ -45,17 +45,28 @@ void rwkv_gemv_q8_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
     const int64_t nb = nc / 32;
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *blk = row + b * 34;
-            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
-            const int16_t *q = x->q + b * 32;
-            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));
-            __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));
-            __m256i p = _mm256_add_epi32(madd16(w0, q), madd16(w1, q + 16));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(blk) * x->d[b]), acc);
+        /* several accumulators: one FMA chain would be bound by FMA latency */
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+#define Q8_0_BLOCK(b, a)                                                                              \
+    do {                                                                                              \
+        const uint8_t *blk = row + (b) * 34;                                                          \
+        _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);                                \
+        const int16_t *q = x->q + (b) * 32;                                                           \
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));               \
+        __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));              \
+        __m256i p = _mm256_add_epi32(madd16(w0, q), madd16(w1, q + 16));                              \
+        acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(blk) * x->d[b]), acc[a]); \
+    } while (0)
+        int64_t b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            Q8_0_BLOCK(b, 0);
+            Q8_0_BLOCK(b + 1, 1);
+            Q8_0_BLOCK(b + 2, 2);
+            Q8_0_BLOCK(b + 3, 3);
         }
-        y[r] = hsum8(acc);
+        for (; b < nb; b++) Q8_0_BLOCK(b, 0);
+#undef Q8_0_BLOCK
+        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     }
 }
 
@@ -70,9 +81,10 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
     const __m256i low4 = _mm256_set1_epi16(0x0f);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps();
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
         float side = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
+            const int ai = (int)(b & 1);
             const uint8_t *blk = row + b * BB;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             const int16_t *q = x->q + b * 32;
@@ -86,10 +98,11 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
             }
             __m256i p = _mm256_add_epi32(madd16(lo, q), madd16(hi, q + 16));
             const float f = f16(blk) * x->d[b];
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc);
+            if (ai) acc[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[1]);
+            else acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[0]);
             side += HAS_M ? f16(blk + 2) * x->sum32[b] : f * (float)x->qsum[b];
         }
-        y[r] = hsum8(acc) + (HAS_M ? side : -(float)BIAS * side);
+        y[r] = hsum8(_mm256_add_ps(acc[0], acc[1])) + (HAS_M ? side : -(float)BIAS * side);
     }
 }
 
@@ -125,7 +138,8 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
     float fs[8] __attribute__((aligned(32)));
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps(), side = _mm256_setzero_ps();
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256 side = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * BB;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
@@ -158,11 +172,12 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
                 const int16_t *qj = q + 64 * j;
                 __m256i plo = _mm256_add_epi32(madd16(la, qj), madd16(lb, qj + 16));
                 __m256i phi = _mm256_add_epi32(madd16(ha, qj + 32), madd16(hb, qj + 48));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(plo), _mm256_set1_ps(fs[2 * j]), acc);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(phi), _mm256_set1_ps(fs[2 * j + 1]), acc);
+                acc[(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(plo), _mm256_set1_ps(fs[2 * j]), acc[(2 * j) & 3]);
+                acc[(2 * j + 1) & 3] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(phi), _mm256_set1_ps(fs[2 * j + 1]), acc[(2 * j + 1) & 3]);
             }
         }
-        y[r] = hsum8(acc) - hsum8(side);
+        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) - hsum8(side);
     }
 }
 
@@ -180,7 +195,7 @@ void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
     const __m256i low4 = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), b32 = _mm256_set1_epi8(32);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps();
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 210;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
@@ -210,12 +225,14 @@ void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
                     __m256i b = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(vk, 1));
                     const int16_t *qk = q + 128 * h + 32 * k;
                     const int is = 8 * h + 2 * k;
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(a, qk)), _mm256_set1_ps(d * sc[is]), acc);
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(b, qk + 16)), _mm256_set1_ps(d * sc[is + 1]), acc);
+                    acc[(2 * k) & 3] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(a, qk)), _mm256_set1_ps(d * sc[is]), acc[(2 * k) & 3]);
+                    acc[(2 * k + 1) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(b, qk + 16)),
+                                                           _mm256_set1_ps(d * sc[is + 1]), acc[(2 * k + 1) & 3]);
                 }
             }
         }
-        y[r] = hsum8(acc);
+        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     }
 }
 
@@ -231,7 +248,7 @@ void rwkv_gemv_q2_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
     float f[16];
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps();
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         float side = 0.0f;
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 84;
@@ -252,12 +269,13 @@ void rwkv_gemv_q2_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
                     const int16_t *qj = q + 128 * n + 32 * j;
                     __m256i v0 = _mm256_and_si256(_mm256_srli_epi16(b0, 2 * j), three);
                     __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(b1, 2 * j), three);
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[is]), acc);
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)), _mm256_set1_ps(f[is + 1]), acc);
+                    acc[(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[is]), acc[(2 * j) & 3]);
+                    acc[(2 * j + 1) & 3] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)), _mm256_set1_ps(f[is + 1]), acc[(2 * j + 1) & 3]);
                 }
             }
         }
-        y[r] = hsum8(acc) - side;
+        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) - side;
     }
 }
 
@@ -269,7 +287,7 @@ void rwkv_gemv_q3_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
     int sc[16];
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps();
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 110;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
@@ -292,12 +310,13 @@ void rwkv_gemv_q3_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
                     __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(b1, 2 * j), three);
                     v0 = _mm256_sub_epi16(v0, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h0, bit), zero), four));
                     v1 = _mm256_sub_epi16(v1, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h1, bit), zero), four));
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[is]), acc);
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)), _mm256_set1_ps(f[is + 1]), acc);
+                    acc[(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[is]), acc[(2 * j) & 3]);
+                    acc[(2 * j + 1) & 3] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)), _mm256_set1_ps(f[is + 1]), acc[(2 * j + 1) & 3]);
                 }
             }
         }
-        y[r] = hsum8(acc);
+        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     }
 }
 #endif

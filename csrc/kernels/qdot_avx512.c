@@ -15,6 +15,14 @@
 
 #define PREFETCH_AHEAD 1024 /* bytes: rows are streamed sequentially */
 
+/* One f16 field, inline (F16C): unpack.h's rd_f16 calls the portable decoder, and a
+ * call in the loop would spill every vector register. */
+static inline float f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
 static inline __m512 f16x16_to_f32(__m512i lanes32) {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(lanes32));
 }
@@ -43,7 +51,8 @@ void rwkv_gemv_q8_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
     float f[16] __attribute__((aligned(64)));
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc = _mm512_setzero_ps();
+        /* four accumulators: one FMA chain would be bound by FMA latency, not bandwidth */
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
         for (int64_t b0 = 0; b0 < nb; b0 += 16) {
             const int64_t n = nb - b0 < 16 ? nb - b0 : 16;
             const __mmask16 m = (__mmask16)((1u << n) - 1u);
@@ -51,15 +60,25 @@ void rwkv_gemv_q8_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
             __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, base, 1);
             __m512 dv = f16x16_to_f32(_mm512_and_si512(g, _mm512_set1_epi32(0xffff)));
             _mm512_store_ps(f, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, x->d + b0)));
-            for (int64_t b = 0; b < n; b++) {
-                const uint8_t *blk = base + b * 34;
-                _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
-                __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 2)));
-                __m512i p = _mm512_madd_epi16(wv, _mm512_loadu_si512(x->q + (b0 + b) * 32));
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(f[b]), acc);
+#define Q8_0_BLOCK(b, a)                                                                              \
+    do {                                                                                              \
+        const uint8_t *blk = base + (b) * 34;                                                         \
+        _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);                                \
+        __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 2)));            \
+        __m512i p = _mm512_madd_epi16(wv, _mm512_loadu_si512(x->q + (b0 + (b)) * 32));                \
+        acc[a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(f[b]), acc[a]);                \
+    } while (0)
+            int64_t b = 0;
+            for (; b + 4 <= n; b += 4) {
+                Q8_0_BLOCK(b, 0);
+                Q8_0_BLOCK(b + 1, 1);
+                Q8_0_BLOCK(b + 2, 2);
+                Q8_0_BLOCK(b + 3, 3);
             }
+            for (; b < n; b++) Q8_0_BLOCK(b, 0);
+#undef Q8_0_BLOCK
         }
-        y[r] = _mm512_reduce_add_ps(acc);
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
     }
 }
 
@@ -83,7 +102,7 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
     const __m512i low4 = _mm512_set1_epi16(0x0f), sixteen = _mm512_set1_epi16(16);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc = _mm512_setzero_ps(), side = _mm512_setzero_ps();
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, side = _mm512_setzero_ps();
         for (int64_t b0 = 0; b0 < 2 * npairs; b0 += 16) {
             const int64_t n = 2 * npairs - b0 < 16 ? 2 * npairs - b0 : 16;
             const __mmask16 m = (__mmask16)((1u << n) - 1u);
@@ -98,6 +117,7 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
                 side = _mm512_fmadd_ps(f, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, x->qsum + b0)), side);
             }
             for (int64_t k = 0; k < n / 2; k++) {
+                const int ai = (int)(k & 1);
                 const uint8_t *a = base + 2 * k * BB, *bb = a + BB;
                 _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
                 __m256i packed = _mm256_inserti128_si256(
@@ -118,10 +138,11 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
                                              _mm512_madd_epi16(hi, _mm512_loadu_si512(qp + 32)));
                 __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
                 __m512 fk = _mm512_permutexvar_ps(_mm512_add_epi32(sel, _mm512_set1_epi32((int)(2 * k))), f);
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc);
+                if (ai) acc[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc[1]);
+                else acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc[0]);
             }
         }
-        float out = _mm512_reduce_add_ps(acc) + (HAS_M ? 1.0f : -(float)BIAS) * _mm512_reduce_add_ps(side);
+        float out = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + (HAS_M ? 1.0f : -(float)BIAS) * _mm512_reduce_add_ps(side);
         if (nb & 1) out += block_generic(unpack, 32, row + (nb - 1) * BB, x, (nb - 1) * 32);
         y[r] = out;
     }
@@ -164,7 +185,7 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
     float fs[8] __attribute__((aligned(32)));
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc = _mm512_setzero_ps();
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
         __m256 side = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * BB;
@@ -173,7 +194,7 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             uint32_t scm[4];
             k4_scales(blk + 4, scm);
-            const float d = rd_f16(blk) * x->d[sb], dmin = rd_f16(blk + 2);
+            const float d = f16(blk) * x->d[sb], dmin = f16(blk + 2);
             __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
             __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
             __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
@@ -194,14 +215,16 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
                 }
                 __m512i plo = _mm512_madd_epi16(lo, _mm512_loadu_si512(q + 64 * j));
                 __m512i phi = _mm512_madd_epi16(hi, _mm512_loadu_si512(q + 64 * j + 32));
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(plo), _mm512_set1_ps(fs[2 * j]), acc);
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(phi), _mm512_set1_ps(fs[2 * j + 1]), acc);
+                acc[(2 * j) & 3] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(plo), _mm512_set1_ps(fs[2 * j]), acc[(2 * j) & 3]);
+                acc[(2 * j + 1) & 3] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(phi), _mm512_set1_ps(fs[2 * j + 1]), acc[(2 * j + 1) & 3]);
             }
         }
         __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(side), _mm256_extractf128_ps(side, 1));
         s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
         s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-        y[r] = _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(s4);
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) -
+               _mm_cvtss_f32(s4);
     }
 }
 
@@ -230,15 +253,16 @@ void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
     const __m512i three = _mm512_set1_epi16(3);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc = _mm512_setzero_ps(), side = _mm512_setzero_ps();
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m512 side = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 84;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)blk));
             __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15))),
-                                     _mm512_set1_ps(rd_f16(blk + 80) * x->d[sb]));
-            __m512 mins = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(rd_f16(blk + 82)));
+                                     _mm512_set1_ps(f16(blk + 80) * x->d[sb]));
+            __m512 mins = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(f16(blk + 82)));
             side = _mm512_fmadd_ps(mins, _mm512_loadu_ps(x->sum16 + sb * 16), side);
             const int16_t *q = x->q + sb * 256;
             for (int n = 0; n < 2; n++) {
@@ -246,11 +270,12 @@ void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
                 for (int j = 0; j < 4; j++) {
                     __m512i v = _mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), three);
                     __m512i p = _mm512_madd_epi16(v, _mm512_loadu_si512(q + 128 * n + 32 * j));
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f, 8 * n + 2 * j), acc);
+                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f, 8 * n + 2 * j), acc[j]);
                 }
             }
         }
-        y[r] = _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(side);
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) -
+               _mm512_reduce_add_ps(side);
     }
 }
 
@@ -273,12 +298,12 @@ void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
     const __m512i three = _mm512_set1_epi16(3), four = _mm512_set1_epi16(4);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc = _mm512_setzero_ps();
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 110;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            __m512 f = _mm512_mul_ps(q3_k_scales_f32(blk + 96), _mm512_set1_ps(rd_f16(blk + 108) * x->d[sb]));
+            __m512 f = _mm512_mul_ps(q3_k_scales_f32(blk + 96), _mm512_set1_ps(f16(blk + 108) * x->d[sb]));
             __m512i hm = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)blk));
             const int16_t *q = x->q + sb * 256;
             for (int n = 0; n < 2; n++) {
@@ -288,11 +313,11 @@ void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
                     __mmask32 clear = _mm512_testn_epi16_mask(hm, _mm512_set1_epi16((short)(1 << (4 * n + j))));
                     v = _mm512_mask_sub_epi16(v, clear, v, four);
                     __m512i p = _mm512_madd_epi16(v, _mm512_loadu_si512(q + 128 * n + 32 * j));
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f, 8 * n + 2 * j), acc);
+                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f, 8 * n + 2 * j), acc[j]);
                 }
             }
         }
-        y[r] = _mm512_reduce_add_ps(acc);
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
     }
 }
 
@@ -308,14 +333,14 @@ void rwkv_gemv_q6_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
     const __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc = _mm512_setzero_ps();
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 210;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 192, _MM_HINT_T0);
-            const float d = rd_f16(blk + 208) * x->d[sb];
+            const float d = f16(blk + 208) * x->d[sb];
             __m512 f = _mm512_mul_ps(
                 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192)))),
                 _mm512_set1_ps(d));
@@ -336,11 +361,11 @@ void rwkv_gemv_q6_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
                 for (int k = 0; k < 4; k++) {
                     __m512i p = _mm512_madd_epi16(parts[k], _mm512_loadu_si512(q + 128 * h + 32 * k));
                     __m512 fk = _mm512_permutexvar_ps(_mm512_add_epi32(sel, _mm512_set1_epi32(8 * h + 2 * k)), f);
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc);
+                    acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc[k]);
                 }
             }
         }
-        y[r] = _mm512_reduce_add_ps(acc);
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
     }
 }
 #endif
