@@ -142,6 +142,33 @@ void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, struct 
     }
 }
 
+void rwkv_matmul_vec_n(int n, const struct rwkv_mat *const *w, const float *const *x, float *const *y,
+                       struct rwkv_xq *xq, int n_threads) {
+    const struct rwkv_kernels *k = rwkv_kernels_active();
+#pragma omp parallel num_threads(n_threads)
+    {
+#ifdef _OPENMP
+        int nt = omp_get_num_threads(), it = omp_get_thread_num();
+#else
+        int nt = 1, it = 0;
+#endif
+#pragma omp for schedule(static)
+        for (int i = 0; i < n; i++)
+            if (qkernel_for(k, w[i]->type)) xq_quantize(x[i], w[i]->n_cols, xq_block_for(w[i]->type), &xq[i]);
+        for (int i = 0; i < n; i++) {
+            const struct rwkv_mat *m = w[i];
+            int64_t per = (m->n_rows + nt - 1) / nt;
+            per = (per + 3) & ~(int64_t)3;
+            int64_t r0 = per * it, r1 = r0 + per < m->n_rows ? r0 + per : m->n_rows;
+            if (r0 >= r1) continue;
+            const char *w0 = (const char *)m->data + (size_t)r0 * m->row_bytes;
+            rwkv_gemv_fn fn = kernel_for(k, m->type);
+            if (fn) fn(w0, m->row_bytes, x[i], y[i] + r0, r1 - r0, m->n_cols);
+            else qkernel_for(k, m->type)(w0, m->row_bytes, &xq[i], y[i] + r0, r1 - r0, m->n_cols);
+        }
+    }
+}
+
 int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, struct rwkv_error *err) {
     int rc = RWKV_OK;

@@ -29,6 +29,12 @@ void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max);
 void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, struct rwkv_xq *scratch,
                      int n_threads);
 
+/* n independent products W_i @ x_i -> y_i in one parallel region (one fork/join
+ * instead of n): inputs are quantized in parallel into xq[i], then each thread
+ * takes its share of the rows of every matrix. */
+void rwkv_matmul_vec_n(int n, const struct rwkv_mat *const *w, const float *const *x, float *const *y,
+                       struct rwkv_xq *xq, int n_threads);
+
 /* Row r of W converted to f32 (for the embedding lookup). */
 void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out);
 

@@ -24,6 +24,7 @@
 struct work {
     float *x, *xa, *sx, *xxx, *lora, *mix, *xm, *r, *k, *v, *g, *w, *y, *dd, *fk, *tmp;
     struct rwkv_xq xq; /* activations quantized for integer kernels (quantized weights) */
+    struct rwkv_xq xqn[N_MIX]; /* one per input of a rwkv_matmul_vec_n group */
 };
 
 static float *work_alloc(const struct rwkv_model_info *hp, struct work *s) {
@@ -39,14 +40,16 @@ static float *work_alloc(const struct rwkv_model_info *hp, struct work *s) {
     if ((int64_t)D > widest) widest = (int64_t)D;
     if ((int64_t)Dd > widest) widest = (int64_t)Dd;
     size_t xq_bytes = (rwkv_xq_bytes(widest) + 63) & ~(size_t)63;
-    float *buf = aligned_alloc(64, total * sizeof(float) + xq_bytes);
+    float *buf = aligned_alloc(64, total * sizeof(float) + (1 + N_MIX) * xq_bytes);
     if (!buf) return NULL;
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         *slots[i] = buf + off;
         off += (sizes[i] + 15) & ~(size_t)15;
     }
-    rwkv_xq_bind(&s->xq, buf + off, widest);
+    char *xq_base = (char *)(buf + off);
+    rwkv_xq_bind(&s->xq, xq_base, widest);
+    for (int i = 0; i < N_MIX; i++) rwkv_xq_bind(&s->xqn[i], xq_base + (size_t)(i + 1) * xq_bytes, widest);
     return buf;
 }
 
@@ -71,12 +74,15 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
         const float *mix = s->mix + i * C, *lerp = L->lerp[i];
         for (int64_t c = 0; c < C; c++) xm[c] = s->xa[c] + s->sx[c] * (lerp[c] + mix[c]);
     }
-    rwkv_matmul_vec(&L->att_r, s->xm + MIX_R * C, s->r, &s->xq, nt);
-    rwkv_matmul_vec(&L->att_k, s->xm + MIX_K * C, s->k, &s->xq, nt);
-    rwkv_matmul_vec(&L->att_v, s->xm + MIX_V * C, s->v, &s->xq, nt);
-    rwkv_matmul_vec(&L->att_g, s->xm + MIX_G * C, s->g, &s->xq, nt);
+    /* r, k, v, g (C, C) and the decay LoRA's Dw1 (Dd, C), in one parallel region */
+    {
+        const struct rwkv_mat *ws[5] = {&L->att_r, &L->att_k, &L->att_v, &L->att_g, &L->decay_w1};
+        const float *xs[5] = {s->xm + MIX_R * C, s->xm + MIX_K * C, s->xm + MIX_V * C, s->xm + MIX_G * C,
+                              s->xm + MIX_W * C};
+        float *ys[5] = {s->r, s->k, s->v, s->g, s->dd};
+        rwkv_matmul_vec_n(5, ws, xs, ys, s->xqn, nt);
+    }
     /* decay: w = exp(-exp(decay + Dw2 (C, Dd) @ tanh(Dw1 (Dd, C) @ xw))) */
-    rwkv_matmul_vec(&L->decay_w1, s->xm + MIX_W * C, s->dd, &s->xq, nt);
     for (int64_t i = 0; i < hp->lora_decay; i++) s->dd[i] = tanhf(s->dd[i]);
     rwkv_matmul_vec(&L->decay_w2, s->dd, s->w, &s->xq, nt);
     for (int64_t c = 0; c < C; c++) s->w[c] = expf(-expf(L->decay[c] + s->w[c]));
@@ -102,8 +108,12 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
         xk[c] = s->xa[c] + sx * L->ffn_lerp_k[c];
         xr[c] = s->xa[c] + sx * L->ffn_lerp_r[c];
     }
-    rwkv_matmul_vec(&L->ffn_r, xr, s->r, &s->xq, nt); /* r = sigmoid(Wr (C, C) @ xr) */
-    rwkv_matmul_vec(&L->ffn_k, xk, s->fk, &s->xq, nt); /* k = relu(Wk (F, C) @ xk)^2 */
+    { /* r = sigmoid(Wr (C, C) @ xr), k = relu(Wk (F, C) @ xk)^2, in one parallel region */
+        const struct rwkv_mat *ws[2] = {&L->ffn_r, &L->ffn_k};
+        const float *xs[2] = {xr, xk};
+        float *ys[2] = {s->r, s->fk};
+        rwkv_matmul_vec_n(2, ws, xs, ys, s->xqn, nt);
+    }
     for (int64_t f = 0; f < F; f++) {
         float v = s->fk[f] > 0.0f ? s->fk[f] : 0.0f;
         s->fk[f] = v * v;
