@@ -68,8 +68,14 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
     /* data-dependent token shift: mix_i = W2_i (C, D) @ tanh(W1 (5D, C) @ xxx)[i*D : (i+1)*D] */
     rwkv_matmul_vec(&L->mix_w1, s->xxx, s->lora, &s->xq, nt);
     for (int64_t i = 0; i < N_MIX * D; i++) s->lora[i] = tanhf(s->lora[i]);
+    {
+        const struct rwkv_mat *ws[N_MIX];
+        const float *xs[N_MIX];
+        float *ys[N_MIX];
+        for (int i = 0; i < N_MIX; i++) ws[i] = &L->mix_w2[i], xs[i] = s->lora + i * D, ys[i] = s->mix + i * C;
+        rwkv_matmul_vec_n(N_MIX, ws, xs, ys, s->xqn, nt);
+    }
     for (int i = 0; i < N_MIX; i++) {
-        rwkv_matmul_vec(&L->mix_w2[i], s->lora + i * D, s->mix + i * C, &s->xq, nt);
         float *xm = s->xm + i * C;
         const float *mix = s->mix + i * C, *lerp = L->lerp[i];
         for (int64_t c = 0; c < C; c++) xm[c] = s->xa[c] + s->sx[c] * (lerp[c] + mix[c]);
