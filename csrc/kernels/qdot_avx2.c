@@ -12,7 +12,7 @@
 #include "qdot.h"
 #include "unpack.h"
 
-#define PREFETCH_AHEAD 1024
+#define PREFETCH_AHEAD 2048
 
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

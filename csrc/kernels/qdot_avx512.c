@@ -13,7 +13,7 @@
 #include "qdot.h"
 #include "unpack.h"
 
-#define PREFETCH_AHEAD 1024 /* bytes: rows are streamed sequentially */
+#define PREFETCH_AHEAD 2048 /* bytes: rows are streamed sequentially */
 
 /* One f16 field, inline (F16C): unpack.h's rd_f16 calls the portable decoder, and a
  * call in the loop would spill every vector register. */

@@ -11,6 +11,8 @@
 
 #include "qdot.h"
 
+#define PREFETCH_AHEAD 2048
+
 static inline float f16(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
@@ -39,9 +41,9 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
         __m256 side = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * BB;
-            _mm_prefetch((const char *)blk + 1024, _MM_HINT_T0);
-            _mm_prefetch((const char *)blk + 1024 + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)blk + 1024 + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             uint32_t scm[4];
             k4_scales(blk + 4, scm);
             __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
