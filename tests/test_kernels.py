@@ -83,18 +83,21 @@ _LEVEL_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("level", SUPPORTED)
-def test_each_level_matches_reference_end_to_end(level):
-    """RWKVFAST_CPU caps the level; every level meets the same bar as llama.cpp on F32."""
+@pytest.mark.parametrize("ftype,ref,peer", [("F32", "rwkv_fp32", "observed"),
+                                            ("Q8_0", "rwkv_dequant_Q8_0", "llama_vs_dequant"),
+                                            ("Q4_K_M", "rwkv_dequant_Q4_K_M", "llama_vs_dequant")])
+def test_each_level_matches_reference_end_to_end(level, ftype, ref, peer):
+    """RWKVFAST_CPU caps the level; every level meets the same bar as llama.cpp."""
     ids = json.loads(fixture_path("tiny/tokens.json").read_text())["ids"]
     env = dict(os.environ, RWKVFAST_CPU=level)
-    res = subprocess.run([sys.executable, "-c", _LEVEL_SCRIPT, str(fixture_path("tiny/gguf/tiny-F32.gguf")),
-                          json.dumps(ids), str(fixture_path("tiny/ref/rwkv_fp32.npy"))],
+    res = subprocess.run([sys.executable, "-c", _LEVEL_SCRIPT, str(fixture_path(f"tiny/gguf/tiny-{ftype}.gguf")),
+                          json.dumps(ids), str(fixture_path(f"tiny/ref/{ref}.npy"))],
                          env=env, capture_output=True, text=True, check=True)
     r = json.loads(res.stdout)
     assert r["level"] == level
     assert f"gemv_f16 = {level}" in r["info"]
     assert r["argmax"] == 1.0
-    assert r["max_abs"] <= manifest_entry("F32")["observed"]["max_abs"]
+    assert r["max_abs"] <= manifest_entry(ftype)[peer]["max_abs"]
 
 
 QTYPES = {"Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32,
