@@ -27,30 +27,45 @@ struct work {
     struct rwkv_xq xqn[N_MIX]; /* one per input of a rwkv_matmul_vec_n group */
 };
 
-static float *work_alloc(const struct rwkv_model_info *hp, struct work *s) {
+/* Bytes of the scratch for one forward call, and its division into vectors. The
+ * buffer lives in the state (state->scratch), so decoding allocates nothing per token. */
+static size_t work_sizes(const struct rwkv_model_info *hp, size_t *sizes, int64_t *widest, size_t *xq_bytes) {
     const size_t C = (size_t)hp->n_embd, F = (size_t)hp->n_ffn;
     const size_t D = (size_t)hp->lora_mix, Dd = (size_t)hp->lora_decay;
-    size_t sizes[] = {C, C, C, C, N_MIX * D, N_MIX * C, N_MIX * C, C, C, C, C, C, C, Dd, F, C};
+    const size_t n[] = {C, C, C, C, N_MIX * D, N_MIX * C, N_MIX * C, C, C, C, C, C, C, Dd, F, C};
+    size_t total = 0;
+    for (size_t i = 0; i < 16; i++) total += sizes[i] = (n[i] + 15) & ~(size_t)15; /* 64-byte aligned */
+    /* the widest matrix input is max(C, F, D, Dd) */
+    *widest = (int64_t)(C > F ? C : F);
+    if ((int64_t)D > *widest) *widest = (int64_t)D;
+    if ((int64_t)Dd > *widest) *widest = (int64_t)Dd;
+    *xq_bytes = (rwkv_xq_bytes(*widest) + 63) & ~(size_t)63;
+    return total * sizeof(float) + (1 + N_MIX) * *xq_bytes;
+}
+
+static int work_bind(const struct rwkv_model_info *hp, struct rwkv_state *st, struct work *s) {
+    size_t sizes[16], xq_bytes;
+    int64_t widest;
+    const size_t need = work_sizes(hp, sizes, &widest, &xq_bytes);
+    if (st->scratch_bytes < need) {
+        free(st->scratch);
+        st->scratch_bytes = 0;
+        st->scratch = aligned_alloc(64, need);
+        if (!st->scratch) return RWKV_ERR_NOMEM;
+        st->scratch_bytes = need;
+    }
     float **slots[] = {&s->x, &s->xa, &s->sx, &s->xxx, &s->lora, &s->mix, &s->xm, &s->r,
                        &s->k, &s->v,  &s->g,  &s->w,   &s->y,    &s->dd,  &s->fk, &s->tmp};
-    size_t total = 0, n = sizeof sizes / sizeof sizes[0];
-    for (size_t i = 0; i < n; i++) total += (sizes[i] + 15) & ~(size_t)15; /* keep each 64-byte aligned */
-    /* the widest matrix input is max(C, F, D, Dd) */
-    int64_t widest = (int64_t)(C > F ? C : F);
-    if ((int64_t)D > widest) widest = (int64_t)D;
-    if ((int64_t)Dd > widest) widest = (int64_t)Dd;
-    size_t xq_bytes = (rwkv_xq_bytes(widest) + 63) & ~(size_t)63;
-    float *buf = aligned_alloc(64, total * sizeof(float) + (1 + N_MIX) * xq_bytes);
-    if (!buf) return NULL;
+    float *buf = st->scratch;
     size_t off = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < 16; i++) {
         *slots[i] = buf + off;
-        off += (sizes[i] + 15) & ~(size_t)15;
+        off += sizes[i];
     }
     char *xq_base = (char *)(buf + off);
     rwkv_xq_bind(&s->xq, xq_base, widest);
     for (int i = 0; i < N_MIX; i++) rwkv_xq_bind(&s->xqn[i], xq_base + (size_t)(i + 1) * xq_bytes, widest);
-    return buf;
+    return RWKV_OK;
 }
 
 static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, float *att_shift, float *S,
@@ -154,7 +169,6 @@ static void forward_token(const struct rwkv_model *m, int32_t token, struct rwkv
 int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_t n_tokens,
                        struct rwkv_state *state, float *logits, int all_logits, struct rwkv_error *err) {
     int rc = RWKV_OK;
-    float *buf = NULL;
     const struct rwkv_model_info *hp = &m->info;
     RWKV_CHECK(n_tokens > 0, RWKV_ERR_FORMAT, "forward needs at least one token");
     RWKV_CHECK(state->n_layer == hp->n_layer && state->n_embd == hp->n_embd && state->n_head == hp->n_head &&
@@ -166,8 +180,7 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
                    "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,
                    (long long)hp->n_vocab - 1);
     struct work s;
-    buf = work_alloc(hp, &s);
-    RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
+    RWKV_CHECK(work_bind(hp, state, &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
     for (int64_t t = 0; t < n_tokens; t++) {
         float *out = NULL;
         if (logits && all_logits) out = logits + t * hp->n_vocab;
@@ -175,6 +188,5 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
         forward_token(m, tokens[t], state, out, &s);
     }
 fail:
-    free(buf);
     return rc;
 }

@@ -186,6 +186,10 @@ struct rwkv_state {
     float *att_shift; /* [L][C]       */
     float *ffn_shift; /* [L][C]       */
     float *wkv;       /* [L][H][N][N] */
+    /* engine-owned scratch for forward (kept between calls so a decode step does not
+     * allocate); not part of the state's value: never copied or saved */
+    void *scratch;
+    size_t scratch_bytes;
 };
 
 int rwkv_state_init(struct rwkv_state **out, const struct rwkv_model *m, struct rwkv_error *err);

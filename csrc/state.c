@@ -45,6 +45,7 @@ void rwkv_state_free(struct rwkv_state *s) {
     free(s->att_shift);
     free(s->ffn_shift);
     free(s->wkv);
+    free(s->scratch);
     free(s);
 }
 

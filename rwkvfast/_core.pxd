@@ -94,6 +94,8 @@ cdef extern from "rwkvfast.h" nogil:
         float *att_shift
         float *ffn_shift
         float *wkv
+        void *scratch
+        size_t scratch_bytes
     int rwkv_state_init(rwkv_state **out, const rwkv_model *m, rwkv_error *err)
     int rwkv_state_init_shape(rwkv_state **out, int64_t n_layer, int64_t n_embd, int64_t n_head,
                               int64_t head_size, rwkv_error *err)
