@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "ops.h"
 #include "ggml_types.h"
 #include "kernels/kernels.h"
 #include "quants.h"
@@ -117,13 +118,55 @@ static int64_t xq_block_for(uint32_t type) {
 
 void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, struct rwkv_xq *scratch,
                      int n_threads) {
-    rwkv_gemv_fn fn = kernel_for(rwkv_kernels_active(), w->type);
-    rwkv_gemv_q_fn qfn = fn ? NULL : qkernel_for(rwkv_kernels_active(), w->type);
-    if (qfn) xq_quantize(x, w->n_cols, xq_block_for(w->type), scratch);
-    size_t bytes = (size_t)w->n_rows * w->row_bytes;
-    if (n_threads <= 1 || bytes < PARALLEL_MIN_BYTES || w->n_rows < 8) {
-        if (fn) fn(w->data, w->row_bytes, x, y, w->n_rows, w->n_cols);
-        else qfn(w->data, w->row_bytes, scratch, y, w->n_rows, w->n_cols);
+    const struct rwkv_gemv_job job = {w, x, y, RWKV_POST_NONE, NULL};
+    rwkv_matmul_jobs(1, &job, scratch, n_threads);
+}
+
+static void apply_post(int post, const float *bias, float *y, int64_t n) {
+    switch (post) {
+    case RWKV_POST_TANH:
+        for (int64_t i = 0; i < n; i++) y[i] = tanhf(y[i]);
+        break;
+    case RWKV_POST_SILU:
+        for (int64_t i = 0; i < n; i++) y[i] = rwkv_silu(y[i]);
+        break;
+    case RWKV_POST_SIGMOID:
+        for (int64_t i = 0; i < n; i++) y[i] = rwkv_sigmoid(y[i]);
+        break;
+    case RWKV_POST_RELU_SQ:
+        for (int64_t i = 0; i < n; i++) {
+            const float v = y[i] > 0.0f ? y[i] : 0.0f;
+            y[i] = v * v;
+        }
+        break;
+    case RWKV_POST_DECAY:
+        for (int64_t i = 0; i < n; i++) y[i] = expf(-expf(bias[i] + y[i]));
+        break;
+    default:
+        break;
+    }
+}
+
+static void run_rows(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j, struct rwkv_xq *xq, int64_t r0,
+                     int64_t r1) {
+    const struct rwkv_mat *m = j->w;
+    const char *w0 = (const char *)m->data + (size_t)r0 * m->row_bytes;
+    rwkv_gemv_fn fn = kernel_for(k, m->type);
+    if (fn) fn(w0, m->row_bytes, j->x, j->y + r0, r1 - r0, m->n_cols);
+    else qkernel_for(k, m->type)(w0, m->row_bytes, xq, j->y + r0, r1 - r0, m->n_cols);
+    apply_post(j->post, j->bias ? j->bias + r0 : NULL, j->y + r0, r1 - r0);
+}
+
+void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *xq, int n_threads) {
+    const struct rwkv_kernels *k = rwkv_kernels_active();
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) bytes += (size_t)jobs[i].w->n_rows * jobs[i].w->row_bytes;
+    if (n_threads <= 1 || bytes < PARALLEL_MIN_BYTES) {
+        for (int i = 0; i < n; i++) {
+            if (qkernel_for(k, jobs[i].w->type))
+                xq_quantize(jobs[i].x, jobs[i].w->n_cols, xq_block_for(jobs[i].w->type), &xq[i]);
+            run_rows(k, &jobs[i], &xq[i], 0, jobs[i].w->n_rows);
+        }
         return;
     }
 #pragma omp parallel num_threads(n_threads)
@@ -133,38 +176,16 @@ void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, struct 
 #else
         int nt = 1, it = 0;
 #endif
-        int64_t per = (w->n_rows + nt - 1) / nt;
-        per = (per + 3) & ~(int64_t)3;
-        int64_t r0 = per * it, r1 = r0 + per < w->n_rows ? r0 + per : w->n_rows;
-        const char *w0 = (const char *)w->data + (size_t)r0 * w->row_bytes;
-        if (r0 < r1 && fn) fn(w0, w->row_bytes, x, y + r0, r1 - r0, w->n_cols);
-        if (r0 < r1 && qfn) qfn(w0, w->row_bytes, scratch, y + r0, r1 - r0, w->n_cols);
-    }
-}
-
-void rwkv_matmul_vec_n(int n, const struct rwkv_mat *const *w, const float *const *x, float *const *y,
-                       struct rwkv_xq *xq, int n_threads) {
-    const struct rwkv_kernels *k = rwkv_kernels_active();
-#pragma omp parallel num_threads(n_threads)
-    {
-#ifdef _OPENMP
-        int nt = omp_get_num_threads(), it = omp_get_thread_num();
-#else
-        int nt = 1, it = 0;
-#endif
 #pragma omp for schedule(static)
         for (int i = 0; i < n; i++)
-            if (qkernel_for(k, w[i]->type)) xq_quantize(x[i], w[i]->n_cols, xq_block_for(w[i]->type), &xq[i]);
+            if (qkernel_for(k, jobs[i].w->type))
+                xq_quantize(jobs[i].x, jobs[i].w->n_cols, xq_block_for(jobs[i].w->type), &xq[i]);
         for (int i = 0; i < n; i++) {
-            const struct rwkv_mat *m = w[i];
-            int64_t per = (m->n_rows + nt - 1) / nt;
+            const int64_t rows = jobs[i].w->n_rows;
+            int64_t per = (rows + nt - 1) / nt;
             per = (per + 3) & ~(int64_t)3;
-            int64_t r0 = per * it, r1 = r0 + per < m->n_rows ? r0 + per : m->n_rows;
-            if (r0 >= r1) continue;
-            const char *w0 = (const char *)m->data + (size_t)r0 * m->row_bytes;
-            rwkv_gemv_fn fn = kernel_for(k, m->type);
-            if (fn) fn(w0, m->row_bytes, x[i], y[i] + r0, r1 - r0, m->n_cols);
-            else qkernel_for(k, m->type)(w0, m->row_bytes, &xq[i], y[i] + r0, r1 - r0, m->n_cols);
+            const int64_t r0 = per * it, r1 = r0 + per < rows ? r0 + per : rows;
+            if (r0 < r1) run_rows(k, &jobs[i], &xq[i], r0, r1);
         }
     }
 }

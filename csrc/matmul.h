@@ -29,11 +29,30 @@ void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max);
 void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, struct rwkv_xq *scratch,
                      int n_threads);
 
-/* n independent products W_i @ x_i -> y_i in one parallel region (one fork/join
- * instead of n): inputs are quantized in parallel into xq[i], then each thread
- * takes its share of the rows of every matrix. */
-void rwkv_matmul_vec_n(int n, const struct rwkv_mat *const *w, const float *const *x, float *const *y,
-                       struct rwkv_xq *xq, int n_threads);
+/* An element-wise function applied to a product's rows by the thread that computed
+ * them, so the activations of a layer cost no extra serial pass. */
+enum rwkv_post {
+    RWKV_POST_NONE,
+    RWKV_POST_TANH,
+    RWKV_POST_SILU,    /* y * sigmoid(y) */
+    RWKV_POST_SIGMOID,
+    RWKV_POST_RELU_SQ, /* max(y, 0)^2 */
+    RWKV_POST_DECAY,   /* exp(-exp(bias + y)), RWKV-6's data-dependent decay */
+};
+
+/* One product y = post(W @ x) (bias only for RWKV_POST_DECAY). */
+struct rwkv_gemv_job {
+    const struct rwkv_mat *w;
+    const float *x;
+    float *y;
+    int post;
+    const float *bias;
+};
+
+/* n independent jobs in one parallel region (one fork/join instead of n): inputs of
+ * quantized matrices are quantized in parallel into xq[i] (n bound scratches), then
+ * each thread takes its share of the rows of every matrix and applies the post-op. */
+void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *xq, int n_threads);
 
 /* Row r of W converted to f32 (for the embedding lookup). */
 void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out);

@@ -81,36 +81,33 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
         s->xxx[c] = s->xa[c] + s->sx[c] * L->lerp_x[c];
     }
     /* data-dependent token shift: mix_i = W2_i (C, D) @ tanh(W1 (5D, C) @ xxx)[i*D : (i+1)*D] */
-    rwkv_matmul_vec(&L->mix_w1, s->xxx, s->lora, &s->xq, nt);
-    for (int64_t i = 0; i < N_MIX * D; i++) s->lora[i] = tanhf(s->lora[i]);
-    {
-        const struct rwkv_mat *ws[N_MIX];
-        const float *xs[N_MIX];
-        float *ys[N_MIX];
-        for (int i = 0; i < N_MIX; i++) ws[i] = &L->mix_w2[i], xs[i] = s->lora + i * D, ys[i] = s->mix + i * C;
-        rwkv_matmul_vec_n(N_MIX, ws, xs, ys, s->xqn, nt);
-    }
+    const struct rwkv_gemv_job w1 = {&L->mix_w1, s->xxx, s->lora, RWKV_POST_TANH, NULL};
+    rwkv_matmul_jobs(1, &w1, s->xqn, nt);
+    struct rwkv_gemv_job w2[N_MIX];
+    for (int i = 0; i < N_MIX; i++)
+        w2[i] = (struct rwkv_gemv_job){&L->mix_w2[i], s->lora + i * D, s->mix + i * C, RWKV_POST_NONE, NULL};
+    rwkv_matmul_jobs(N_MIX, w2, s->xqn, nt);
     for (int i = 0; i < N_MIX; i++) {
         float *xm = s->xm + i * C;
         const float *mix = s->mix + i * C, *lerp = L->lerp[i];
         for (int64_t c = 0; c < C; c++) xm[c] = s->xa[c] + s->sx[c] * (lerp[c] + mix[c]);
     }
-    /* r, k, v, g (C, C) and the decay LoRA's Dw1 (Dd, C), in one parallel region */
-    {
-        const struct rwkv_mat *ws[5] = {&L->att_r, &L->att_k, &L->att_v, &L->att_g, &L->decay_w1};
-        const float *xs[5] = {s->xm + MIX_R * C, s->xm + MIX_K * C, s->xm + MIX_V * C, s->xm + MIX_G * C,
-                              s->xm + MIX_W * C};
-        float *ys[5] = {s->r, s->k, s->v, s->g, s->dd};
-        rwkv_matmul_vec_n(5, ws, xs, ys, s->xqn, nt);
-    }
+    /* r, k, v, silu(g) (C, C) and the decay LoRA's tanh(Dw1 (Dd, C) @ xw), in one parallel region */
+    const struct rwkv_gemv_job rkvg[5] = {
+        {&L->att_r, s->xm + MIX_R * C, s->r, RWKV_POST_NONE, NULL},
+        {&L->att_k, s->xm + MIX_K * C, s->k, RWKV_POST_NONE, NULL},
+        {&L->att_v, s->xm + MIX_V * C, s->v, RWKV_POST_NONE, NULL},
+        {&L->att_g, s->xm + MIX_G * C, s->g, RWKV_POST_SILU, NULL},
+        {&L->decay_w1, s->xm + MIX_W * C, s->dd, RWKV_POST_TANH, NULL},
+    };
+    rwkv_matmul_jobs(5, rkvg, s->xqn, nt);
     /* decay: w = exp(-exp(decay + Dw2 (C, Dd) @ tanh(Dw1 (Dd, C) @ xw))) */
-    for (int64_t i = 0; i < hp->lora_decay; i++) s->dd[i] = tanhf(s->dd[i]);
-    rwkv_matmul_vec(&L->decay_w2, s->dd, s->w, &s->xq, nt);
-    for (int64_t c = 0; c < C; c++) s->w[c] = expf(-expf(L->decay[c] + s->w[c]));
+    const struct rwkv_gemv_job decay = {&L->decay_w2, s->dd, s->w, RWKV_POST_DECAY, L->decay};
+    rwkv_matmul_jobs(1, &decay, s->xqn, nt);
 
     rwkv_wkv6_step(H, N, s->r, s->k, s->v, s->w, L->first, S, s->y, nt);
     rwkv_group_norm(s->y, s->y, L->lnx_w, L->lnx_b, H, N, RWKV6_LNX_EPS);
-    for (int64_t c = 0; c < C; c++) s->y[c] *= rwkv_silu(s->g[c]);
+    for (int64_t c = 0; c < C; c++) s->y[c] *= s->g[c]; /* g is silu(W_g x_g) already */
     rwkv_matmul_vec(&L->att_o, s->y, s->tmp, &s->xq, nt);
     for (int64_t c = 0; c < C; c++) s->x[c] += s->tmp[c];
 }
@@ -118,7 +115,7 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
 static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, float *ffn_shift,
                         struct work *s) {
     const struct rwkv_model_info *hp = &m->info;
-    const int64_t C = hp->n_embd, F = hp->n_ffn;
+    const int64_t C = hp->n_embd;
     const int nt = m->n_threads;
     float *xk = s->xm, *xr = s->xm + C;
 
@@ -129,18 +126,12 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
         xk[c] = s->xa[c] + sx * L->ffn_lerp_k[c];
         xr[c] = s->xa[c] + sx * L->ffn_lerp_r[c];
     }
-    { /* r = sigmoid(Wr (C, C) @ xr), k = relu(Wk (F, C) @ xk)^2, in one parallel region */
-        const struct rwkv_mat *ws[2] = {&L->ffn_r, &L->ffn_k};
-        const float *xs[2] = {xr, xk};
-        float *ys[2] = {s->r, s->fk};
-        rwkv_matmul_vec_n(2, ws, xs, ys, s->xqn, nt);
-    }
-    for (int64_t f = 0; f < F; f++) {
-        float v = s->fk[f] > 0.0f ? s->fk[f] : 0.0f;
-        s->fk[f] = v * v;
-    }
+    /* r = sigmoid(Wr (C, C) @ xr), k = relu(Wk (F, C) @ xk)^2, in one parallel region */
+    const struct rwkv_gemv_job rk[2] = {{&L->ffn_r, xr, s->r, RWKV_POST_SIGMOID, NULL},
+                                        {&L->ffn_k, xk, s->fk, RWKV_POST_RELU_SQ, NULL}};
+    rwkv_matmul_jobs(2, rk, s->xqn, nt);
     rwkv_matmul_vec(&L->ffn_v, s->fk, s->tmp, &s->xq, nt); /* Wv (C, F) @ k */
-    for (int64_t c = 0; c < C; c++) s->x[c] += rwkv_sigmoid(s->r[c]) * s->tmp[c];
+    for (int64_t c = 0; c < C; c++) s->x[c] += s->r[c] * s->tmp[c]; /* r is sigmoid'ed already */
 }
 
 static void forward_token(const struct rwkv_model *m, int32_t token, struct rwkv_state *st, float *logits,
