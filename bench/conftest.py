@@ -6,11 +6,13 @@ $RWKVFAST_BENCH_DIR (default ~/.cache/rwkvfast-bench) and reused.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from rwkvfast import quantize
+from rwkvfast import _core, quantize
 from rwkvfast.testing import make_model
 
 SHAPE_1B6 = dict(n_layer=24, n_embd=2048, vocab=65536)
@@ -41,3 +43,18 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def n_threads(request) -> int:
     return request.config.getoption("--threads")
+
+
+@pytest.fixture(scope="session")
+def roofline(n_threads) -> float:
+    """The machine's read bandwidth (GB/s): a 2 GiB streaming read in C with the benchmark's
+    threads, median of 5, measured once per session."""
+    buf = np.ones(2 << 30, dtype=np.uint8)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        _core.stream_read(buf, n_threads)
+        times.append(time.perf_counter() - t0)
+    gbps = buf.nbytes / float(np.median(times)) / 1e9
+    print(f"\nstreaming read roofline, {n_threads} threads: {gbps:.1f} GB/s")
+    return gbps

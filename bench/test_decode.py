@@ -21,22 +21,10 @@ import numpy as np
 import pytest
 
 import rwkvfast
-from rwkvfast import _core
 
 from conftest import model_1b6
 
 TYPES = ["F16", "BF16", "Q8_0", "Q5_1", "Q4_K_M", "Q5_K_M"]
-
-
-@pytest.fixture(scope="session")
-def roofline(n_threads):
-    buf = np.ones(2 << 30, dtype=np.uint8)
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        _core.stream_read(buf, n_threads)
-        times.append(time.perf_counter() - t0)
-    return buf.nbytes / float(np.median(times)) / 1e9
 
 
 def weight_bytes_per_token(model: rwkvfast.Model) -> int:
@@ -73,7 +61,7 @@ _LLAMA = textwrap.dedent("""
 
 def _llama_cpp(path, n_threads) -> float | None:
     try:
-        import llama_cpp  # noqa: F401
+        import llama_cpp  # noqa: F401  (only whether it is installed)
     except ImportError:
         return None
     res = subprocess.run([sys.executable, "-c", _LLAMA, str(path), str(n_threads)], capture_output=True, text=True)

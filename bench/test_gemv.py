@@ -18,20 +18,6 @@ SHAPES = [(2048, 2048), (2048, 7168), (7168, 2048), (65536, 2048)]  # W (rows = 
 MIN_BYTES = 1 << 30
 
 
-@pytest.fixture(scope="session")
-def roofline(n_threads):
-    buf = np.ones(2 << 30, dtype=np.uint8)
-    import time
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        _core.stream_read(buf, n_threads)
-        times.append(time.perf_counter() - t0)
-    gbps = buf.nbytes / float(np.median(times)) / 1e9
-    print(f"\nstreaming read roofline, {n_threads} threads: {gbps:.1f} GB/s")
-    return gbps
-
-
 def _weights(wtype: str, rows: int, cols: int) -> tuple[np.ndarray, int]:
     """`copies` stacked random matrices of `wtype` totalling >= MIN_BYTES."""
     rng = np.random.default_rng(0)

@@ -21,12 +21,6 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static inline float f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
 static inline __m256i madd16(__m256i w, const int16_t *q) {
     return _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)q));
 }
@@ -55,7 +49,7 @@ void rwkv_gemv_q8_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
         __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));               \
         __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));              \
         __m256i p = _mm256_add_epi32(madd16(w0, q), madd16(w1, q + 16));                              \
-        acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(blk) * x->d[b]), acc[a]); \
+        acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(rd_f16(blk) * x->d[b]), acc[a]); \
     } while (0)
         int64_t b = 0;
         for (; b + 4 <= nb; b += 4) {
@@ -97,10 +91,10 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
                 hi = _mm256_add_epi16(hi, bits_to_16(qh >> 16));
             }
             __m256i p = _mm256_add_epi32(madd16(lo, q), madd16(hi, q + 16));
-            const float f = f16(blk) * x->d[b];
+            const float f = rd_f16(blk) * x->d[b];
             if (ai) acc[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[1]);
             else acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[0]);
-            side += HAS_M ? f16(blk + 2) * x->sum32[b] : f * (float)x->qsum[b];
+            side += HAS_M ? rd_f16(blk + 2) * x->sum32[b] : f * (float)x->qsum[b];
         }
         y[r] = hsum8(_mm256_add_ps(acc[0], acc[1])) + (HAS_M ? side : -(float)BIAS * side);
     }
@@ -121,15 +115,6 @@ void rwkv_gemv_q5_1_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
 
 /* ---------------------------------------------------------- Q4_K, Q5_K -- */
 
-static inline void k4_scales(const uint8_t *p, uint32_t out[4]) {
-    uint32_t u[3];
-    memcpy(u, p, 12);
-    out[0] = u[0] & 0x3f3f3f3fu;
-    out[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    out[2] = u[1] & 0x3f3f3f3fu;
-    out[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-}
-
 static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
                                                            float *y, int64_t nr, int64_t nc, const int BB,
                                                            const int QS, const int QH) {
@@ -146,8 +131,8 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             uint32_t scm[4];
-            k4_scales(blk + 4, scm);
-            const float d = f16(blk) * x->d[sb], dmin = f16(blk + 2);
+            k4_scales_mins(blk + 4, scm);
+            const float d = rd_f16(blk) * x->d[sb], dmin = rd_f16(blk + 2);
             __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
             __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
             __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
@@ -202,7 +187,7 @@ void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 192, _MM_HINT_T0);
-            const float d = f16(blk + 208) * x->d[sb];
+            const float d = rd_f16(blk + 208) * x->d[sb];
             const int8_t *sc = (const int8_t *)(blk + 192);
             const int16_t *q = x->q + sb * 256;
             for (int h = 0; h < 2; h++) {
@@ -254,7 +239,7 @@ void rwkv_gemv_q2_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
             const uint8_t *blk = row + sb * 84;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            const float d = f16(blk + 80) * x->d[sb], dmin = f16(blk + 82);
+            const float d = rd_f16(blk + 80) * x->d[sb], dmin = rd_f16(blk + 82);
             for (int i = 0; i < 16; i++) {
                 f[i] = d * (float)(blk[i] & 15);
                 side += dmin * (float)(blk[i] >> 4) * x->sum16[sb * 16 + i];
@@ -292,7 +277,7 @@ void rwkv_gemv_q3_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
             const uint8_t *blk = row + sb * 110;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            const float d = f16(blk + 108) * x->d[sb];
+            const float d = rd_f16(blk + 108) * x->d[sb];
             q3_k_scales(blk + 96, sc);
             for (int i = 0; i < 16; i++) f[i] = d * (float)sc[i];
             __m256i h0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)blk));

@@ -15,14 +15,7 @@
 
 #define PREFETCH_AHEAD 2048 /* bytes: rows are streamed sequentially */
 
-/* One f16 field, inline (F16C): unpack.h's rd_f16 calls the portable decoder, and a
- * call in the loop would spill every vector register. */
-static inline float f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
+/* 16 f16 values held in the low halves of 32-bit lanes, as f32. */
 static inline __m512 f16x16_to_f32(__m512i lanes32) {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(lanes32));
 }
@@ -165,15 +158,6 @@ void rwkv_gemv_q5_1_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
 
 /* The 8 six-bit scales and mins of a Q4_K/Q5_K super-block (k4_scale_min in unpack.h)
  * with word-wide bit moves: out bytes 0..7 are the scales, 8..15 the mins. */
-static inline void k4_scales(const uint8_t *p, uint32_t out[4]) {
-    uint32_t u[3];
-    memcpy(u, p, 12);
-    out[0] = u[0] & 0x3f3f3f3fu;
-    out[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    out[2] = u[1] & 0x3f3f3f3fu;
-    out[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-}
-
 /* Per 64 elements, 32 packed bytes widen to 32 int16 lanes: `& 15` is sub-block 2j
  * (elements 64j..64j+31 in natural order), `>> 4` is sub-block 2j+1. Each sub-block's
  * vpmaddwd sums are scaled in f32 by d * dx * sc. Mins go through sum32(x). */
@@ -193,8 +177,8 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             uint32_t scm[4];
-            k4_scales(blk + 4, scm);
-            const float d = f16(blk) * x->d[sb], dmin = f16(blk + 2);
+            k4_scales_mins(blk + 4, scm);
+            const float d = rd_f16(blk) * x->d[sb], dmin = rd_f16(blk + 2);
             __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
             __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
             __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
@@ -261,8 +245,8 @@ void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)blk));
             __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15))),
-                                     _mm512_set1_ps(f16(blk + 80) * x->d[sb]));
-            __m512 mins = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(f16(blk + 82)));
+                                     _mm512_set1_ps(rd_f16(blk + 80) * x->d[sb]));
+            __m512 mins = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(rd_f16(blk + 82)));
             side = _mm512_fmadd_ps(mins, _mm512_loadu_ps(x->sum16 + sb * 16), side);
             const int16_t *q = x->q + sb * 256;
             for (int n = 0; n < 2; n++) {
@@ -303,7 +287,7 @@ void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
             const uint8_t *blk = row + sb * 110;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            __m512 f = _mm512_mul_ps(q3_k_scales_f32(blk + 96), _mm512_set1_ps(f16(blk + 108) * x->d[sb]));
+            __m512 f = _mm512_mul_ps(q3_k_scales_f32(blk + 96), _mm512_set1_ps(rd_f16(blk + 108) * x->d[sb]));
             __m512i hm = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)blk));
             const int16_t *q = x->q + sb * 256;
             for (int n = 0; n < 2; n++) {
@@ -340,7 +324,7 @@ void rwkv_gemv_q6_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 192, _MM_HINT_T0);
-            const float d = f16(blk + 208) * x->d[sb];
+            const float d = rd_f16(blk + 208) * x->d[sb];
             __m512 f = _mm512_mul_ps(
                 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192)))),
                 _mm512_set1_ps(d));

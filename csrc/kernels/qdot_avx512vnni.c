@@ -12,25 +12,11 @@
 #include <string.h>
 
 #include "qdot.h"
+#include "unpack.h"
 
 #define PREFETCH_AHEAD 2048
 
-static inline float f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
 /* Scales (bytes 0..7) and mins (8..15) of a Q4_K/Q5_K super-block. */
-static inline void k4_scales(const uint8_t *p, uint32_t out[4]) {
-    uint32_t u[3];
-    memcpy(u, p, 12);
-    out[0] = u[0] & 0x3f3f3f3fu;
-    out[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    out[2] = u[1] & 0x3f3f3f3fu;
-    out[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-}
-
 /* 256-bit vectors on purpose: 512-bit vpmullw/vpdpwssd issue on one port (and can lower
  * the clock) on current Intel cores, while the 256-bit forms use two; measured faster. */
 static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
@@ -49,12 +35,12 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             uint32_t scm[4];
-            k4_scales(blk + 4, scm);
+            k4_scales_mins(blk + 4, scm);
             __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
             _mm256_store_si256((__m256i *)pairs,
                                _mm256_mullo_epi32(_mm256_cvtepu8_epi32(bytes), _mm256_set1_epi32(0x10001)));
             __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
-            side = _mm256_fmadd_ps(_mm256_mul_ps(mnf, _mm256_set1_ps(f16(blk + 2))), _mm256_loadu_ps(x->sum32 + sb * 8),
+            side = _mm256_fmadd_ps(_mm256_mul_ps(mnf, _mm256_set1_ps(rd_f16(blk + 2))), _mm256_loadu_ps(x->sum32 + sb * 8),
                                    side);
             __m256i qa = _mm256_setzero_si256(), qb = qa;
             if (QH) {
@@ -86,7 +72,7 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
                 isum[1] = _mm256_dpwssd_epi32(isum[1], _mm256_mullo_epi16(hb, shi),
                                               _mm256_loadu_si256((const __m256i *)(qj + 48)));
             }
-            const __m256 d = _mm256_set1_ps(f16(blk) * x->d[sb]);
+            const __m256 d = _mm256_set1_ps(rd_f16(blk) * x->d[sb]);
             acc[sb & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[0], isum[1])), d, acc[sb & 1]);
         }
         __m256 t = _mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), side);

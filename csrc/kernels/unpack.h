@@ -20,10 +20,17 @@
 
 #include "../ggml_types.h"
 
+/* One f16 field. SIMD files include this after their target pragma and immintrin.h,
+ * so with F16C it is one instruction; a call here would make the compiler spill every
+ * vector register in the kernels' loops. */
 static inline float rd_f16(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
     return rwkv_f16_to_f32(h);
+#endif
 }
 
 /* Q4_0, 18 bytes: f16 d | u8 qs[16]; w[j] = low nibble - 8, w[j+16] = high nibble - 8. */
@@ -139,6 +146,17 @@ static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn) {
         *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
         *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
+}
+
+/* The same 8 scales and 8 mins with word-wide bit moves (for the SIMD kernels):
+ * out bytes 0..7 are the scales, 8..15 the mins. */
+static inline void k4_scales_mins(const uint8_t *p, uint32_t out[4]) {
+    uint32_t u[3];
+    memcpy(u, p, 12);
+    out[0] = u[0] & 0x3f3f3f3fu;
+    out[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    out[2] = u[1] & 0x3f3f3f3fu;
+    out[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
 }
 
 /* Q4_K, 144 bytes: f16 d | f16 dmin | u8 scales[12] | u8 qs[128]; per 64 elements the
