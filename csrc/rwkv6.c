@@ -23,8 +23,9 @@
 /* Scratch vectors for one forward call (one allocation). */
 struct work {
     float *x, *xa, *sx, *xxx, *lora, *mix, *xm, *r, *k, *v, *g, *w, *y, *dd, *fk, *tmp;
-    struct rwkv_xq xq; /* activations quantized for integer kernels (quantized weights) */
-    struct rwkv_xq xqn[N_MIX]; /* one per input of a rwkv_matmul_vec_n group */
+    /* activations quantized for the integer kernels of quantized weights: one per job
+     * of a rwkv_matmul_jobs group */
+    struct rwkv_xq xq[N_MIX];
 };
 
 /* Bytes of the scratch for one forward call, and its division into vectors. The
@@ -40,7 +41,7 @@ static size_t work_sizes(const struct rwkv_model_info *hp, size_t *sizes, int64_
     if ((int64_t)D > *widest) *widest = (int64_t)D;
     if ((int64_t)Dd > *widest) *widest = (int64_t)Dd;
     *xq_bytes = (rwkv_xq_bytes(*widest) + 63) & ~(size_t)63;
-    return total * sizeof(float) + (1 + N_MIX) * *xq_bytes;
+    return total * sizeof(float) + N_MIX * *xq_bytes;
 }
 
 static int work_bind(const struct rwkv_model_info *hp, struct rwkv_state *st, struct work *s) {
@@ -63,8 +64,7 @@ static int work_bind(const struct rwkv_model_info *hp, struct rwkv_state *st, st
         off += sizes[i];
     }
     char *xq_base = (char *)(buf + off);
-    rwkv_xq_bind(&s->xq, xq_base, widest);
-    for (int i = 0; i < N_MIX; i++) rwkv_xq_bind(&s->xqn[i], xq_base + (size_t)(i + 1) * xq_bytes, widest);
+    for (int i = 0; i < N_MIX; i++) rwkv_xq_bind(&s->xq[i], xq_base + (size_t)i * xq_bytes, widest);
     return RWKV_OK;
 }
 
@@ -82,11 +82,11 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
     }
     /* data-dependent token shift: mix_i = W2_i (C, D) @ tanh(W1 (5D, C) @ xxx)[i*D : (i+1)*D] */
     const struct rwkv_gemv_job w1 = {&L->mix_w1, s->xxx, s->lora, RWKV_POST_TANH, NULL};
-    rwkv_matmul_jobs(1, &w1, s->xqn, nt);
+    rwkv_matmul_jobs(1, &w1, s->xq, nt);
     struct rwkv_gemv_job w2[N_MIX];
     for (int i = 0; i < N_MIX; i++)
         w2[i] = (struct rwkv_gemv_job){&L->mix_w2[i], s->lora + i * D, s->mix + i * C, RWKV_POST_NONE, NULL};
-    rwkv_matmul_jobs(N_MIX, w2, s->xqn, nt);
+    rwkv_matmul_jobs(N_MIX, w2, s->xq, nt);
     for (int i = 0; i < N_MIX; i++) {
         float *xm = s->xm + i * C;
         const float *mix = s->mix + i * C, *lerp = L->lerp[i];
@@ -100,15 +100,15 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
         {&L->att_g, s->xm + MIX_G * C, s->g, RWKV_POST_SILU, NULL},
         {&L->decay_w1, s->xm + MIX_W * C, s->dd, RWKV_POST_TANH, NULL},
     };
-    rwkv_matmul_jobs(5, rkvg, s->xqn, nt);
+    rwkv_matmul_jobs(5, rkvg, s->xq, nt);
     /* decay: w = exp(-exp(decay + Dw2 (C, Dd) @ tanh(Dw1 (Dd, C) @ xw))) */
     const struct rwkv_gemv_job decay = {&L->decay_w2, s->dd, s->w, RWKV_POST_DECAY, L->decay};
-    rwkv_matmul_jobs(1, &decay, s->xqn, nt);
+    rwkv_matmul_jobs(1, &decay, s->xq, nt);
 
     rwkv_wkv6_step(H, N, s->r, s->k, s->v, s->w, L->first, S, s->y, nt);
     rwkv_group_norm(s->y, s->y, L->lnx_w, L->lnx_b, H, N, RWKV6_LNX_EPS);
     for (int64_t c = 0; c < C; c++) s->y[c] *= s->g[c]; /* g is silu(W_g x_g) already */
-    rwkv_matmul_vec(&L->att_o, s->y, s->tmp, &s->xq, nt);
+    rwkv_matmul_vec(&L->att_o, s->y, s->tmp, s->xq, nt);
     for (int64_t c = 0; c < C; c++) s->x[c] += s->tmp[c];
 }
 
@@ -129,8 +129,8 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
     /* r = sigmoid(Wr (C, C) @ xr), k = relu(Wk (F, C) @ xk)^2, in one parallel region */
     const struct rwkv_gemv_job rk[2] = {{&L->ffn_r, xr, s->r, RWKV_POST_SIGMOID, NULL},
                                         {&L->ffn_k, xk, s->fk, RWKV_POST_RELU_SQ, NULL}};
-    rwkv_matmul_jobs(2, rk, s->xqn, nt);
-    rwkv_matmul_vec(&L->ffn_v, s->fk, s->tmp, &s->xq, nt); /* Wv (C, F) @ k */
+    rwkv_matmul_jobs(2, rk, s->xq, nt);
+    rwkv_matmul_vec(&L->ffn_v, s->fk, s->tmp, s->xq, nt); /* Wv (C, F) @ k */
     for (int64_t c = 0; c < C; c++) s->x[c] += s->r[c] * s->tmp[c]; /* r is sigmoid'ed already */
 }
 
@@ -153,7 +153,7 @@ static void forward_token(const struct rwkv_model *m, int32_t token, struct rwkv
     }
     if (logits) {
         rwkv_layer_norm(s->x, s->xa, m->lnout_w, m->lnout_b, C, hp->layer_norm_eps);
-        rwkv_matmul_vec(&m->head, s->xa, logits, &s->xq, m->n_threads);
+        rwkv_matmul_vec(&m->head, s->xa, logits, s->xq, m->n_threads);
     }
 }
 
