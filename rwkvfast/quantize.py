@@ -47,7 +47,7 @@ from rwkvfast.gguf_writer import (U32, bf16_to_f32, f32_to_bf16, ggml_type, tens
                                   write_gguf)
 # A pure-numpy GGUF reader: typed metadata values (so they are copied with their GGUF types) and
 # tensor data as views of a read-only mapping. The C reader validates the file first.
-from rwkvfast.testing import GGUFFile, GGUFTensor, read_gguf
+from rwkvfast.gguf_reader import GGUFFile, GGUFTensor, read_gguf
 
 __all__ = ["quantize", "FTYPES", "FType", "parse_ftype", "tensor_target_type", "TensorProgress",
            "QuantizeResult", "ftype_help"]
