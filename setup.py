@@ -18,6 +18,7 @@ ext = Extension(
     include_dirs=["csrc", np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=["-std=c11", "-O3", "-fopenmp", "-fvisibility=hidden", "-Wall",
+                        "-Werror=implicit-function-declaration",
                         "-Wno-unused-function"],
     extra_link_args=["-fopenmp"],
 )

@@ -46,7 +46,7 @@ static int get_f32(struct loader *ld, const char *name, int64_t a, int64_t b, in
                    const float **out) {
     int rc = RWKV_OK;
     struct rwkv_error *err = ld->err;
-    const struct rwkv_gguf_tensor *t;
+    const struct rwkv_gguf_tensor *t = NULL;
     RWKV_TRY(find(ld, name, a, b, c, d, &t));
     RWKV_CHECK(t->type == RWKV_TYPE_F32, RWKV_ERR_FORMAT, "%s: tensor '%s' has type %s, expected F32", ld->path,
                name, rwkv_type_name(t->type));
@@ -77,7 +77,7 @@ static struct rwkv_mat mat_view(uint32_t type, const void *data, int64_t n_rows,
 /* A matrix with ggml ne = [n_cols, n_rows], i.e. W (n_rows, n_cols). */
 static int get_mat(struct loader *ld, const char *name, int64_t n_cols, int64_t n_rows, struct rwkv_mat *out) {
     int rc = RWKV_OK;
-    const struct rwkv_gguf_tensor *t;
+    const struct rwkv_gguf_tensor *t = NULL;
     RWKV_TRY(find(ld, name, n_cols, n_rows, 1, 1, &t));
     RWKV_TRY(check_mat_type(ld, name, t->type));
     *out = mat_view(t->type, t->data, n_rows, n_cols);
@@ -149,7 +149,7 @@ static int load_layer(struct loader *ld, const struct rwkv_model_info *hp, int i
     }
     RWKV_TRY(get_mat(ld, NAME("time_mix_w1.weight"), C, N_MIX * D, &L->mix_w1));
     {
-        const struct rwkv_gguf_tensor *t;
+        const struct rwkv_gguf_tensor *t = NULL;
         RWKV_TRY(find(ld, NAME("time_mix_w2.weight"), D, C, N_MIX, 1, &t));
         RWKV_TRY(check_mat_type(ld, name, t->type));
         for (int i = 0; i < N_MIX; i++) {

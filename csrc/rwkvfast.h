@@ -63,6 +63,16 @@ void rwkv_system_info(char *buf, size_t size);
  * RWKV_ERR_FORMAT if this CPU cannot run `level` or no kernel handles `type`. */
 int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, struct rwkv_error *err);
+/* For benchmarks: W @ x with the active kernels, rows split over n_threads, as the
+ * model runs it (activations quantized first for quantized W), for each of n_mats
+ * matrices laid one after another (so a set larger than the caches streams from
+ * memory); y receives the last product. */
+int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n_rows,
+                       int64_t n_cols, int64_t n_mats, int n_threads, struct rwkv_error *err);
+/* For benchmarks: the machine's streaming read bandwidth roofline. Reads `size`
+ * bytes with n_threads (each a contiguous part) and returns a checksum so the
+ * reads cannot be optimised away. */
+uint64_t rwkv_stream_read(const void *p, size_t size, int n_threads);
 
 /* ----------------------------------------------------------------- gguf -- */
 
