@@ -12,7 +12,7 @@ import pytest
 from rwkvfast import _core
 from rwkvfast.gguf_writer import f32_to_bf16
 
-LEVELS = ["scalar", "avx2", "avx512"]
+LEVELS = ["scalar", "avx2", "avx512", "avx512vnni"]
 SUPPORTED = LEVELS[: LEVELS.index(_core.cpu_level_supported()) + 1]
 ROWS, COLS = 65536, 4096  # 512 MiB of f16
 

@@ -47,11 +47,12 @@ struct rwkv_str {
 
 /* ------------------------------------------------------------------ cpu -- */
 
-enum rwkv_cpu_level { RWKV_CPU_SCALAR = 0, RWKV_CPU_AVX2 = 1, RWKV_CPU_AVX512 = 2 };
+/* Each level includes the ones below; AVX512_VNNI adds integer dot-product kernels. */
+enum rwkv_cpu_level { RWKV_CPU_SCALAR = 0, RWKV_CPU_AVX2 = 1, RWKV_CPU_AVX512 = 2, RWKV_CPU_AVX512_VNNI = 3 };
 
 /* The level the dispatch table was built for: the best the CPU and OS support,
- * capped by the environment variable RWKVFAST_CPU=scalar|avx2|avx512 read at the
- * first call. Thread-safe after the first call (made at module import). */
+ * capped by the environment variable RWKVFAST_CPU=scalar|avx2|avx512|avx512vnni read
+ * at the first call. Thread-safe after the first call (made at module import). */
 int rwkv_cpu_level(void);
 /* The best level this machine could run, ignoring RWKVFAST_CPU. */
 int rwkv_cpu_level_supported(void);

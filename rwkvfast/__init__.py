@@ -40,6 +40,6 @@ def gguf_metadata(path: str | os.PathLike) -> dict:
 def system_info() -> str:
     """Which SIMD level and kernel each slot uses, like llama.cpp's system_info line.
 
-    RWKVFAST_CPU=scalar|avx2|avx512 (read at import) caps the level.
+    RWKVFAST_CPU=scalar|avx2|avx512|avx512vnni (read at import) caps the level.
     """
     return _core.system_info()

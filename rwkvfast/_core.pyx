@@ -66,7 +66,7 @@ def system_info():
     return buf.decode()
 
 
-_LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2}
+_LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2, "avx512vnni": 3}
 def _wtype(str name):
     """(type id, elements per block, bytes per block) from the C traits table."""
     cdef uint32_t t

@@ -12,7 +12,6 @@
 
 #include "../rwkvfast.h"
 #include "kernels.h"
-#include "qdot.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -30,9 +29,8 @@ static uint64_t xgetbv0(void) {
     return ((uint64_t)hi << 32) | lo;
 }
 
-static int detect(int *vnni) {
+static int detect(void) {
     unsigned a, b, c, d;
-    *vnni = 0;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return RWKV_CPU_SCALAR;
     int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
     if (!osxsave || !avx) return RWKV_CPU_SCALAR;
@@ -43,34 +41,30 @@ static int detect(int *vnni) {
     if (!(avx2 && fma && f16c)) return RWKV_CPU_SCALAR;
     int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
     int zmm_os = (xcr0 & 0xe6) == 0xe6; /* opmask + ZMM_Hi256 + Hi16_ZMM */
-    *vnni = (c >> 11) & 1;
-    if (avx512f && avx512dq && avx512bw && avx512vl && zmm_os) return RWKV_CPU_AVX512;
+    int vnni = (c >> 11) & 1;
+    if (avx512f && avx512dq && avx512bw && avx512vl && zmm_os) return vnni ? RWKV_CPU_AVX512_VNNI : RWKV_CPU_AVX512;
     return RWKV_CPU_AVX2;
 }
 #else
-static int detect(int *vnni) {
-    *vnni = 0;
-    return RWKV_CPU_SCALAR;
-}
+static int detect(void) { return RWKV_CPU_SCALAR; }
 #endif
 
-static const char *const LEVEL_NAMES[] = {"scalar", "avx2", "avx512"};
+static const char *const LEVEL_NAMES[] = {"scalar", "avx2", "avx512", "avx512vnni"};
 static const struct rwkv_kernels *const TABLES[] = {&rwkv_kernels_scalar, &rwkv_kernels_avx2,
-                                                    &rwkv_kernels_avx512};
+                                                    &rwkv_kernels_avx512, &rwkv_kernels_avx512vnni};
 
 /* The dispatch state: written once under pthread_once, read-only afterwards. */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_supported, g_level;
-static struct rwkv_kernels g_filled[RWKV_CPU_AVX512 + 1]; /* per level, NULL slots filled from below */
+static struct rwkv_kernels g_filled[RWKV_CPU_AVX512_VNNI + 1]; /* per level, NULL slots filled from below */
 static char g_info[1024];
 
 static void init_once(void) {
-    int vnni;
-    g_supported = detect(&vnni);
+    g_supported = detect();
     g_level = g_supported;
     const char *cap = getenv("RWKVFAST_CPU");
     if (cap && *cap) {
-        for (int l = 0; l <= RWKV_CPU_AVX512; l++)
+        for (int l = 0; l <= RWKV_CPU_AVX512_VNNI; l++)
             if (strcmp(cap, LEVEL_NAMES[l]) == 0 && l < g_level) g_level = l;
     }
     /* Each slot takes the best level (up to the table's own) that implements it. */
@@ -91,23 +85,6 @@ static void init_once(void) {
             RWKV_KERNEL_SLOTS(FILL)
 #undef FILL
         }
-#if defined(__x86_64__) && defined(__GNUC__)
-        if (top == RWKV_CPU_AVX512 && vnni) { /* same level, cheaper integer dot products */
-            dst->gemv_q4_k = rwkv_gemv_q4_k_avx512vnni;
-            dst->gemv_q5_k = rwkv_gemv_q5_k_avx512vnni;
-            if (top == g_level) {
-#define COUNT(name, wtype) +1
-                i = 0 RWKV_FLOAT_SLOTS(COUNT); /* quantized slots follow the float ones */
-#undef COUNT
-#define VNNI_NAME(name, wtype)                                                                             \
-    if (dst->name == rwkv_gemv_q4_k_avx512vnni || dst->name == rwkv_gemv_q5_k_avx512vnni) slot_level[i] = \
-        "avx512vnni";                                                                                      \
-    i++;
-                RWKV_QUANT_SLOTS(VNNI_NAME)
-#undef VNNI_NAME
-            }
-        }
-#endif
     }
     int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) |", LEVEL_NAMES[g_level],
                      LEVEL_NAMES[g_supported]);
@@ -131,7 +108,7 @@ int rwkv_cpu_level_supported(void) {
 }
 
 const char *rwkv_cpu_level_name(int level) {
-    return level >= 0 && level <= RWKV_CPU_AVX512 ? LEVEL_NAMES[level] : "?";
+    return level >= 0 && level <= RWKV_CPU_AVX512_VNNI ? LEVEL_NAMES[level] : "?";
 }
 
 const struct rwkv_kernels *rwkv_kernels_active(void) {

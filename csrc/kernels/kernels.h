@@ -63,7 +63,7 @@ typedef void (*rwkv_gemv_q_fn)(const void *w, size_t row_bytes, const struct rwk
 #define RWKV_KERNEL_SLOTS(X) RWKV_FLOAT_SLOTS(X) RWKV_QUANT_SLOTS(X)
 
 struct rwkv_kernels {
-    const char *level; /* "scalar", "avx2", "avx512" */
+    const char *level; /* "scalar", "avx2", "avx512", "avx512vnni" */
 #define RWKV_SLOT_F(name, wtype) rwkv_gemv_fn name;
 #define RWKV_SLOT_Q(name, wtype) rwkv_gemv_q_fn name;
     RWKV_FLOAT_SLOTS(RWKV_SLOT_F)
@@ -91,6 +91,7 @@ static inline rwkv_gemv_q_fn rwkv_kernels_gemv_q(const struct rwkv_kernels *k, u
 extern const struct rwkv_kernels rwkv_kernels_scalar;
 extern const struct rwkv_kernels rwkv_kernels_avx2;
 extern const struct rwkv_kernels rwkv_kernels_avx512;
+extern const struct rwkv_kernels rwkv_kernels_avx512vnni; /* only the slots VNNI speeds up */
 
 /* The table chosen at start-up (never NULL, every slot filled). */
 const struct rwkv_kernels *rwkv_kernels_active(void);

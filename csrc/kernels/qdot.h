@@ -19,7 +19,7 @@
 RWKV_DECLARE_QDOT(avx2)
 RWKV_DECLARE_QDOT(avx512)
 
-/* AVX512-VNNI variants, installed over the avx512 table's slots when the CPU has VNNI. */
+/* AVX512-VNNI kernels (the avx512vnni level's table). */
 void rwkv_gemv_q4_k_avx512vnni(const void *, size_t, const struct rwkv_xq *, float *, int64_t, int64_t);
 void rwkv_gemv_q5_k_avx512vnni(const void *, size_t, const struct rwkv_xq *, float *, int64_t, int64_t);
 

@@ -130,14 +130,7 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            uint32_t scm[4];
-            k4_scales_mins(blk + 4, scm);
-            const float d = rd_f16(blk) * x->d[sb], dmin = rd_f16(blk + 2);
-            __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
-            __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
-            __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
-            _mm256_store_ps(fs, _mm256_mul_ps(scf, _mm256_set1_ps(d)));
-            side = _mm256_fmadd_ps(_mm256_mul_ps(mnf, _mm256_set1_ps(dmin)), _mm256_loadu_ps(x->sum32 + sb * 8), side);
+            k4_superblock(blk, x->d[sb], x->sum32 + sb * 8, fs, &side);
             const int16_t *q = x->q + sb * 256;
             for (int j = 0; j < 4; j++) {
                 const uint8_t *qs = blk + QS + 32 * j;

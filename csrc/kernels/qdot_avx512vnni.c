@@ -89,4 +89,12 @@ void rwkv_gemv_q4_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
 void rwkv_gemv_q5_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
     gemv_q45k(w, rb, x, y, nr, nc, 176, 48, 16);
 }
+const struct rwkv_kernels rwkv_kernels_avx512vnni = {
+    .level = "avx512vnni",
+    .gemv_q4_k = rwkv_gemv_q4_k_avx512vnni,
+    .gemv_q5_k = rwkv_gemv_q5_k_avx512vnni,
+};
+#else
+#include "kernels.h"
+const struct rwkv_kernels rwkv_kernels_avx512vnni = {0};
 #endif
