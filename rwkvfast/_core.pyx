@@ -319,6 +319,7 @@ cdef object _view(float *ptr, shape, object owner, bint writeable):
 cdef class _State:
     """The C recurrent state of one sequence (see rwkvfast.State)."""
     cdef rwkv_state *st
+    cdef int busy   # a forward pass is using this state (one sequence, one thread at a time)
 
     def __dealloc__(self):
         rwkv_state_free(self.st)
@@ -326,6 +327,8 @@ cdef class _State:
     cdef int _live(self) except -1:
         if self.st == NULL:
             raise ValueError("state is not initialised (use Model.new_state)")
+        if self.busy:
+            raise RuntimeError("this state is being used by a forward pass in another thread")
         return 0
 
     @property
@@ -446,10 +449,12 @@ cdef class _Model:
         out = np.empty(shape, dtype=np.float32)
         o = out.reshape(-1)
         self.active += 1
+        state.busy = 1
         try:
             with nogil:
                 rc = rwkv_model_forward(self.m, &tokens[0], T, state.st, &o[0], all_logits, &err)
         finally:
             self.active -= 1
+            state.busy = 0
         _check(rc, &err)
         return out

@@ -325,3 +325,33 @@ def test_file_type_names_the_llama_cpp_ftype(f32_model, f16_path):
         assert m.info["file_type"] == "F16"
     meta = rwkvfast.gguf_metadata(fixture_path("tiny/gguf/tiny-Q4_K_M.gguf"))["metadata"]
     assert rwkvfast.model.FILE_TYPES[meta["general.file_type"]] == "Q4_K_M"
+
+
+def test_one_state_in_two_threads_is_refused_not_corrupted(f32_model):
+    """A State belongs to one sequence: a second forward on it while one runs raises."""
+    import threading
+
+    s = f32_model.new_state()
+    ids = reference_ids() * 20  # long enough to still be running when the second call comes
+    errors = []
+    started = threading.Event()
+
+    def long_run():
+        started.set()
+        f32_model.forward(ids, s)
+
+    t = threading.Thread(target=long_run)
+    t.start()
+    started.wait()
+    for _ in range(2000):  # bounded: stop as soon as the first call is seen running
+        try:
+            f32_model.forward([1], s)
+        except RuntimeError as e:
+            errors.append(str(e))
+            break
+        if not t.is_alive():
+            break
+    t.join()
+    if not errors:
+        pytest.skip("the first forward finished before a second call overlapped it")
+    assert "another thread" in errors[0]
