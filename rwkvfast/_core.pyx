@@ -113,6 +113,20 @@ def gemv(str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not Non
     return out
 
 
+def wkv6_at_level(str level, const float[::1] r not None, const float[::1] k not None,
+                  const float[::1] v not None, const float[::1] w not None, const float[::1] u not None,
+                  float[:, ::1] S not None):
+    """Tests: one WKV6 head with one ISA level's kernel; updates S in place, returns y."""
+    cdef rwkv_error err
+    cdef int64_t N = r.shape[0]
+    if not (k.shape[0] == v.shape[0] == w.shape[0] == u.shape[0] == N and S.shape[0] == N and S.shape[1] == N):
+        raise ValueError("r, k, v, w, u must have length N and S shape (N, N)")
+    out = np.empty(N, dtype=np.float32)
+    cdef float[::1] y = out
+    _check(rwkv_wkv6_at_level(_LEVELS[level], N, &r[0], &k[0], &v[0], &w[0], &u[0], &S[0, 0], &y[0], &err), &err)
+    return out
+
+
 def stream_read(const uint8_t[::1] buf not None, int n_threads=1):
     """Benchmarks: read every byte of `buf` with n_threads (the bandwidth roofline)."""
     cdef uint64_t r

@@ -66,7 +66,7 @@ def test_unsupported_level_is_an_error():
 def test_system_info_names_every_slot():
     info = rwkvfast.system_info()
     assert info.startswith(f"cpu: {_core.cpu_level()}")
-    for slot in ("gemv_f32", "gemv_f16", "gemv_bf16"):
+    for slot in ("wkv6", "gemv_f32", "gemv_f16", "gemv_bf16", "gemv_q4_k"):
         assert f"{slot} = " in info
 
 
@@ -149,3 +149,23 @@ def test_quantized_gemv_matches_dequantized_product(level, qtype, rows, nblocks)
     assert np.all(np.abs(got - want) <= bound), (level, qtype, np.abs(got - want).max(), bound.min())
     scalar = _core.gemv_at_level("scalar", qtype, raw, x)
     assert np.all(np.abs(got - scalar) <= 1e-5 * (np.abs(deq) @ np.abs(x)) + 1e-6)
+
+
+@pytest.mark.parametrize("level", SUPPORTED)
+@pytest.mark.parametrize("N", [64, 8, 16, 32, 5, 128])
+def test_wkv6_matches_scalar_twin_and_float64(level, N):
+    rng = np.random.default_rng(N)
+    r, k, v, u = (rng.standard_normal(N).astype(np.float32) for _ in range(4))
+    w = rng.uniform(0.05, 0.999, N).astype(np.float32)
+    S0 = rng.standard_normal((N, N)).astype(np.float32)
+    S = S0.copy()
+    y = _core.wkv6_at_level(level, r, k, v, w, u, S)
+    # the recurrence in float64
+    S64 = S0.astype(np.float64)
+    y64 = r.astype(np.float64) @ (np.outer(u * k, v).astype(np.float64) + S64)
+    S64 = w[:, None].astype(np.float64) * S64 + np.outer(k, v).astype(np.float64)
+    scale = np.abs(r) @ (np.abs(np.outer(u * k, v)) + np.abs(S0))
+    assert np.all(np.abs(y - y64) <= 1e-5 * scale + 1e-6)
+    assert np.allclose(S, S64, rtol=1e-5, atol=1e-5)
+    S2 = S0.copy()
+    np.testing.assert_allclose(y, _core.wkv6_at_level("scalar", r, k, v, w, u, S2), rtol=1e-4, atol=1e-4)

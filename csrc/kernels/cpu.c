@@ -84,10 +84,14 @@ static void init_once(void) {
     i++;
             RWKV_KERNEL_SLOTS(FILL)
 #undef FILL
+            if (t->wkv6) dst->wkv6 = t->wkv6;
         }
     }
-    int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) |", LEVEL_NAMES[g_level],
-                     LEVEL_NAMES[g_supported]);
+    const char *wkv_level = "scalar";
+    for (int l = 0; l <= g_level; l++)
+        if (TABLES[l]->wkv6) wkv_level = LEVEL_NAMES[l];
+    int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) | wkv6 = %s |", LEVEL_NAMES[g_level],
+                     LEVEL_NAMES[g_supported], wkv_level);
     i = 0;
 #define INFO(name, wtype)                                                                           \
     if (n >= 0 && (size_t)n < sizeof g_info)                                                 \

@@ -81,11 +81,34 @@ DEFINE_GEMV(rwkv_gemv_f32_avx2, float, load8_f32, cvt1_f32)
 DEFINE_GEMV(rwkv_gemv_f16_avx2, uint16_t, load8_f16, cvt1_f16)
 DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
 
+/* WKV6 for one head, 8 values per vector (see rwkv_wkv6_fn); N not a multiple of 8
+ * goes to the scalar twin. No FMA: rounded exactly like the scalar twin. */
+static void rwkv_wkv6_avx2(int64_t N, const float *r, const float *k, const float *v, const float *w,
+                           const float *u, float *S, float *y) {
+    if (N % 8) {
+        rwkv_kernels_scalar.wkv6(N, r, k, v, w, u, S, y);
+        return;
+    }
+    for (int64_t j = 0; j < N; j += 8) _mm256_storeu_ps(y + j, _mm256_setzero_ps());
+    for (int64_t i = 0; i < N; i++) {
+        const __m256 ri = _mm256_set1_ps(r[i]), ki = _mm256_set1_ps(k[i]), wi = _mm256_set1_ps(w[i]),
+                     uki = _mm256_set1_ps(u[i] * k[i]);
+        float *Si = S + i * N;
+        for (int64_t j = 0; j < N; j += 8) {
+            const __m256 vv = _mm256_loadu_ps(v + j), s_ = _mm256_loadu_ps(Si + j);
+            const __m256 t = _mm256_mul_ps(ri, _mm256_add_ps(_mm256_mul_ps(uki, vv), s_));
+            _mm256_storeu_ps(y + j, _mm256_add_ps(_mm256_loadu_ps(y + j), t));
+            _mm256_storeu_ps(Si + j, _mm256_add_ps(_mm256_mul_ps(wi, s_), _mm256_mul_ps(ki, vv)));
+        }
+    }
+}
+
 /* Quantized weights: qdot_avx2.c. */
 #include "qdot.h"
 
 const struct rwkv_kernels rwkv_kernels_avx2 = {
     .level = "avx2",
+    .wkv6 = rwkv_wkv6_avx2,
     .gemv_f32 = rwkv_gemv_f32_avx2,
     .gemv_f16 = rwkv_gemv_f16_avx2,
     .gemv_bf16 = rwkv_gemv_bf16_avx2,

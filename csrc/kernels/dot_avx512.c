@@ -74,11 +74,57 @@ DEFINE_GEMV(rwkv_gemv_f32_avx512, float, load16_f32)
 DEFINE_GEMV(rwkv_gemv_f16_avx512, uint16_t, load16_f16)
 DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
 
+/* WKV6 for one head: the value vector and the output stay in registers for N = 64
+ * (RWKV-6's head size); other N multiple of 16 keep y in memory. Separate multiplies
+ * and adds (no FMA), rounded exactly like the scalar twin: the recurrence feeds every
+ * later token, and fused rounding measurably moved the logits away from the reference. */
+static void rwkv_wkv6_avx512(int64_t N, const float *r, const float *k, const float *v, const float *w,
+                             const float *u, float *S, float *y) {
+    if (N == 64) {
+        __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16), v2 = _mm512_loadu_ps(v + 32),
+               v3 = _mm512_loadu_ps(v + 48);
+        __m512 y0 = _mm512_setzero_ps(), y1 = y0, y2 = y0, y3 = y0;
+        for (int64_t i = 0; i < 64; i++) {
+            const __m512 ri = _mm512_set1_ps(r[i]), ki = _mm512_set1_ps(k[i]), wi = _mm512_set1_ps(w[i]),
+                         uki = _mm512_set1_ps(u[i] * k[i]);
+            float *Si = S + i * 64;
+#define WKV_LANE(o, vv, yy)                                                        \
+    {                                                                              \
+        const __m512 s_ = _mm512_loadu_ps(Si + o);                                 \
+        yy = _mm512_add_ps(yy, _mm512_mul_ps(ri, _mm512_add_ps(_mm512_mul_ps(uki, vv), s_)));             \
+        _mm512_storeu_ps(Si + o, _mm512_add_ps(_mm512_mul_ps(wi, s_), _mm512_mul_ps(ki, vv)));          \
+    }
+            WKV_LANE(0, v0, y0) WKV_LANE(16, v1, y1) WKV_LANE(32, v2, y2) WKV_LANE(48, v3, y3)
+#undef WKV_LANE
+        }
+        _mm512_storeu_ps(y, y0), _mm512_storeu_ps(y + 16, y1), _mm512_storeu_ps(y + 32, y2),
+            _mm512_storeu_ps(y + 48, y3);
+        return;
+    }
+    if (N % 16) { /* not an RWKV-6 head size: let the scalar twin do it */
+        rwkv_kernels_scalar.wkv6(N, r, k, v, w, u, S, y);
+        return;
+    }
+    for (int64_t j = 0; j < N; j += 16) _mm512_storeu_ps(y + j, _mm512_setzero_ps());
+    for (int64_t i = 0; i < N; i++) {
+        const __m512 ri = _mm512_set1_ps(r[i]), ki = _mm512_set1_ps(k[i]), wi = _mm512_set1_ps(w[i]),
+                     uki = _mm512_set1_ps(u[i] * k[i]);
+        float *Si = S + i * N;
+        for (int64_t j = 0; j < N; j += 16) {
+            const __m512 vv = _mm512_loadu_ps(v + j), s_ = _mm512_loadu_ps(Si + j);
+            const __m512 t = _mm512_mul_ps(ri, _mm512_add_ps(_mm512_mul_ps(uki, vv), s_));
+            _mm512_storeu_ps(y + j, _mm512_add_ps(_mm512_loadu_ps(y + j), t));
+            _mm512_storeu_ps(Si + j, _mm512_add_ps(_mm512_mul_ps(wi, s_), _mm512_mul_ps(ki, vv)));
+        }
+    }
+}
+
 /* Quantized weights: qdot_avx512.c. */
 #include "qdot.h"
 
 const struct rwkv_kernels rwkv_kernels_avx512 = {
     .level = "avx512",
+    .wkv6 = rwkv_wkv6_avx512,
     .gemv_f32 = rwkv_gemv_f32_avx512,
     .gemv_f16 = rwkv_gemv_f16_avx512,
     .gemv_bf16 = rwkv_gemv_bf16_avx512,

@@ -78,8 +78,22 @@ DEFINE_GEMV_Q(q4_k, 256, 144)
 DEFINE_GEMV_Q(q5_k, 256, 176)
 DEFINE_GEMV_Q(q6_k, 256, 210)
 
+static void wkv6_scalar(int64_t N, const float *r, const float *k, const float *v, const float *w,
+                        const float *u, float *S, float *y) {
+    for (int64_t j = 0; j < N; j++) y[j] = 0.0f;
+    for (int64_t i = 0; i < N; i++) {
+        const float ri = r[i], ki = k[i], wi = w[i], uki = u[i] * ki;
+        float *Si = S + i * N;
+        for (int64_t j = 0; j < N; j++) {
+            y[j] += ri * (uki * v[j] + Si[j]);
+            Si[j] = wi * Si[j] + ki * v[j];
+        }
+    }
+}
+
 const struct rwkv_kernels rwkv_kernels_scalar = {
     .level = "scalar",
+    .wkv6 = wkv6_scalar,
     .gemv_f32 = gemv_f32_scalar,
     .gemv_f16 = gemv_f16_scalar,
     .gemv_bf16 = gemv_bf16_scalar,

@@ -40,6 +40,12 @@ struct rwkv_xq {
 typedef void (*rwkv_gemv_q_fn)(const void *w, size_t row_bytes, const struct rwkv_xq *x, float *y,
                                int64_t n_rows, int64_t n_cols);
 
+/* One head of the WKV6 recurrence for one token (N = head_size): with i the key and
+ * j the value index, y_j = sum_i r_i (u_i k_i v_j + S_ij), then S_ij <- w_i S_ij + k_i v_j.
+ * S is [N][N] (row i contiguous). */
+typedef void (*rwkv_wkv6_fn)(int64_t N, const float *r, const float *k, const float *v, const float *w,
+                             const float *u, float *S, float *y);
+
 /* X-macro lists of the GEMV slots, X(slot name, weight type): float-activation
  * kernels (rwkv_gemv_fn) and quantized-activation kernels (rwkv_gemv_q_fn). A SIMD
  * table may leave a slot NULL; the active table then takes the next lower level's
@@ -64,6 +70,7 @@ typedef void (*rwkv_gemv_q_fn)(const void *w, size_t row_bytes, const struct rwk
 
 struct rwkv_kernels {
     const char *level; /* "scalar", "avx2", "avx512", "avx512vnni" */
+    rwkv_wkv6_fn wkv6;
 #define RWKV_SLOT_F(name, wtype) rwkv_gemv_fn name;
 #define RWKV_SLOT_Q(name, wtype) rwkv_gemv_q_fn name;
     RWKV_FLOAT_SLOTS(RWKV_SLOT_F)
