@@ -99,10 +99,14 @@ def test_stepwise_equals_sequence(f32_model):
     assert np.abs(one - ref_one).max() <= 2 * manifest_entry("F32")["observed"]["max_abs"]
 
 
-def test_loading_into_memory_equals_mmap(f32_model):
+def test_loading_into_memory_equals_mmap():
     ids = reference_ids()[:16]
-    with rwkvfast.Model(fixture_path("tiny/gguf/tiny-F32.gguf"), use_mmap=False) as m:
-        np.testing.assert_array_equal(_logits(m, ids), _logits(f32_model, ids))
+    path = fixture_path("tiny/gguf/tiny-F32.gguf")
+    with rwkvfast.Model(path, use_mmap=False) as a, rwkvfast.Model(path, use_mmap=True) as b:
+        assert (a.info["use_mmap"], b.info["use_mmap"]) == (False, True)
+        np.testing.assert_array_equal(_logits(a, ids), _logits(b, ids))
+    with rwkvfast.Model(path) as m:  # a 10 MB file always fits: loaded
+        assert m.info["use_mmap"] is False
 
 
 def test_last_logits_equal_last_row(f32_model):
