@@ -37,8 +37,8 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             uint32_t scm[4];
             k4_scales_mins(blk + 4, scm);
             __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
-            _mm256_store_si256((__m256i *)pairs,
-                               _mm256_mullo_epi32(_mm256_cvtepu8_epi32(bytes), _mm256_set1_epi32(0x10001)));
+            const __m256i sc32 = _mm256_cvtepu8_epi32(bytes);
+            _mm256_store_si256((__m256i *)pairs, _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16)));
             __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
             side = _mm256_fmadd_ps(_mm256_mul_ps(mnf, _mm256_set1_ps(rd_f16(blk + 2))), _mm256_loadu_ps(x->sum32 + sb * 8),
                                    side);
