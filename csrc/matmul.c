@@ -23,11 +23,8 @@
 /* Below this many weight bytes a fork/join costs more than it saves. */
 #define PARALLEL_MIN_BYTES (64 * 1024)
 
-static rwkv_gemv_fn kernel_for(const struct rwkv_kernels *k, uint32_t type) { return rwkv_kernels_gemv_f(k, type); }
-static rwkv_gemv_q_fn qkernel_for(const struct rwkv_kernels *k, uint32_t type) { return rwkv_kernels_gemv_q(k, type); }
-
 int rwkv_mat_type_supported(uint32_t type) {
-    return kernel_for(&rwkv_kernels_scalar, type) != NULL || qkernel_for(&rwkv_kernels_scalar, type) != NULL;
+    return rwkv_kernels_gemv_f(&rwkv_kernels_scalar, type) != NULL || rwkv_kernels_gemv_q(&rwkv_kernels_scalar, type) != NULL;
 }
 
 /* ---- activation quantization (one format for every level, so twins agree) ---- */
@@ -56,7 +53,6 @@ void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
     xq->qsum = (int32_t *)p;
     p += align64((n / 32 + 16) * 4);
     xq->sum16 = (float *)p;
-    xq->n = 0;
     xq->block = 32;
 }
 
@@ -72,7 +68,6 @@ static inline int16_t round_i16(float v) {
 /* x_i ~= d_b * q_i with d_b = max|x| / 16383 over each block of `block` elements.
  * This runs on one thread before every quantized GEMV, so it is kept vectorisable. */
 static void xq_quantize(const float *x, int64_t n, int64_t block, struct rwkv_xq *xq) {
-    xq->n = n;
     xq->block = block;
     for (int64_t b = 0; b < n / block; b++) {
         const float *xb = x + b * block;
@@ -151,9 +146,9 @@ static void run_rows(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j
                      int64_t r1) {
     const struct rwkv_mat *m = j->w;
     const char *w0 = (const char *)m->data + (size_t)r0 * m->row_bytes;
-    rwkv_gemv_fn fn = kernel_for(k, m->type);
+    rwkv_gemv_fn fn = rwkv_kernels_gemv_f(k, m->type);
     if (fn) fn(w0, m->row_bytes, j->x, j->y + r0, r1 - r0, m->n_cols);
-    else qkernel_for(k, m->type)(w0, m->row_bytes, xq, j->y + r0, r1 - r0, m->n_cols);
+    else rwkv_kernels_gemv_q(k, m->type)(w0, m->row_bytes, xq, j->y + r0, r1 - r0, m->n_cols);
     apply_post(j->post, j->bias ? j->bias + r0 : NULL, j->y + r0, r1 - r0);
 }
 
@@ -163,7 +158,7 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
     for (int i = 0; i < n; i++) bytes += (size_t)jobs[i].w->n_rows * jobs[i].w->row_bytes;
     if (n_threads <= 1 || bytes < PARALLEL_MIN_BYTES) {
         for (int i = 0; i < n; i++) {
-            if (qkernel_for(k, jobs[i].w->type))
+            if (rwkv_kernels_gemv_q(k, jobs[i].w->type))
                 xq_quantize(jobs[i].x, jobs[i].w->n_cols, xq_block_for(jobs[i].w->type), &xq[i]);
             run_rows(k, &jobs[i], &xq[i], 0, jobs[i].w->n_rows);
         }
@@ -178,7 +173,7 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
 #endif
 #pragma omp for schedule(static)
         for (int i = 0; i < n; i++)
-            if (qkernel_for(k, jobs[i].w->type))
+            if (rwkv_kernels_gemv_q(k, jobs[i].w->type))
                 xq_quantize(jobs[i].x, jobs[i].w->n_cols, xq_block_for(jobs[i].w->type), &xq[i]);
         for (int i = 0; i < n; i++) {
             const int64_t rows = jobs[i].w->n_rows;
@@ -190,14 +185,25 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
     }
 }
 
+/* A zeroed, bound activation scratch for n elements (the test and benchmark hooks);
+ * returns the buffer to free, or NULL when out of memory. */
+static void *xq_new(int64_t n, struct rwkv_xq *xq) {
+    const size_t bytes = align64(rwkv_xq_bytes(n));
+    void *buf = aligned_alloc(64, bytes);
+    if (!buf) return NULL;
+    memset(buf, 0, bytes);
+    rwkv_xq_bind(xq, buf, n);
+    return buf;
+}
+
 int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, struct rwkv_error *err) {
     int rc = RWKV_OK;
     void *buf = NULL;
     const struct rwkv_kernels *k = rwkv_kernels_for_level(level);
     RWKV_CHECK(k, RWKV_ERR_FORMAT, "this CPU cannot run kernel level %s", rwkv_cpu_level_name(level));
-    rwkv_gemv_fn fn = kernel_for(k, type);
-    rwkv_gemv_q_fn qfn = qkernel_for(k, type);
+    rwkv_gemv_fn fn = rwkv_kernels_gemv_f(k, type);
+    rwkv_gemv_q_fn qfn = rwkv_kernels_gemv_q(k, type);
     RWKV_CHECK(fn || qfn, RWKV_ERR_FORMAT, "no %s gemv kernel for type %s", rwkv_cpu_level_name(level),
                rwkv_type_name(type));
     if (fn) {
@@ -206,11 +212,9 @@ int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes
         const int64_t blk = xq_block_for(type);
         RWKV_CHECK(n_cols % blk == 0, RWKV_ERR_FORMAT, "%s rows need a multiple of %lld columns",
                    rwkv_type_name(type), (long long)blk);
-        buf = aligned_alloc(64, align64(rwkv_xq_bytes(n_cols)));
-        if (buf) memset(buf, 0, align64(rwkv_xq_bytes(n_cols)));
-        RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
         struct rwkv_xq xq;
-        rwkv_xq_bind(&xq, buf, n_cols);
+        buf = xq_new(n_cols, &xq);
+        RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
         xq_quantize(x, n_cols, blk, &xq);
         qfn(w, row_bytes, &xq, y, n_rows, n_cols);
     }
@@ -220,20 +224,8 @@ fail:
 }
 
 void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out) {
-    const char *row = (const char *)w->data + (size_t)r * w->row_bytes;
-    switch (w->type) {
-    case RWKV_TYPE_F32:
-        for (int64_t c = 0; c < w->n_cols; c++) out[c] = ((const float *)row)[c];
-        return;
-    case RWKV_TYPE_F16:
-        for (int64_t c = 0; c < w->n_cols; c++) out[c] = rwkv_f16_to_f32(((const uint16_t *)row)[c]);
-        return;
-    case RWKV_TYPE_BF16:
-        for (int64_t c = 0; c < w->n_cols; c++) out[c] = rwkv_bf16_to_f32(((const uint16_t *)row)[c]);
-        return;
-    default: /* ggml's bit-exact dequantization, as llama.cpp's get_rows does */
-        rwkv_dequantize_row(w->type, row, out, w->n_cols);
-    }
+    /* ggml's bit-exact decoding (plain rows included), as llama.cpp's get_rows does */
+    rwkv_dequantize_row(w->type, (const char *)w->data + (size_t)r * w->row_bytes, out, w->n_cols);
 }
 
 int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n_rows,
@@ -242,14 +234,11 @@ int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const flo
     void *buf = NULL;
     RWKV_CHECK(rwkv_mat_type_supported(type), RWKV_ERR_FORMAT, "no gemv kernel for type %s", rwkv_type_name(type));
     const int64_t blk = xq_block_for(type);
-    RWKV_CHECK(kernel_for(&rwkv_kernels_scalar, type) || n_cols % blk == 0, RWKV_ERR_FORMAT,
+    RWKV_CHECK(rwkv_kernels_gemv_f(&rwkv_kernels_scalar, type) || n_cols % blk == 0, RWKV_ERR_FORMAT,
                "%s rows need a multiple of %lld columns", rwkv_type_name(type), (long long)blk);
-    const size_t xb = align64(rwkv_xq_bytes(n_cols));
-    buf = aligned_alloc(64, xb);
-    RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
-    memset(buf, 0, xb);
     struct rwkv_xq xq;
-    rwkv_xq_bind(&xq, buf, n_cols);
+    buf = xq_new(n_cols, &xq);
+    RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < n_mats; i++) {
         struct rwkv_mat m = {type, (const char *)w + (size_t)i * (size_t)n_rows * row_bytes, n_rows, n_cols,
                              row_bytes};

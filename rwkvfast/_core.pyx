@@ -225,8 +225,8 @@ cdef dict _gguf_dict(const rwkv_gguf *g):
     }
 
 
-def gguf_read(path):
-    """Validate a GGUF file and return its header, metadata and tensor table as a dict."""
+cdef rwkv_gguf *_gguf_open(path) except NULL:
+    """Open and validate a GGUF (the caller closes it)."""
     cdef rwkv_gguf *g = NULL
     cdef rwkv_error err
     cdef bytes p = _path_bytes(path)
@@ -234,6 +234,12 @@ def gguf_read(path):
     with nogil:
         rc = rwkv_gguf_open(&g, cp, &err)
     _check(rc, &err)
+    return g
+
+
+def gguf_read(path):
+    """Validate a GGUF file and return its header, metadata and tensor table as a dict."""
+    cdef rwkv_gguf *g = _gguf_open(path)
     try:
         return _gguf_dict(g)
     finally:
@@ -256,21 +262,11 @@ cdef class Tokenizer:
 
     @staticmethod
     def from_gguf(path):
-        cdef rwkv_gguf *g = NULL
-        cdef rwkv_error err
-        cdef bytes p = _path_bytes(path)
-        cdef const char *cp = p
-        cdef Tokenizer self = Tokenizer.__new__(Tokenizer)
-        with nogil:
-            rc = rwkv_gguf_open(&g, cp, &err)
-        _check(rc, &err)
+        cdef rwkv_gguf *g = _gguf_open(path)
         try:
-            with nogil:
-                rc = rwkv_tokenizer_init_gguf(&self.tok, g, &err)
-            _check(rc, &err)
+            return Tokenizer._from_open(g)
         finally:
             rwkv_gguf_close(g)
-        return self
 
     @staticmethod
     cdef Tokenizer _from_open(const rwkv_gguf *g):

@@ -23,7 +23,7 @@ typedef void (*rwkv_gemv_fn)(const void *w, size_t row_bytes, const float *x, fl
  * and sum16[i / 16] the exact f32 sum of x over each 16 elements (for the min/offset
  * terms of Q4_1, Q5_1, Q2_K, Q4_K, Q5_K). */
 struct rwkv_xq {
-    int64_t n, block;
+    int64_t block;
     int16_t *q;
     float *d;
     float *sum16;

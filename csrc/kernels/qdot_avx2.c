@@ -130,7 +130,7 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            k4_superblock(blk, x->d[sb], x->sum32 + sb * 8, fs, &side);
+            _mm256_store_ps(fs, k4_scales_f32(k4_superblock(blk, x->sum32 + sb * 8, &side), rd_f16(blk) * x->d[sb]));
             const int16_t *q = x->q + sb * 256;
             for (int j = 0; j < 4; j++) {
                 const uint8_t *qs = blk + QS + 32 * j;

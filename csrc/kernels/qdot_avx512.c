@@ -156,7 +156,6 @@ void rwkv_gemv_q5_1_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
 
 /* ---------------------------------------------------------- Q4_K, Q5_K -- */
 
-/* The 8 six-bit scales and mins of a Q4_K/Q5_K super-block (k4_scale_min in unpack.h)
 /* Per 64 elements, 32 packed bytes widen to 32 int16 lanes: `& 15` is sub-block 2j
  * (elements 64j..64j+31 in natural order), `>> 4` is sub-block 2j+1. Each sub-block's
  * vpmaddwd sums are scaled in f32 by d * dx * sc. Mins go through sum32(x). */
@@ -175,7 +174,7 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            k4_superblock(blk, x->d[sb], x->sum32 + sb * 8, fs, &side);
+            _mm256_store_ps(fs, k4_scales_f32(k4_superblock(blk, x->sum32 + sb * 8, &side), rd_f16(blk) * x->d[sb]));
             __m512i qh = QH ? _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + QH)))
                             : _mm512_setzero_si512();
             const int16_t *q = x->q + sb * 256;

@@ -16,7 +16,6 @@
 
 #define PREFETCH_AHEAD 2048
 
-/* Scales (bytes 0..7) and mins (8..15) of a Q4_K/Q5_K super-block. */
 /* 256-bit vectors on purpose: 512-bit vpmullw/vpdpwssd issue on one port (and can lower
  * the clock) on current Intel cores, while the 256-bit forms use two; measured faster. */
 static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
@@ -34,14 +33,9 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            uint32_t scm[4];
-            k4_scales_mins(blk + 4, scm);
-            __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
-            const __m256i sc32 = _mm256_cvtepu8_epi32(bytes);
+            const __m256i sc32 = _mm256_cvtepu8_epi32(k4_superblock(blk, x->sum32 + sb * 8, &side));
+            /* each scale in both int16 halves of a dword, for a 32-bit broadcast */
             _mm256_store_si256((__m256i *)pairs, _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16)));
-            __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
-            side = _mm256_fmadd_ps(_mm256_mul_ps(mnf, _mm256_set1_ps(rd_f16(blk + 2))), _mm256_loadu_ps(x->sum32 + sb * 8),
-                                   side);
             __m256i qa = _mm256_setzero_si256(), qb = qa;
             if (QH) {
                 qa = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + QH)));

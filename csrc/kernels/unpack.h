@@ -160,16 +160,20 @@ static inline void k4_scales_mins(const uint8_t *p, uint32_t out[4]) {
 }
 
 #if defined(__AVX2__)
-/* SIMD kernels' per-super-block work for Q4_K/Q5_K: stores d * dx * sc_j for the 8
- * sub-blocks in fs, and adds dmin * sum_j m_j * sum32(x)_j (the mins) into *side. */
-static inline void k4_superblock(const uint8_t *blk, float dx, const float *sum32, float fs[8], __m256 *side) {
+/* SIMD kernels' per-super-block work for Q4_K/Q5_K: returns the 8 scales as bytes 0..7
+ * (mins in 8..15) and adds dmin * sum_j m_j * sum32(x)_j (the mins' term) into *side. */
+static inline __m128i k4_superblock(const uint8_t *blk, const float *sum32, __m256 *side) {
     uint32_t scm[4];
     k4_scales_mins(blk + 4, scm);
     const __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
-    const __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
     const __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
-    _mm256_storeu_ps(fs, _mm256_mul_ps(scf, _mm256_set1_ps(rd_f16(blk) * dx)));
     *side = _mm256_fmadd_ps(_mm256_mul_ps(mnf, _mm256_set1_ps(rd_f16(blk + 2))), _mm256_loadu_ps(sum32), *side);
+    return bytes;
+}
+
+/* The f32 sub-block scales d * dx * sc_j of k4_superblock's bytes. */
+static inline __m256 k4_scales_f32(__m128i bytes, float d_dx) {
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)), _mm256_set1_ps(d_dx));
 }
 #endif
 
