@@ -31,12 +31,14 @@ int rwkv_mat_type_supported(uint32_t type) {
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Layout of the scratch: q, qp (int16 [n]); d, sum32 (f32 [n/32+1]); qsum (i32 [n/32+1]);
- * sum16 (f32 [n/16+1]); each part 64-byte aligned. The +16 pads let SIMD kernels load a
- * whole vector of per-block values past the last block. */
+/* Layout of the scratch: q, qp (int16 [n]); lo, hi (int8 [n]); d, sum32, qsum
+ * (f32/i32 [n/32+16]); sum16, qsum16, dxs (f32/i32 [n/16+16]); each part 64-byte aligned.
+ * The +16 pads let SIMD kernels load a whole vector of per-block values past the
+ * last block. */
 size_t rwkv_xq_bytes(int64_t n_max) {
     size_t n = (size_t)n_max;
-    return 2 * align64(n * sizeof(int16_t)) + 3 * align64((n / 32 + 16) * 4) + align64((n / 16 + 16) * 4);
+    return 2 * align64(n * sizeof(int16_t)) + 2 * align64(n) + 3 * align64((n / 32 + 16) * 4) +
+           3 * align64((n / 16 + 16) * 4);
 }
 
 void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
@@ -46,6 +48,10 @@ void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
     p += align64(n * sizeof(int16_t));
     xq->qp = (int16_t *)p;
     p += align64(n * sizeof(int16_t));
+    xq->lo = (int8_t *)p;
+    p += align64(n);
+    xq->hi = (int8_t *)p;
+    p += align64(n);
     xq->d = (float *)p;
     p += align64((n / 32 + 16) * 4);
     xq->sum32 = (float *)p;
@@ -53,6 +59,10 @@ void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
     xq->qsum = (int32_t *)p;
     p += align64((n / 32 + 16) * 4);
     xq->sum16 = (float *)p;
+    p += align64((n / 16 + 16) * 4);
+    xq->qsum16 = (int32_t *)p;
+    p += align64((n / 16 + 16) * 4);
+    xq->dxs = (float *)p;
     xq->block = 32;
 }
 
@@ -63,6 +73,14 @@ static inline int16_t round_i16(float v) {
     int32_t i;
     memcpy(&i, &t, sizeof i);
     return (int16_t)((i & 0x007fffff) - 0x00400000);
+}
+
+/* lo = q & 127, hi = q >> 7 (arithmetic), so q = 128 * hi + lo exactly. */
+static void split_planes(const int16_t *q, int64_t n, struct rwkv_xq *xq) {
+    for (int64_t i = 0; i < n; i++) {
+        xq->lo[i] = (int8_t)(q[i] & 127);
+        xq->hi[i] = (int8_t)(q[i] >> 7);
+    }
 }
 
 /* x_i ~= d_b * q_i with d_b = max|x| / 16383 over each block of `block` elements.
@@ -87,11 +105,21 @@ static void xq_quantize(const float *x, int64_t n, int64_t block, struct rwkv_xq
         xq->sum16[g] = s;
     }
     for (int64_t b = 0; b < n / 32; b++) xq->sum32[b] = xq->sum16[2 * b] + xq->sum16[2 * b + 1];
-    if (block != 32) return;
+    if (block != 32) {
+        for (int64_t g = 0; g < n / 16; g++) {
+            int32_t qs = 0;
+            for (int i = 0; i < 16; i++) qs += xq->q[g * 16 + i];
+            xq->qsum16[g] = qs;
+        }
+        split_planes(xq->q, n, xq);
+        return;
+    }
     for (int64_t b = 0; b < n / 32; b++) {
         int32_t qs = 0;
         for (int i = 0; i < 32; i++) qs += xq->q[b * 32 + i];
         xq->qsum[b] = qs;
+        xq->dxs[2 * b] = xq->d[b];
+        xq->dxs[2 * b + 1] = xq->sum32[b];
     }
     const int16_t *q = xq->q;
     int16_t *qp = xq->qp;
@@ -104,6 +132,7 @@ static void xq_quantize(const float *x, int64_t n, int64_t block, struct rwkv_xq
             qp[p + 48 + i] = q[p + 48 + i];
         }
     for (; p < n; p++) qp[p] = q[p]; /* an odd last block stays in natural order */
+    split_planes(qp, n, xq);
 }
 
 static int64_t xq_block_for(uint32_t type) {

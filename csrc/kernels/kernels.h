@@ -33,6 +33,15 @@ struct rwkv_xq {
      * widen; and the integer sum of q per block of 32. */
     int16_t *qp;
     int32_t *qsum;
+    /* q split into two int8 planes, q = 128 * hi + lo with lo in 0..127 and hi in
+     * -128..127, so byte-operand dot products (vpdpbusd, vpmaddubsw: unsigned weight
+     * bytes times signed activation bytes) give the same integer sums as int16
+     * operands at twice the lanes. Pair order (as qp) when block == 32, natural
+     * order for K types. qsum16: the integer sum of q per 16 elements (the bias
+     * term of Q3_K and Q6_K, whose kernels use unsigned weights). */
+    int8_t *lo, *hi;
+    int32_t *qsum16;
+    float *dxs; /* block == 32: d and sum32 interleaved, [d_0, sum32_0, d_1, ...] */
 };
 #define RWKV_XQ_MAX 16383
 

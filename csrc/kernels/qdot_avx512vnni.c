@@ -1,10 +1,26 @@
-/* qdot_avx512vnni.c — Q4_K/Q5_K kernels for CPUs with AVX512-VNNI (Ice Lake, Zen 4 and later).
+/* qdot_avx512vnni.c — quantized-weight GEMV kernels with byte-operand integer dot
+ * products, for CPUs with AVX512-VNNI (Ice Lake, Zen 4 and later).
  *
- * The integer sub-block scales are folded into the widened weights (vpmullw; 6-bit scale
- * times a 5-bit value fits int16), so a whole 256-element super-block accumulates in int32
- * with vpdpwssd and is converted and scaled once, instead of once per sub-block.
- * Overflow: |sc * q| <= 63 * 31 and |x| <= 16383, 16 products per lane: < 2^30.
- * AVX512-VL provides the 256-bit forms of the AVX512-BW/VNNI instructions used here.
+ * The int16-operand kernels of qdot_avx512.c widen every weight to 16 bits and are
+ * compute-bound on 4- and 5-bit types. Here weights stay bytes: the activations come
+ * split into two int8 planes, q = 128 * hi + lo (struct rwkv_xq), and each 32 weight
+ * bytes cost one dot product per plane over 32 lanes, with no widening. The integer
+ * sums are exactly those of the int16 kernels and of the scalar twin; only the f32
+ * scaling order differs. Unsigned weight bytes are required by both instructions, so
+ * signed formats are offset (Q4_0: +8, Q5_0: +16, Q3_K: +4, Q6_K: +32) and the offset
+ * is taken back once per block through the integer sums of q.
+ *
+ * Block-32 types use vpdpbusd (u8 x s8, four products per int32 lane) per pair of
+ * blocks and scale in f32 per block. K types use vpmaddubsw (u8 x s8 pairs to int16;
+ * |2 * 63 * 128| < 2^15, so it never saturates) then vpdpwssd against a vector of the
+ * sub-block scales, so scales cost nothing per product and a whole super-block sums in
+ * int32. The int32 lane sums are bounded below 2^31 for every format (worst case Q6_K:
+ * 16 * 63 * 16383 * 128 per 128 elements, hence its flush per half super-block); the
+ * separate hi/lo accumulators may wrap, but modular addition makes 128 * hi + lo exact.
+ *
+ * 256-bit vectors: on Zen 4 a 512-bit op takes two 256-bit slots anyway, and on Intel
+ * cores the 256-bit forms issue on two ports instead of one. AVX512-VL/BW provide the
+ * 256-bit VNNI forms and byte masks.
  */
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
@@ -14,66 +30,197 @@
 #include "qdot.h"
 #include "unpack.h"
 
-#define PREFETCH_AHEAD 2048
+#define PREFETCH_AHEAD 2048 /* bytes: rows are streamed sequentially */
 
-/* 256-bit vectors on purpose: 512-bit vpmullw/vpdpwssd issue on one port (and can lower
- * the clock) on current Intel cores, while the 256-bit forms use two; measured faster. */
-static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                               float *y, int64_t nr, int64_t nc, const int BB,
-                                                               const int QS, const int QH) {
-    const int64_t nsb = nc / 256;
-    const __m256i low4 = _mm256_set1_epi16(0x0f), sixteen = _mm256_set1_epi16(16);
-    uint32_t pairs[8] __attribute__((aligned(32)));
+static inline float hsum256(__m256 v) {
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    return _mm_cvtss_f32(s4);
+}
+
+/* 128 * hi + lo of two int32 accumulators, as f32. */
+static inline __m256 planes_f32(__m256i hi, __m256i lo) {
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(hi, 7), lo));
+}
+
+/* One odd last block of 32 (rows with an odd block count): unpack.h then integer dot. */
+static inline float block_generic(void (*unpack)(const uint8_t *, int16_t *, float *, float *),
+                                  const uint8_t *blk, const struct rwkv_xq *x, int64_t i0) {
+    int16_t w[32];
+    float s[8], c[16];
+    unpack(blk, w, s, c);
+    int32_t dot = 0;
+    for (int j = 0; j < 32; j++) dot += (int32_t)w[j] * x->q[i0 + j];
+    return s[0] * x->d[i0 / 32] * (float)dot + c[0] * x->sum16[i0 / 16] + c[1] * x->sum16[i0 / 16 + 1];
+}
+
+/* ------------------------------------------------ Q4_0, Q4_1, Q5_0, Q5_1 -- */
+
+/* Two blocks A, B per step: their 16 packed bytes side by side give, with `& 15`,
+ * elements 0..15 of A and B, and with `>> 4` elements 16..31: the pair order of the
+ * activation planes. vpdpbusd leaves A's sums in lanes 0..3 and B's in lanes 4..7.
+ * Returns the pair's integer sums as f32. */
+static inline __attribute__((always_inline)) __m256 q4q5_pair(const uint8_t *a, const int8_t *xl,
+                                                             const int8_t *xh, const int BB, const int QS,
+                                                             const int QH) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16), zero = _mm256_setzero_si256();
+    const uint8_t *bb = a + BB;
+    _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
+    const __m256i packed = _mm256_loadu2_m128i((const __m128i *)(bb + QS), (const __m128i *)(a + QS));
+    __m256i lo = _mm256_and_si256(packed, low4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+    if (QH) {
+        uint32_t ha, hb;
+        memcpy(&ha, a + QH, 4);
+        memcpy(&hb, bb + QH, 4);
+        lo = _mm256_mask_add_epi8(lo, (__mmask32)((ha & 0xffffu) | (hb << 16)), lo, b16);
+        hi = _mm256_mask_add_epi8(hi, (__mmask32)((ha >> 16) | (hb & 0xffff0000u)), hi, b16);
+    }
+    const __m256i il = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xl)),
+                                           hi, _mm256_loadu_si256((const __m256i *)(xl + 32)));
+    const __m256i ih = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xh)),
+                                           hi, _mm256_loadu_si256((const __m256i *)(xh + 32)));
+    return planes_f32(ih, il);
+}
+
+/* The f16 scales of the blocks at b, b + BB (, b + 2 BB, b + 3 BB) packed into 64
+ * bits with scalar loads and shifts: those run on the integer ports, while a gather
+ * is a long microcoded sequence on Zen 4. */
+static inline uint64_t f16x2(const uint8_t *b, const int BB) {
+    uint16_t h0, h1;
+    memcpy(&h0, b, 2);
+    memcpy(&h1, b + BB, 2);
+    return (uint64_t)h0 | (uint64_t)h1 << 16;
+}
+static inline uint64_t f16x4(const uint8_t *b, const int BB) { return f16x2(b, BB) | f16x2(b + 2 * BB, BB) << 32; }
+/* The 32-bit (d, m) fields of the blocks at b and b + BB. */
+static inline uint64_t dm2(const uint8_t *b, const int BB) {
+    uint32_t u0, u1;
+    memcpy(&u0, b, 4);
+    memcpy(&u1, b + BB, 4);
+    return (uint64_t)u0 | (uint64_t)u1 << 32;
+}
+
+/* Lanes [f_i x 4, f_i+1 x 4] of a vector of block scales (i = 2 * pair). */
+static inline __m256 pair_lanes(__m256 f, const int i) {
+    return _mm256_permutexvar_ps(_mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1), f);
+}
+
+/* HAS_M: value = d*q + m (Q4_1, Q5_1); else d*(q - BIAS) (Q4_0: 8, Q5_0: 16), the bias
+ * applied per block through the integer sum of x. Four blocks per step: their f16
+ * scales (and mins) converted at once, times dx. Named accumulators: an indexed pair of
+ * them is kept in memory by the compiler, which puts a store-load chain on every FMA. */
+static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH, const int HAS_M,
+                                                           const int BIAS,
+                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
+                                                                          float *)) {
+    const int64_t nb = nc / 32;
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        __m256 side = _mm256_setzero_ps();
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, side = acc0;
+        int64_t b = 0;
+        for (; b + 2 <= nb; b += 4) {
+            const uint8_t *a = row + b * BB;
+            const int two = b + 4 > nb; /* only one pair left */
+            const int8_t *xl = x->lo + b * 32, *xh = x->hi + b * 32;
+            __m256 f; /* d * dx of the four blocks in lanes 0..3 */
+            if (HAS_M) {
+                /* [d0 m0 d1 m1 d2 m2 d3 m3] * [dx0 s0 dx1 s1 ...]: scales in even lanes, the
+                 * mins' term m * sum32(x) in odd lanes */
+                const __m128i dm = _mm_set_epi64x(two ? 0 : (long long)dm2(a + 2 * BB, BB), (long long)dm2(a, BB));
+                const __m256 p = _mm256_mul_ps(_mm256_cvtph_ps(dm),
+                                               _mm256_maskz_loadu_ps(two ? 0x0f : 0xff, x->dxs + 2 * b));
+                side = _mm256_mask_add_ps(side, 0xaa, side, p);
+                f = _mm256_permutexvar_ps(_mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), p);
+            } else {
+                const uint64_t h = two ? f16x2(a, BB) : f16x4(a, BB);
+                const __mmask8 m = two ? 0x3 : 0xf;
+                const __m128 f4 = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)), _mm_maskz_loadu_ps(m, x->d + b));
+                side = _mm256_castps128_ps256(_mm_fmadd_ps(
+                    f4, _mm_cvtepi32_ps(_mm_maskz_loadu_epi32(m, x->qsum + b)), _mm256_castps256_ps128(side)));
+                f = _mm256_castps128_ps256(f4);
+            }
+            acc0 = _mm256_fmadd_ps(q4q5_pair(a, xl, xh, BB, QS, QH), pair_lanes(f, 0), acc0);
+            if (!two)
+                acc1 = _mm256_fmadd_ps(q4q5_pair(a + 2 * BB, xl + 64, xh + 64, BB, QS, QH), pair_lanes(f, 2), acc1);
+        }
+        float out = hsum256(_mm256_add_ps(acc0, acc1)) + (HAS_M ? 1.0f : -(float)BIAS) * hsum256(side);
+        if (nb & 1) out += block_generic(unpack, row + (nb - 1) * BB, x, (nb - 1) * 32);
+        y[r] = out;
+    }
+}
+
+void rwkv_gemv_q4_0_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 18, 2, 0, 0, 8, unpack_q4_0);
+}
+void rwkv_gemv_q4_1_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 20, 4, 0, 1, 0, unpack_q4_1);
+}
+void rwkv_gemv_q5_0_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 22, 6, 2, 0, 16, unpack_q5_0);
+}
+void rwkv_gemv_q5_1_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemv_q4q5(w, rb, x, y, nr, nc, 24, 8, 4, 1, 0, unpack_q5_1);
+}
+
+/* ------------------------------------------------------------- K types -- */
+
+/* 32 weight bytes u against 32 activations (both planes) with int16 scales S per
+ * pair of products: aH += S * (u . hi), aL += S * (u . lo). */
+static inline void k_group(__m256i u, const int8_t *xl, const int8_t *xh, __m256i S, __m256i *aL, __m256i *aH) {
+    *aL = _mm256_dpwssd_epi32(*aL, _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)xl)), S);
+    *aH = _mm256_dpwssd_epi32(*aH, _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)xh)), S);
+}
+
+/* Index vectors for vpermw: scale pair p (16-element sub-blocks 2p and 2p+1) as
+ * int16 lanes [s_2p x 8, s_2p+1 x 8], the lane order of vpmaddubsw over 32 bytes. */
+static inline __m256i pair_index(int p) {
+    return _mm256_setr_epi16((short)(2 * p), (short)(2 * p), (short)(2 * p), (short)(2 * p), (short)(2 * p),
+                             (short)(2 * p), (short)(2 * p), (short)(2 * p), (short)(2 * p + 1),
+                             (short)(2 * p + 1), (short)(2 * p + 1), (short)(2 * p + 1), (short)(2 * p + 1),
+                             (short)(2 * p + 1), (short)(2 * p + 1), (short)(2 * p + 1));
+}
+
+/* Q4_K, Q5_K: per 64 elements 32 bytes of nibbles: `& 15` is sub-block 2j (natural
+ * order), `>> 4` sub-block 2j+1; Q5_K's fifth bits are bits 2j, 2j+1 of qh[l]. The
+ * mins' term goes through sum32(x) (k4_superblock). */
+static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH) {
+    const int64_t nsb = nc / 256;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps(), side = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * BB;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            const __m256i sc32 = _mm256_cvtepu8_epi32(k4_superblock(blk, x->sum32 + sb * 8, &side));
-            /* each scale in both int16 halves of a dword, for a 32-bit broadcast */
-            _mm256_store_si256((__m256i *)pairs, _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16)));
-            __m256i qa = _mm256_setzero_si256(), qb = qa;
-            if (QH) {
-                qa = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + QH)));
-                qb = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + QH + 16)));
-            }
-            const int16_t *q = x->q + sb * 256;
-            __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            const __m256i sc16 = _mm256_cvtepu8_epi16(k4_superblock(blk, x->sum32 + sb * 8, &side));
+            const __m256i qh = QH ? _mm256_loadu_si256((const __m256i *)(blk + QH)) : _mm256_setzero_si256();
+            const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
+            __m256i aL = _mm256_setzero_si256(), aH = aL;
             for (int j = 0; j < 4; j++) {
-                const uint8_t *qs = blk + QS + 32 * j;
-                __m256i wa = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
-                __m256i wb = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16)));
-                __m256i la = _mm256_and_si256(wa, low4), lb = _mm256_and_si256(wb, low4);
-                __m256i ha = _mm256_srli_epi16(wa, 4), hb = _mm256_srli_epi16(wb, 4);
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + QS + 32 * j));
+                __m256i ulo = _mm256_and_si256(v, low4), uhi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
                 if (QH) {
-                    const __m256i bl = _mm256_set1_epi16((short)(1 << (2 * j))), bh = _mm256_set1_epi16((short)(2 << (2 * j)));
-                    la = _mm256_mask_add_epi16(la, _mm256_test_epi16_mask(qa, bl), la, sixteen);
-                    lb = _mm256_mask_add_epi16(lb, _mm256_test_epi16_mask(qb, bl), lb, sixteen);
-                    ha = _mm256_mask_add_epi16(ha, _mm256_test_epi16_mask(qa, bh), ha, sixteen);
-                    hb = _mm256_mask_add_epi16(hb, _mm256_test_epi16_mask(qb, bh), hb, sixteen);
+                    ulo = _mm256_mask_add_epi8(ulo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * j)))),
+                                               ulo, b16);
+                    uhi = _mm256_mask_add_epi8(uhi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(2 << (2 * j)))),
+                                               uhi, b16);
                 }
-                const __m256i slo = _mm256_set1_epi32((int)pairs[2 * j]), shi = _mm256_set1_epi32((int)pairs[2 * j + 1]);
-                const int16_t *qj = q + 64 * j;
-                isum[0] = _mm256_dpwssd_epi32(isum[0], _mm256_mullo_epi16(la, slo), _mm256_loadu_si256((const __m256i *)qj));
-                isum[1] = _mm256_dpwssd_epi32(isum[1], _mm256_mullo_epi16(lb, slo),
-                                              _mm256_loadu_si256((const __m256i *)(qj + 16)));
-                isum[0] = _mm256_dpwssd_epi32(isum[0], _mm256_mullo_epi16(ha, shi),
-                                              _mm256_loadu_si256((const __m256i *)(qj + 32)));
-                isum[1] = _mm256_dpwssd_epi32(isum[1], _mm256_mullo_epi16(hb, shi),
-                                              _mm256_loadu_si256((const __m256i *)(qj + 48)));
+                k_group(ulo, xl + 64 * j, xh + 64 * j, _mm256_permutexvar_epi16(_mm256_set1_epi16((short)(2 * j)), sc16),
+                        &aL, &aH);
+                k_group(uhi, xl + 64 * j + 32, xh + 64 * j + 32,
+                        _mm256_permutexvar_epi16(_mm256_set1_epi16((short)(2 * j + 1)), sc16), &aL, &aH);
             }
-            const __m256 d = _mm256_set1_ps(rd_f16(blk) * x->d[sb]);
-            acc[sb & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[0], isum[1])), d, acc[sb & 1]);
+            acc = _mm256_fmadd_ps(planes_f32(aH, aL), _mm256_set1_ps(rd_f16(blk) * x->d[sb]), acc);
         }
-        __m256 t = _mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), side);
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-        y[r] = _mm_cvtss_f32(s4);
+        y[r] = hsum256(_mm256_sub_ps(acc, side));
     }
 }
 
@@ -83,10 +230,148 @@ void rwkv_gemv_q4_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
 void rwkv_gemv_q5_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
     gemv_q45k(w, rb, x, y, nr, nc, 176, 48, 16);
 }
+
+/* The bias term of Q3_K/Q6_K's offset weights: sum over the 16 sub-blocks of
+ * sc_s * qsum16_s (int32: |sc| <= 128, |qsum16| <= 16 * 16383), scaled by d * dx. */
+static inline __m512 k_bias(__m512i sc32, const int32_t *qsum16, float d_dx, __m512 side) {
+    const __m512i p = _mm512_mullo_epi32(sc32, _mm512_loadu_si512(qsum16));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(d_dx), side);
+}
+
+/* Q6_K, 210 bytes: ql[128] | qh[64] | i8 scales[16] | f16 d. Per 128 elements (half
+ * h), element 32k + l (k = 0..3) is nibble (k >> 1) of ql[64h + 32(k & 1) + l] with
+ * bits 2k..2k+1 of qh[32h + l] on top; value = d * sc * (u - 32). */
+void rwkv_gemv_q6_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    const int64_t nsb = nc / 256;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256i idx[8];
+    for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps();
+        __m512 side = _mm512_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * 210;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 192, _MM_HINT_T0);
+            const __m128i scb = _mm_loadu_si128((const __m128i *)(blk + 192));
+            const __m256i sc16 = _mm256_cvtepi8_epi16(scb);
+            const float d_dx = rd_f16(blk + 208) * x->d[sb];
+            side = k_bias(_mm512_cvtepi8_epi32(scb), x->qsum16 + sb * 16, d_dx, side);
+            const __m256 vd = _mm256_set1_ps(d_dx);
+            for (int h = 0; h < 2; h++) {
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+                /* high bits moved to bits 4..5 of each byte; epi16 shifts are safe under the masks */
+                const __m256i u[4] = {
+                    _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, m30)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
+                const int8_t *xl = x->lo + sb * 256 + 128 * h, *xh = x->hi + sb * 256 + 128 * h;
+                __m256i aL = _mm256_setzero_si256(), aH = aL;
+                for (int k = 0; k < 4; k++)
+                    k_group(u[k], xl + 32 * k, xh + 32 * k, _mm256_permutexvar_epi16(idx[4 * h + k], sc16), &aL, &aH);
+                acc = _mm256_fmadd_ps(planes_f32(aH, aL), vd, acc);
+            }
+        }
+        y[r] = hsum256(acc) - 32.0f * _mm512_reduce_add_ps(side);
+    }
+}
+
+/* Q2_K, 84 bytes: scales[16] (low 4 bits scale, high 4 bits min) | qs[64] | f16 d |
+ * f16 dmin. Element 128n + 32j + l is bits 2j..2j+1 of qs[32n + l], in sub-block
+ * 8n + 2j + l / 16; value = d * sc * u - dmin * m, mins through sum16(x). */
+void rwkv_gemv_q2_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    const int64_t nsb = nc / 256;
+    const __m256i three = _mm256_set1_epi8(3);
+    __m256i idx[8];
+    for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps();
+        __m512 side = _mm512_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * 84;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            const __m128i scb = _mm_loadu_si128((const __m128i *)blk);
+            const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(scb, _mm_set1_epi8(15)));
+            const __m512 mins = _mm512_cvtepi32_ps(_mm512_srli_epi32(_mm512_cvtepu8_epi32(scb), 4));
+            side = _mm512_fmadd_ps(_mm512_mul_ps(mins, _mm512_set1_ps(rd_f16(blk + 82))),
+                                   _mm512_loadu_ps(x->sum16 + sb * 16), side);
+            const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
+            __m256i aL = _mm256_setzero_si256(), aH = aL;
+            for (int n = 0; n < 2; n++) {
+                const __m256i bits = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * n));
+                for (int j = 0; j < 4; j++) {
+                    const __m256i u = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), three);
+                    const int o = 128 * n + 32 * j;
+                    k_group(u, xl + o, xh + o, _mm256_permutexvar_epi16(idx[4 * n + j], sc16), &aL, &aH);
+                }
+            }
+            acc = _mm256_fmadd_ps(planes_f32(aH, aL), _mm256_set1_ps(rd_f16(blk + 80) * x->d[sb]), acc);
+        }
+        y[r] = hsum256(acc) - _mm512_reduce_add_ps(side);
+    }
+}
+
+/* Q3_K, 110 bytes: hmask[32] | qs[64] | scales[12] | f16 d. Element 128n + 32j + l has
+ * low bits 2j..2j+1 of qs[32n + l] and high bit 4n + j of hmask[l]; value =
+ * d * sc * (u - 4) with u = low | high << 2 and sc six-bit signed (q3_k_scales). */
+void rwkv_gemv_q3_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    const int64_t nsb = nc / 256;
+    const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    __m256i idx[8];
+    for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+        __m256 acc = _mm256_setzero_ps();
+        __m512 side = _mm512_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *blk = row + sb * 110;
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            int sc[16];
+            q3_k_scales(blk + 96, sc);
+            const __m512i sc32 = _mm512_loadu_si512(sc);
+            const __m256i sc16 = _mm512_cvtepi32_epi16(sc32);
+            const float d_dx = rd_f16(blk + 108) * x->d[sb];
+            side = k_bias(sc32, x->qsum16 + sb * 16, d_dx, side);
+            const __m256i hm = _mm256_loadu_si256((const __m256i *)blk);
+            const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
+            __m256i aL = _mm256_setzero_si256(), aH = aL;
+            for (int n = 0; n < 2; n++) {
+                const __m256i bits = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * n));
+                for (int j = 0; j < 4; j++) {
+                    __m256i u = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), three);
+                    u = _mm256_mask_add_epi8(u, _mm256_test_epi8_mask(hm, _mm256_set1_epi8((char)(1 << (4 * n + j)))),
+                                             u, four);
+                    const int o = 128 * n + 32 * j;
+                    k_group(u, xl + o, xh + o, _mm256_permutexvar_epi16(idx[4 * n + j], sc16), &aL, &aH);
+                }
+            }
+            acc = _mm256_fmadd_ps(planes_f32(aH, aL), _mm256_set1_ps(d_dx), acc);
+        }
+        y[r] = hsum256(acc) - 4.0f * _mm512_reduce_add_ps(side);
+    }
+}
+
 const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .level = "avx512vnni",
+    .gemv_q4_0 = rwkv_gemv_q4_0_avx512vnni,
+    .gemv_q4_1 = rwkv_gemv_q4_1_avx512vnni,
+    .gemv_q5_0 = rwkv_gemv_q5_0_avx512vnni,
+    .gemv_q5_1 = rwkv_gemv_q5_1_avx512vnni,
+    .gemv_q2_k = rwkv_gemv_q2_k_avx512vnni,
+    .gemv_q3_k = rwkv_gemv_q3_k_avx512vnni,
     .gemv_q4_k = rwkv_gemv_q4_k_avx512vnni,
     .gemv_q5_k = rwkv_gemv_q5_k_avx512vnni,
+    .gemv_q6_k = rwkv_gemv_q6_k_avx512vnni,
 };
 #else
 #include "kernels.h"
