@@ -76,18 +76,22 @@ static inline int16_t round_i16(float v) {
 }
 
 /* lo = q & 127, hi = q >> 7 (arithmetic), so q = 128 * hi + lo exactly. */
-static void split_planes(const int16_t *q, int64_t n, struct rwkv_xq *xq) {
-    for (int64_t i = 0; i < n; i++) {
+static void split_planes(const int16_t *q, int64_t e0, int64_t e1, struct rwkv_xq *xq) {
+    for (int64_t i = e0; i < e1; i++) {
         xq->lo[i] = (int8_t)(q[i] & 127);
         xq->hi[i] = (int8_t)(q[i] >> 7);
     }
 }
 
-/* x_i ~= d_b * q_i with d_b = max|x| / 16383 over each block of `block` elements.
- * This runs on one thread before every quantized GEMV, so it is kept vectorisable. */
-static void xq_quantize(const float *x, int64_t n, int64_t block, struct rwkv_xq *xq) {
-    xq->block = block;
-    for (int64_t b = 0; b < n / block; b++) {
+/* Elements per unit of work of xq_quantize: a pair of 32-blocks (the pair order of
+ * qp), or one 256-block. */
+static int64_t xq_unit(int64_t block) { return block == 32 ? 64 : 256; }
+
+/* x_i ~= d_b * q_i with d_b = max|x| / 16383 over each block of `block` elements, for
+ * elements [e0, e1) of x: e0 a multiple of xq_unit(block), e1 one too or n, so the threads
+ * of a GEMV quantize disjoint parts of x side by side. xq->block is set by the caller. */
+static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64_t e0, int64_t e1) {
+    for (int64_t b = e0 / block; b < e1 / block; b++) {
         const float *xb = x + b * block;
         float amax = 0.0f;
         for (int64_t i = 0; i < block; i++) {
@@ -99,22 +103,22 @@ static void xq_quantize(const float *x, int64_t n, int64_t block, struct rwkv_xq
         int16_t *q = xq->q + b * block;
         for (int64_t i = 0; i < block; i++) q[i] = round_i16(xb[i] * inv);
     }
-    for (int64_t g = 0; g < n / 16; g++) {
+    for (int64_t g = e0 / 16; g < e1 / 16; g++) {
         float s = 0.0f;
         for (int i = 0; i < 16; i++) s += x[g * 16 + i];
         xq->sum16[g] = s;
     }
-    for (int64_t b = 0; b < n / 32; b++) xq->sum32[b] = xq->sum16[2 * b] + xq->sum16[2 * b + 1];
+    for (int64_t b = e0 / 32; b < e1 / 32; b++) xq->sum32[b] = xq->sum16[2 * b] + xq->sum16[2 * b + 1];
     if (block != 32) {
-        for (int64_t g = 0; g < n / 16; g++) {
+        for (int64_t g = e0 / 16; g < e1 / 16; g++) {
             int32_t qs = 0;
             for (int i = 0; i < 16; i++) qs += xq->q[g * 16 + i];
             xq->qsum16[g] = qs;
         }
-        split_planes(xq->q, n, xq);
+        split_planes(xq->q, e0, e1, xq);
         return;
     }
-    for (int64_t b = 0; b < n / 32; b++) {
+    for (int64_t b = e0 / 32; b < e1 / 32; b++) {
         int32_t qs = 0;
         for (int i = 0; i < 32; i++) qs += xq->q[b * 32 + i];
         xq->qsum[b] = qs;
@@ -123,16 +127,24 @@ static void xq_quantize(const float *x, int64_t n, int64_t block, struct rwkv_xq
     }
     const int16_t *q = xq->q;
     int16_t *qp = xq->qp;
-    int64_t p = 0;
-    for (; p + 64 <= n; p += 64)
+    int64_t p = e0;
+    for (; p + 64 <= e1; p += 64)
         for (int i = 0; i < 16; i++) {
             qp[p + i] = q[p + i];
             qp[p + 16 + i] = q[p + 32 + i];
             qp[p + 32 + i] = q[p + 16 + i];
             qp[p + 48 + i] = q[p + 48 + i];
         }
-    for (; p < n; p++) qp[p] = q[p]; /* an odd last block stays in natural order */
-    split_planes(qp, n, xq);
+    for (; p < e1; p++) qp[p] = q[p]; /* an odd last block stays in natural order */
+    split_planes(qp, e0, e1, xq);
+}
+
+/* The part [*e0, *e1) of x that thread `it` of `nt` quantizes. */
+static void xq_share(int64_t n, int64_t block, int it, int nt, int64_t *e0, int64_t *e1) {
+    const int64_t unit = xq_unit(block), units = (n + unit - 1) / unit;
+    const int64_t u0 = units * it / nt, u1 = units * (it + 1) / nt;
+    *e0 = u0 * unit;
+    *e1 = u1 * unit < n ? u1 * unit : n;
 }
 
 static int64_t xq_block_for(uint32_t type) {
@@ -184,11 +196,14 @@ static void run_rows(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j
 void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *xq, int n_threads) {
     const struct rwkv_kernels *k = rwkv_kernels_active();
     size_t bytes = 0;
-    for (int i = 0; i < n; i++) bytes += (size_t)jobs[i].w->n_rows * jobs[i].w->row_bytes;
+    for (int i = 0; i < n; i++) {
+        bytes += (size_t)jobs[i].w->n_rows * jobs[i].w->row_bytes;
+        xq[i].block = xq_block_for(jobs[i].w->type);
+    }
     if (n_threads <= 1 || bytes < PARALLEL_MIN_BYTES) {
         for (int i = 0; i < n; i++) {
             if (rwkv_kernels_gemv_q(k, jobs[i].w->type))
-                xq_quantize(jobs[i].x, jobs[i].w->n_cols, xq_block_for(jobs[i].w->type), &xq[i]);
+                xq_quantize(jobs[i].x, xq[i].block, &xq[i], 0, jobs[i].w->n_cols);
             run_rows(k, &jobs[i], &xq[i], 0, jobs[i].w->n_rows);
         }
         return;
@@ -200,10 +215,18 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
 #else
         int nt = 1, it = 0;
 #endif
-#pragma omp for schedule(static)
+        /* every thread quantizes its share of every quantized input, then all wait */
+        int any = 0;
         for (int i = 0; i < n; i++)
-            if (rwkv_kernels_gemv_q(k, jobs[i].w->type))
-                xq_quantize(jobs[i].x, jobs[i].w->n_cols, xq_block_for(jobs[i].w->type), &xq[i]);
+            if (rwkv_kernels_gemv_q(k, jobs[i].w->type)) {
+                int64_t e0, e1;
+                xq_share(jobs[i].w->n_cols, xq[i].block, it, nt, &e0, &e1);
+                xq_quantize(jobs[i].x, xq[i].block, &xq[i], e0, e1);
+                any = 1;
+            }
+        if (any) {
+#pragma omp barrier
+        }
         for (int i = 0; i < n; i++) {
             const int64_t rows = jobs[i].w->n_rows;
             int64_t per = (rows + nt - 1) / nt;
@@ -244,7 +267,8 @@ int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes
         struct rwkv_xq xq;
         buf = xq_new(n_cols, &xq);
         RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
-        xq_quantize(x, n_cols, blk, &xq);
+        xq.block = blk;
+        xq_quantize(x, blk, &xq, 0, n_cols);
         qfn(w, row_bytes, &xq, y, n_rows, n_cols);
     }
 fail:

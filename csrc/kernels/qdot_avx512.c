@@ -254,15 +254,9 @@ void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
     }
 }
 
-/* The 16 six-bit Q3_K scales (minus their bias of 32) from 12 bytes, word-wide. */
-static inline __m512 q3_k_scales_f32(const uint8_t *p) {
-    uint32_t a[4], u[3];
-    memcpy(u, p, 12);
-    a[0] = (u[0] & 0x0f0f0f0fu) | ((u[2] & 0x03030303u) << 4);
-    a[1] = (u[1] & 0x0f0f0f0fu) | (((u[2] >> 2) & 0x03030303u) << 4);
-    a[2] = ((u[0] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 4) & 0x03030303u) << 4);
-    a[3] = ((u[1] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 6) & 0x03030303u) << 4);
-    __m512i s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)a));
+/* The 16 six-bit Q3_K scales, minus their bias of 32, as f32. */
+static inline __m512 q3_k_scales_f32(const uint8_t *blk) {
+    __m512i s = _mm512_cvtepu8_epi32(q3_k_scales_biased(blk));
     return _mm512_cvtepi32_ps(_mm512_sub_epi32(s, _mm512_set1_epi32(32)));
 }
 
@@ -278,7 +272,7 @@ void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
             const uint8_t *blk = row + sb * 110;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            __m512 f = _mm512_mul_ps(q3_k_scales_f32(blk + 96), _mm512_set1_ps(rd_f16(blk + 108) * x->d[sb]));
+            __m512 f = _mm512_mul_ps(q3_k_scales_f32(blk), _mm512_set1_ps(rd_f16(blk + 108) * x->d[sb]));
             __m512i hm = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)blk));
             const int16_t *q = x->q + sb * 256;
             for (int n = 0; n < 2; n++) {

@@ -169,7 +169,9 @@ void rwkv_gemv_q5_1_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
 /* ------------------------------------------------------------- K types -- */
 
 /* 32 weight bytes u against 32 activations (both planes) with int16 scales S per
- * pair of products: aH += S * (u . hi), aL += S * (u . lo). */
+ * pair of products: aH += S * (u . hi), aL += S * (u . lo). Callers alternate two
+ * pairs of accumulators: one chain of dependent vpdpwssd per super-block would
+ * bound the loop by its latency. */
 static inline void k_group(__m256i u, const int8_t *xl, const int8_t *xh, __m256i S, __m256i *aL, __m256i *aH) {
     *aL = _mm256_dpwssd_epi32(*aL, _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)xl)), S);
     *aH = _mm256_dpwssd_epi32(*aH, _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)xh)), S);
@@ -203,7 +205,7 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             const __m256i sc16 = _mm256_cvtepu8_epi16(k4_superblock(blk, x->sum32 + sb * 8, &side));
             const __m256i qh = QH ? _mm256_loadu_si256((const __m256i *)(blk + QH)) : _mm256_setzero_si256();
             const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
-            __m256i aL = _mm256_setzero_si256(), aH = aL;
+            __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
             for (int j = 0; j < 4; j++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + QS + 32 * j));
                 __m256i ulo = _mm256_and_si256(v, low4), uhi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
@@ -214,11 +216,11 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
                                                uhi, b16);
                 }
                 k_group(ulo, xl + 64 * j, xh + 64 * j, _mm256_permutexvar_epi16(_mm256_set1_epi16((short)(2 * j)), sc16),
-                        &aL, &aH);
+                        &aL[0], &aH[0]);
                 k_group(uhi, xl + 64 * j + 32, xh + 64 * j + 32,
-                        _mm256_permutexvar_epi16(_mm256_set1_epi16((short)(2 * j + 1)), sc16), &aL, &aH);
+                        _mm256_permutexvar_epi16(_mm256_set1_epi16((short)(2 * j + 1)), sc16), &aL[1], &aH[1]);
             }
-            acc = _mm256_fmadd_ps(planes_f32(aH, aL), _mm256_set1_ps(rd_f16(blk) * x->d[sb]), acc);
+            acc = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])), _mm256_set1_ps(rd_f16(blk) * x->d[sb]), acc);
         }
         y[r] = hsum256(_mm256_sub_ps(acc, side));
     }
@@ -273,10 +275,10 @@ void rwkv_gemv_q6_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
                                     _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
                 const int8_t *xl = x->lo + sb * 256 + 128 * h, *xh = x->hi + sb * 256 + 128 * h;
-                __m256i aL = _mm256_setzero_si256(), aH = aL;
+                __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
                 for (int k = 0; k < 4; k++)
-                    k_group(u[k], xl + 32 * k, xh + 32 * k, _mm256_permutexvar_epi16(idx[4 * h + k], sc16), &aL, &aH);
-                acc = _mm256_fmadd_ps(planes_f32(aH, aL), vd, acc);
+                    k_group(u[k], xl + 32 * k, xh + 32 * k, _mm256_permutexvar_epi16(idx[4 * h + k], sc16), &aL[k & 1], &aH[k & 1]);
+                acc = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])), vd, acc);
             }
         }
         y[r] = hsum256(acc) - 32.0f * _mm512_reduce_add_ps(side);
@@ -305,16 +307,16 @@ void rwkv_gemv_q2_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
             side = _mm512_fmadd_ps(_mm512_mul_ps(mins, _mm512_set1_ps(rd_f16(blk + 82))),
                                    _mm512_loadu_ps(x->sum16 + sb * 16), side);
             const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
-            __m256i aL = _mm256_setzero_si256(), aH = aL;
+            __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
             for (int n = 0; n < 2; n++) {
                 const __m256i bits = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * n));
                 for (int j = 0; j < 4; j++) {
                     const __m256i u = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), three);
                     const int o = 128 * n + 32 * j;
-                    k_group(u, xl + o, xh + o, _mm256_permutexvar_epi16(idx[4 * n + j], sc16), &aL, &aH);
+                    k_group(u, xl + o, xh + o, _mm256_permutexvar_epi16(idx[4 * n + j], sc16), &aL[j & 1], &aH[j & 1]);
                 }
             }
-            acc = _mm256_fmadd_ps(planes_f32(aH, aL), _mm256_set1_ps(rd_f16(blk + 80) * x->d[sb]), acc);
+            acc = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])), _mm256_set1_ps(rd_f16(blk + 80) * x->d[sb]), acc);
         }
         y[r] = hsum256(acc) - _mm512_reduce_add_ps(side);
     }
@@ -336,15 +338,14 @@ void rwkv_gemv_q3_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
             const uint8_t *blk = row + sb * 110;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            int sc[16];
-            q3_k_scales(blk + 96, sc);
-            const __m512i sc32 = _mm512_loadu_si512(sc);
-            const __m256i sc16 = _mm512_cvtepi32_epi16(sc32);
+            const __m128i scb = _mm_sub_epi8(q3_k_scales_biased(blk), _mm_set1_epi8(32));
+            const __m512i sc32 = _mm512_cvtepi8_epi32(scb);
+            const __m256i sc16 = _mm256_cvtepi8_epi16(scb);
             const float d_dx = rd_f16(blk + 108) * x->d[sb];
             side = k_bias(sc32, x->qsum16 + sb * 16, d_dx, side);
             const __m256i hm = _mm256_loadu_si256((const __m256i *)blk);
             const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
-            __m256i aL = _mm256_setzero_si256(), aH = aL;
+            __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
             for (int n = 0; n < 2; n++) {
                 const __m256i bits = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * n));
                 for (int j = 0; j < 4; j++) {
@@ -352,10 +353,10 @@ void rwkv_gemv_q3_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
                     u = _mm256_mask_add_epi8(u, _mm256_test_epi8_mask(hm, _mm256_set1_epi8((char)(1 << (4 * n + j)))),
                                              u, four);
                     const int o = 128 * n + 32 * j;
-                    k_group(u, xl + o, xh + o, _mm256_permutexvar_epi16(idx[4 * n + j], sc16), &aL, &aH);
+                    k_group(u, xl + o, xh + o, _mm256_permutexvar_epi16(idx[4 * n + j], sc16), &aL[j & 1], &aH[j & 1]);
                 }
             }
-            acc = _mm256_fmadd_ps(planes_f32(aH, aL), _mm256_set1_ps(d_dx), acc);
+            acc = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])), _mm256_set1_ps(d_dx), acc);
         }
         y[r] = hsum256(acc) - 4.0f * _mm512_reduce_add_ps(side);
     }

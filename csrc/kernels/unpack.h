@@ -148,24 +148,34 @@ static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn) {
     }
 }
 
-/* The same 8 scales and 8 mins with word-wide bit moves (for the SIMD kernels):
- * out bytes 0..7 are the scales, 8..15 the mins. */
-static inline void k4_scales_mins(const uint8_t *p, uint32_t out[4]) {
-    uint32_t u[3];
-    memcpy(u, p, 12);
-    out[0] = u[0] & 0x3f3f3f3fu;
-    out[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    out[2] = u[1] & 0x3f3f3f3fu;
-    out[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+#if defined(__AVX2__)
+/* The same 8 scales (bytes 0..7) and 8 mins (8..15) of the 12 bytes at p, in
+ * registers: built in memory with scalar stores and reloaded as a vector, they
+ * would wait on a failed store-to-load forward every super-block. Reads 16 bytes. */
+static inline __m128i k4_scales_mins(const uint8_t *p) {
+    const __m128i u = _mm_loadu_si128((const __m128i *)p); /* dwords u0 u1 u2 */
+    const __m128i a = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0)), _mm_setr_epi32(0, 0, 0, 4)),
+                                    _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i b = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0)), 6),
+                                    _mm_setr_epi32(0, 0x03030303, 0, 0x03030303));
+    return _mm_or_si128(a, _mm_slli_epi32(b, 4));
 }
 
-#if defined(__AVX2__)
+/* The 16 six-bit Q3_K scales of the 12 bytes at blk + 96, as bytes still carrying
+ * their bias of 32 (0..63), in registers. Reads blk[94..109] (inside the block). */
+static inline __m128i q3_k_scales_biased(const uint8_t *blk) {
+    const __m128i u = _mm_srli_si128(_mm_loadu_si128((const __m128i *)(blk + 94)), 2);
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(1, 0, 1, 0)), _mm_setr_epi32(0, 0, 4, 4)),
+                                     _mm_set1_epi32(0x0f0f0f0f));
+    const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(2, 2, 2, 2)), _mm_setr_epi32(0, 2, 4, 6)),
+                                     _mm_set1_epi32(0x03030303));
+    return _mm_or_si128(lo, _mm_slli_epi32(hi, 4));
+}
+
 /* SIMD kernels' per-super-block work for Q4_K/Q5_K: returns the 8 scales as bytes 0..7
  * (mins in 8..15) and adds dmin * sum_j m_j * sum32(x)_j (the mins' term) into *side. */
 static inline __m128i k4_superblock(const uint8_t *blk, const float *sum32, __m256 *side) {
-    uint32_t scm[4];
-    k4_scales_mins(blk + 4, scm);
-    const __m128i bytes = _mm_loadu_si128((const __m128i *)scm);
+    const __m128i bytes = k4_scales_mins(blk + 4);
     const __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
     *side = _mm256_fmadd_ps(_mm256_mul_ps(mnf, _mm256_set1_ps(rd_f16(blk + 2))), _mm256_loadu_ps(sum32), *side);
     return bytes;
