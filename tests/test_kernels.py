@@ -169,3 +169,47 @@ def test_wkv6_matches_scalar_twin_and_float64(level, N):
     assert np.allclose(S, S64, rtol=1e-5, atol=1e-5)
     S2 = S0.copy()
     np.testing.assert_allclose(y, _core.wkv6_at_level("scalar", r, k, v, w, u, S2), rtol=1e-4, atol=1e-4)
+
+
+# byte ranges of each format's f16 fields and its signed int8 scales (Q6_K)
+_F16_FIELDS = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
+               "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+
+
+def _extreme_blocks(qtype: str, rows: int, nblocks: int) -> np.ndarray:
+    """Blocks at the edges of every format's integer ranges: all quant bits set, the
+    largest sub-block scales (Q6_K: int8 -128, Q3_K: six-bit 0, i.e. -32), so the integer
+    sums of the byte kernels reach their documented bounds."""
+    from gguf import GGMLQuantizationType
+    from gguf.constants import GGML_QUANT_SIZES
+    _, nbytes = GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
+    raw = np.full((rows, nblocks, nbytes), 0xFF, dtype=np.uint8)
+    if qtype == "Q6_K":
+        raw[..., 192:208] = 0x80
+    if qtype == "Q3_K":
+        raw[..., 96:108] = 0x00
+    for off in _F16_FIELDS[qtype]:
+        raw[..., off:off + 2] = np.frombuffer(np.float16(0.01).tobytes(), np.uint8)
+    return raw.reshape(rows, -1)
+
+
+@pytest.mark.parametrize("level", SUPPORTED)
+@pytest.mark.parametrize("qtype", list(QTYPES))
+@pytest.mark.parametrize("signs", ["positive", "alternating"])
+def test_quantized_gemv_at_integer_extremes(level, qtype, signs):
+    """Every activation at the 15-bit maximum against the largest weights: no lane of any
+    kernel's integer sums may overflow."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    rows, nblocks = 5, 9 if QTYPES[qtype] == 32 else 3
+    cols = QTYPES[qtype] * nblocks
+    raw = _extreme_blocks(qtype, rows, nblocks)
+    x = np.full(cols, 3.0, np.float32)
+    if signs == "alternating":
+        x[1::2] = -3.0
+    deq = dequantize(raw, GGMLQuantizationType[qtype]).reshape(rows, cols).astype(np.float64)
+    want = deq @ x.astype(np.float64)
+    got = _core.gemv_at_level(level, qtype, raw, x)
+    scale = np.abs(deq) @ np.abs(x)
+    assert np.all(np.abs(got - want) <= 1e-4 * scale + 1e-6), (level, qtype, got, want)
