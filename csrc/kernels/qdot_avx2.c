@@ -70,7 +70,10 @@ void rwkv_gemv_q8_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
 static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
                                                            float *y, int64_t nr, int64_t nc, const int BB,
                                                            const int QS, const int QH, const int HAS_M,
-                                                           const int BIAS) {
+                                                           const int BIAS,
+                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
+                                                                          float *)) {
+    (void)unpack; /* one block per step: an odd block count needs no tail */
     const int64_t nb = nc / 32;
     const __m256i low4 = _mm256_set1_epi16(0x0f);
     for (int64_t r = 0; r < nr; r++) {
@@ -100,18 +103,7 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
     }
 }
 
-void rwkv_gemv_q4_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q4q5(w, rb, x, y, nr, nc, 18, 2, 0, 0, 8);
-}
-void rwkv_gemv_q4_1_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q4q5(w, rb, x, y, nr, nc, 20, 4, 0, 1, 0);
-}
-void rwkv_gemv_q5_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q4q5(w, rb, x, y, nr, nc, 22, 6, 2, 0, 16);
-}
-void rwkv_gemv_q5_1_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q4q5(w, rb, x, y, nr, nc, 24, 8, 4, 1, 0);
-}
+RWKV_DEFINE_Q4Q5_WRAPPERS(avx2)
 
 /* ---------------------------------------------------------- Q4_K, Q5_K -- */
 
@@ -159,12 +151,7 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
     }
 }
 
-void rwkv_gemv_q4_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q45k(w, rb, x, y, nr, nc, 144, 16, 0);
-}
-void rwkv_gemv_q5_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q45k(w, rb, x, y, nr, nc, 176, 48, 16);
-}
+RWKV_DEFINE_Q45K_WRAPPERS(avx2)
 
 /* ---------------------------------------------------------------- Q6_K -- */
 

@@ -141,18 +141,7 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
     }
 }
 
-void rwkv_gemv_q4_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q4q5(w, rb, x, y, nr, nc, 18, 2, 0, 0, 8, unpack_q4_0);
-}
-void rwkv_gemv_q4_1_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q4q5(w, rb, x, y, nr, nc, 20, 4, 0, 1, 0, unpack_q4_1);
-}
-void rwkv_gemv_q5_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q4q5(w, rb, x, y, nr, nc, 22, 6, 2, 0, 16, unpack_q5_0);
-}
-void rwkv_gemv_q5_1_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q4q5(w, rb, x, y, nr, nc, 24, 8, 4, 1, 0, unpack_q5_1);
-}
+RWKV_DEFINE_Q4Q5_WRAPPERS(avx512)
 
 /* ---------------------------------------------------------- Q4_K, Q5_K -- */
 
@@ -203,12 +192,7 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
     }
 }
 
-void rwkv_gemv_q4_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q45k(w, rb, x, y, nr, nc, 144, 16, 0);
-}
-void rwkv_gemv_q5_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemv_q45k(w, rb, x, y, nr, nc, 176, 48, 16);
-}
+RWKV_DEFINE_Q45K_WRAPPERS(avx512)
 
 /* ---------------------------------------------------------- Q2_K, Q3_K -- */
 
