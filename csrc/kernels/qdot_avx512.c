@@ -20,21 +20,6 @@ static inline __m512 f16x16_to_f32(__m512i lanes32) {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(lanes32));
 }
 
-/* Generic fallback for one block (odd tails): unpack.h then integer dot. */
-static inline float block_generic(void (*unpack)(const uint8_t *, int16_t *, float *, float *), int qk,
-                                  const uint8_t *blk, const struct rwkv_xq *x, int64_t i0) {
-    int16_t w[256];
-    float s[8], c[16], acc = 0.0f;
-    unpack(blk, w, s, c);
-    for (int k = 0; k < qk / 32; k++) {
-        int32_t dot = 0;
-        for (int j = 0; j < 32; j++) dot += (int32_t)w[32 * k + j] * x->q[i0 + 32 * k + j];
-        acc += s[k] * x->d[(i0 + 32 * k) / x->block] * (float)dot;
-    }
-    for (int k = 0; k < qk / 16; k++) acc += c[k] * x->sum16[i0 / 16 + k];
-    return acc;
-}
-
 /* ---------------------------------------------------------------- Q8_0 -- */
 
 void rwkv_gemv_q8_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
@@ -136,7 +121,7 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
             }
         }
         float out = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + (HAS_M ? 1.0f : -(float)BIAS) * _mm512_reduce_add_ps(side);
-        if (nb & 1) out += block_generic(unpack, 32, row + (nb - 1) * BB, x, (nb - 1) * 32);
+        if (nb & 1) out += block32_dot(unpack, row + (nb - 1) * BB, x, (nb - 1) * 32);
         y[r] = out;
     }
 }

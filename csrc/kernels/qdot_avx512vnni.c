@@ -44,17 +44,6 @@ static inline __m256 planes_f32(__m256i hi, __m256i lo) {
     return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(hi, 7), lo));
 }
 
-/* One odd last block of 32 (rows with an odd block count): unpack.h then integer dot. */
-static inline float block_generic(void (*unpack)(const uint8_t *, int16_t *, float *, float *),
-                                  const uint8_t *blk, const struct rwkv_xq *x, int64_t i0) {
-    int16_t w[32];
-    float s[8], c[16];
-    unpack(blk, w, s, c);
-    int32_t dot = 0;
-    for (int j = 0; j < 32; j++) dot += (int32_t)w[j] * x->q[i0 + j];
-    return s[0] * x->d[i0 / 32] * (float)dot + c[0] * x->sum16[i0 / 16] + c[1] * x->sum16[i0 / 16 + 1];
-}
-
 /* ------------------------------------------------ Q4_0, Q4_1, Q5_0, Q5_1 -- */
 
 /* Two blocks A, B per step: their 16 packed bytes side by side give, with `& 15`,
@@ -148,7 +137,7 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
                 acc1 = _mm256_fmadd_ps(q4q5_pair(a + 2 * BB, xl + 64, xh + 64, BB, QS, QH), pair_lanes(f, 2), acc1);
         }
         float out = hsum256(_mm256_add_ps(acc0, acc1)) + (HAS_M ? 1.0f : -(float)BIAS) * hsum256(side);
-        if (nb & 1) out += block_generic(unpack, row + (nb - 1) * BB, x, (nb - 1) * 32);
+        if (nb & 1) out += block32_dot(unpack, row + (nb - 1) * BB, x, (nb - 1) * 32);
         y[r] = out;
     }
 }

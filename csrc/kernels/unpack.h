@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../ggml_types.h"
+#include "kernels.h"
 
 /* One f16 field. SIMD files include this after their target pragma and immintrin.h,
  * so with F16C it is one instruction; a call here would make the compiler spill every
@@ -246,6 +247,18 @@ static inline void unpack_q6_k(const uint8_t *b, int16_t *w, float *s, float *c)
         }
     for (int i = 0; i < 8; i++) s[i] = d;
     for (int i = 0; i < 16; i++) c[i] = 0.0f;
+}
+
+/* One block of 32 at blk against activations from element i0: the odd last block
+ * of a row, which the SIMD kernels that step over pairs of blocks leave over. */
+static inline float block32_dot(void (*unpack)(const uint8_t *, int16_t *, float *, float *), const uint8_t *blk,
+                                const struct rwkv_xq *x, int64_t i0) {
+    int16_t w[32];
+    float s[8], c[16];
+    unpack(blk, w, s, c);
+    int32_t dot = 0;
+    for (int j = 0; j < 32; j++) dot += (int32_t)w[j] * x->q[i0 + j];
+    return s[0] * x->d[i0 / 32] * (float)dot + c[0] * x->sum16[i0 / 16] + c[1] * x->sum16[i0 / 16 + 1];
 }
 
 #endif
