@@ -41,7 +41,9 @@ def _encode(w: np.ndarray, wtype: str) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("level", SUPPORTED)
 @pytest.mark.parametrize("wtype", ["F32", "F16", "BF16"])
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 7), (4, 8), (5, 15), (9, 16), (13, 17), (7, 31),
-                                       (4, 33), (6, 100), (17, 257), (64, 896)])
+                                       (4, 33), (6, 100), (17, 257), (64, 896),
+                                       # both sides of the kernels' switch to 4-row blocks above 4096 columns
+                                       (3, 4096), (7, 4097), (9, 4111)])
 def test_gemv_matches_exact_product(level, wtype, rows, cols):
     rng = np.random.default_rng(rows * 1000 + cols)
     w = rng.standard_normal((rows, cols)).astype(np.float32)

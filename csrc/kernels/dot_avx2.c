@@ -30,48 +30,50 @@ static inline float cvt1_f32(float v) { return v; }
 static inline float cvt1_f16(uint16_t v) { return _cvtsh_ss(v); }
 static inline float cvt1_bf16(uint16_t v) { return rwkv_bf16_to_f32(v); }
 
-/* Four rows at a time share each load of x; the column tail is scalar. Memory
- * bound: 4 independent FMA chains per step are enough to cover FMA latency.
- * Hardware prefetchers stop at 4 KiB pages and a 2048-wide f16 row is one page,
- * so each step also prefetches the same columns of the next block of 4 rows. */
+/* The row order of dot_avx512.c: rows up to ROW_ALONE_MAX_COLS wide one at a time
+ * (one sequential stream per thread, x stays in L1), wider rows four at a time
+ * sharing each load of x; no software prefetch. The column tail is scalar. */
+#define ROW_ALONE_MAX_COLS 4096
 #define DEFINE_GEMV(NAME, T, LOAD8, CVT1)                                                   \
     static void NAME(const void *w, size_t rb, const float *x, float *y, int64_t nr,       \
                      int64_t nc) {                                                          \
         int64_t r = 0;                                                                      \
-        for (; r + 4 <= nr; r += 4) {                                                       \
-            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
-            const T *w1 = (const T *)((const char *)w0 + rb);                               \
-            const T *w2 = (const T *)((const char *)w1 + rb);                               \
-            const T *w3 = (const T *)((const char *)w2 + rb);                               \
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
-            const size_t ahead = 4 * rb;                                                    \
-            int64_t c = 0;                                                                  \
-            for (; c + 8 <= nc; c += 8) {                                                   \
-                __m256 xv = _mm256_loadu_ps(x + c);                                         \
-                _mm_prefetch((const char *)(w0 + c) + ahead, _MM_HINT_T0);                  \
-                _mm_prefetch((const char *)(w1 + c) + ahead, _MM_HINT_T0);                  \
-                _mm_prefetch((const char *)(w2 + c) + ahead, _MM_HINT_T0);                  \
-                _mm_prefetch((const char *)(w3 + c) + ahead, _MM_HINT_T0);                  \
-                a0 = _mm256_fmadd_ps(LOAD8(w0 + c), xv, a0);                                \
-                a1 = _mm256_fmadd_ps(LOAD8(w1 + c), xv, a1);                                \
-                a2 = _mm256_fmadd_ps(LOAD8(w2 + c), xv, a2);                                \
-                a3 = _mm256_fmadd_ps(LOAD8(w3 + c), xv, a3);                                \
+        if (nc > ROW_ALONE_MAX_COLS)                                                        \
+            for (; r + 4 <= nr; r += 4) {                                                   \
+                const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                \
+                const T *w1 = (const T *)((const char *)w0 + rb);                           \
+                const T *w2 = (const T *)((const char *)w1 + rb);                           \
+                const T *w3 = (const T *)((const char *)w2 + rb);                           \
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                 \
+                int64_t c = 0;                                                              \
+                for (; c + 8 <= nc; c += 8) {                                               \
+                    __m256 xv = _mm256_loadu_ps(x + c);                                     \
+                    a0 = _mm256_fmadd_ps(LOAD8(w0 + c), xv, a0);                            \
+                    a1 = _mm256_fmadd_ps(LOAD8(w1 + c), xv, a1);                            \
+                    a2 = _mm256_fmadd_ps(LOAD8(w2 + c), xv, a2);                            \
+                    a3 = _mm256_fmadd_ps(LOAD8(w3 + c), xv, a3);                            \
+                }                                                                           \
+                float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);       \
+                for (; c < nc; c++) {                                                       \
+                    s0 += CVT1(w0[c]) * x[c];                                               \
+                    s1 += CVT1(w1[c]) * x[c];                                               \
+                    s2 += CVT1(w2[c]) * x[c];                                               \
+                    s3 += CVT1(w3[c]) * x[c];                                               \
+                }                                                                           \
+                y[r] = s0, y[r + 1] = s1, y[r + 2] = s2, y[r + 3] = s3;                     \
             }                                                                               \
-            float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);           \
-            for (; c < nc; c++) {                                                           \
-                s0 += CVT1(w0[c]) * x[c];                                                   \
-                s1 += CVT1(w1[c]) * x[c];                                                   \
-                s2 += CVT1(w2[c]) * x[c];                                                   \
-                s3 += CVT1(w3[c]) * x[c];                                                   \
-            }                                                                               \
-            y[r] = s0, y[r + 1] = s1, y[r + 2] = s2, y[r + 3] = s3;                         \
-        }                                                                                   \
         for (; r < nr; r++) {                                                               \
             const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
-            __m256 a0 = _mm256_setzero_ps();                                                \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
             int64_t c = 0;                                                                  \
+            for (; c + 32 <= nc; c += 32) {                                                 \
+                a0 = _mm256_fmadd_ps(LOAD8(w0 + c), _mm256_loadu_ps(x + c), a0);            \
+                a1 = _mm256_fmadd_ps(LOAD8(w0 + c + 8), _mm256_loadu_ps(x + c + 8), a1);    \
+                a2 = _mm256_fmadd_ps(LOAD8(w0 + c + 16), _mm256_loadu_ps(x + c + 16), a2);  \
+                a3 = _mm256_fmadd_ps(LOAD8(w0 + c + 24), _mm256_loadu_ps(x + c + 24), a3);  \
+            }                                                                               \
             for (; c + 8 <= nc; c += 8) a0 = _mm256_fmadd_ps(LOAD8(w0 + c), _mm256_loadu_ps(x + c), a0); \
-            float s0 = hsum8(a0);                                                           \
+            float s0 = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));  \
             for (; c < nc; c++) s0 += CVT1(w0[c]) * x[c];                                   \
             y[r] = s0;                                                                      \
         }                                                                                   \

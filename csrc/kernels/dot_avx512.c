@@ -19,54 +19,61 @@ static inline __m512 load16_bf16(const uint16_t *p, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
 }
 
-/* Four rows at a time share each load of x; the last partial chunk is masked.
- * Hardware prefetchers stop at 4 KiB pages and a 2048-wide f16 row is one page,
- * so each step also prefetches the same columns of the next block of 4 rows. */
+/* Rows up to ROW_ALONE_MAX_COLS wide are read one at a time, front to back: a single
+ * sequential stream per thread is what the hardware prefetchers follow best (on Zen 4
+ * it streamed 1.3-1.6x faster than four interleaved rows), and x (at most 16 KiB)
+ * stays in L1 across rows. Wider rows would push x out of L1 between rows, so four
+ * rows share each load of x instead. No software prefetch: it only took load slots
+ * from the demand stream. The column tail is masked. */
+#define ROW_ALONE_MAX_COLS 4096
 #define DEFINE_GEMV(NAME, T, LOAD16)                                                        \
     static void NAME(const void *w, size_t rb, const float *x, float *y, int64_t nr,       \
                      int64_t nc) {                                                          \
         const __mmask16 all = 0xffff;                                                       \
         const __mmask16 tail = (__mmask16)((1u << (nc & 15)) - 1u);                         \
-        const int64_t nfull = nc & ~(int64_t)15;                                            \
+        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                   \
         int64_t r = 0;                                                                      \
-        for (; r + 4 <= nr; r += 4) {                                                       \
-            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
-            const T *w1 = (const T *)((const char *)w0 + rb);                               \
-            const T *w2 = (const T *)((const char *)w1 + rb);                               \
-            const T *w3 = (const T *)((const char *)w2 + rb);                               \
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
-            const size_t ahead = 4 * rb;                                                    \
-            for (int64_t c = 0; c < nfull; c += 16) {                                       \
-                __m512 xv = _mm512_loadu_ps(x + c);                                         \
-                _mm_prefetch((const char *)(w0 + c) + ahead, _MM_HINT_T0);                  \
-                _mm_prefetch((const char *)(w1 + c) + ahead, _MM_HINT_T0);                  \
-                _mm_prefetch((const char *)(w2 + c) + ahead, _MM_HINT_T0);                  \
-                _mm_prefetch((const char *)(w3 + c) + ahead, _MM_HINT_T0);                  \
-                a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), xv, a0);                          \
-                a1 = _mm512_fmadd_ps(LOAD16(w1 + c, all), xv, a1);                          \
-                a2 = _mm512_fmadd_ps(LOAD16(w2 + c, all), xv, a2);                          \
-                a3 = _mm512_fmadd_ps(LOAD16(w3 + c, all), xv, a3);                          \
+        if (nc > ROW_ALONE_MAX_COLS)                                                        \
+            for (; r + 4 <= nr; r += 4) {                                                   \
+                const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                \
+                const T *w1 = (const T *)((const char *)w0 + rb);                           \
+                const T *w2 = (const T *)((const char *)w1 + rb);                           \
+                const T *w3 = (const T *)((const char *)w2 + rb);                           \
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                 \
+                for (int64_t c = 0; c < nfull; c += 16) {                                   \
+                    __m512 xv = _mm512_loadu_ps(x + c);                                     \
+                    a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), xv, a0);                      \
+                    a1 = _mm512_fmadd_ps(LOAD16(w1 + c, all), xv, a1);                      \
+                    a2 = _mm512_fmadd_ps(LOAD16(w2 + c, all), xv, a2);                      \
+                    a3 = _mm512_fmadd_ps(LOAD16(w3 + c, all), xv, a3);                      \
+                }                                                                           \
+                if (tail) {                                                                 \
+                    __m512 xv = _mm512_maskz_loadu_ps(tail, x + nfull);                     \
+                    a0 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), xv, a0);                 \
+                    a1 = _mm512_fmadd_ps(LOAD16(w1 + nfull, tail), xv, a1);                 \
+                    a2 = _mm512_fmadd_ps(LOAD16(w2 + nfull, tail), xv, a2);                 \
+                    a3 = _mm512_fmadd_ps(LOAD16(w3 + nfull, tail), xv, a3);                 \
+                }                                                                           \
+                y[r] = _mm512_reduce_add_ps(a0);                                            \
+                y[r + 1] = _mm512_reduce_add_ps(a1);                                        \
+                y[r + 2] = _mm512_reduce_add_ps(a2);                                        \
+                y[r + 3] = _mm512_reduce_add_ps(a3);                                        \
             }                                                                               \
-            if (tail) {                                                                     \
-                __m512 xv = _mm512_maskz_loadu_ps(tail, x + nfull);                         \
-                a0 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), xv, a0);                     \
-                a1 = _mm512_fmadd_ps(LOAD16(w1 + nfull, tail), xv, a1);                     \
-                a2 = _mm512_fmadd_ps(LOAD16(w2 + nfull, tail), xv, a2);                     \
-                a3 = _mm512_fmadd_ps(LOAD16(w3 + nfull, tail), xv, a3);                     \
-            }                                                                               \
-            y[r] = _mm512_reduce_add_ps(a0);                                                \
-            y[r + 1] = _mm512_reduce_add_ps(a1);                                            \
-            y[r + 2] = _mm512_reduce_add_ps(a2);                                            \
-            y[r + 3] = _mm512_reduce_add_ps(a3);                                            \
-        }                                                                                   \
         for (; r < nr; r++) {                                                               \
             const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
-            __m512 a0 = _mm512_setzero_ps();                                                \
-            for (int64_t c = 0; c < nfull; c += 16)                                         \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
+            int64_t c = 0;                                                                  \
+            for (; c < n64; c += 64) {                                                      \
+                a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0);      \
+                a1 = _mm512_fmadd_ps(LOAD16(w0 + c + 16, all), _mm512_loadu_ps(x + c + 16), a1); \
+                a2 = _mm512_fmadd_ps(LOAD16(w0 + c + 32, all), _mm512_loadu_ps(x + c + 32), a2); \
+                a3 = _mm512_fmadd_ps(LOAD16(w0 + c + 48, all), _mm512_loadu_ps(x + c + 48), a3); \
+            }                                                                               \
+            for (; c < nfull; c += 16)                                                      \
                 a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0);      \
             if (tail)                                                                       \
-                a0 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), _mm512_maskz_loadu_ps(tail, x + nfull), a0); \
-            y[r] = _mm512_reduce_add_ps(a0);                                                \
+                a1 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), _mm512_maskz_loadu_ps(tail, x + nfull), a1); \
+            y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
         }                                                                                   \
     }
 
