@@ -51,6 +51,6 @@
 RWKV_DECLARE_QDOT(avx2)
 RWKV_DECLARE_QDOT(avx512)
 
-RWKV_DECLARE_QDOT(avx512vnni) /* Q8_0 is not among its kernels: its table takes avx512's */
+RWKV_DECLARE_QDOT(avx512vnni)
 
 #endif
