@@ -211,6 +211,9 @@ static inline __m256i pair_index(int p) {
                              (short)(2 * p + 1), (short)(2 * p + 1), (short)(2 * p + 1));
 }
 
+/* vpshufb indices that broadcast int16 lane s of a 128-bit lane. */
+static inline __m256i scale_bytes(int s) { return _mm256_set1_epi16((short)(0x0202 * s + 0x0100)); }
+
 /* Bit b of every byte of v moved to bit t, the other bits cleared (16-bit shifts: the
  * mask drops what crosses into the neighbouring byte). Plain ALU ops: on Zen 4 the
  * vptestmb + masked add that the obvious form takes cost 17% of Q5_K's speed. */
@@ -235,7 +238,9 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            const __m256i sc16 = _mm256_cvtepu8_epi16(k4_superblock(blk, x->sum32 + sb * 8, &side));
+            /* the 8 scales as int16 in both 128-bit lanes: vpshufb then broadcasts one of them
+             * (a lane-local shuffle, cheaper than vpermw on Zen 4) */
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(k4_superblock(blk, x->sum32 + sb * 8, &side)));
             const __m256i qh = QH ? _mm256_loadu_si256((const __m256i *)(blk + QH)) : _mm256_setzero_si256();
             const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
             __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
@@ -246,10 +251,9 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
                     ulo = _mm256_or_si256(ulo, bit_to(qh, 2 * j, 4));
                     uhi = _mm256_or_si256(uhi, bit_to(qh, 2 * j + 1, 4));
                 }
-                k_group(ulo, xl + 64 * j, xh + 64 * j, _mm256_permutexvar_epi16(_mm256_set1_epi16((short)(2 * j)), sc16),
-                        &aL[0], &aH[0]);
-                k_group(uhi, xl + 64 * j + 32, xh + 64 * j + 32,
-                        _mm256_permutexvar_epi16(_mm256_set1_epi16((short)(2 * j + 1)), sc16), &aL[1], &aH[1]);
+                k_group(ulo, xl + 64 * j, xh + 64 * j, _mm256_shuffle_epi8(sc16, scale_bytes(2 * j)), &aL[0], &aH[0]);
+                k_group(uhi, xl + 64 * j + 32, xh + 64 * j + 32, _mm256_shuffle_epi8(sc16, scale_bytes(2 * j + 1)),
+                        &aL[1], &aH[1]);
             }
             acc = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])), _mm256_set1_ps(rd_f16(blk) * x->d[sb]), acc);
         }
