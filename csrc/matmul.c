@@ -81,9 +81,13 @@ static inline int16_t round_i16(float v) {
 
 /* lo = q & 127, hi = q >> 7 (arithmetic), so q = 128 * hi + lo exactly. */
 static void split_planes(const int16_t *q, int64_t e0, int64_t e1, struct rwkv_xq *xq) {
+    /* local restrict pointers: through xq->lo the compiler must assume each byte store
+     * may change xq itself, reloads both pointers every element and cannot vectorize */
+    int8_t *restrict lo = xq->lo, *restrict hi = xq->hi;
+    const int16_t *restrict qq = q;
     for (int64_t i = e0; i < e1; i++) {
-        xq->lo[i] = (int8_t)(q[i] & 127);
-        xq->hi[i] = (int8_t)(q[i] >> 7);
+        lo[i] = (int8_t)(qq[i] & 127);
+        hi[i] = (int8_t)(qq[i] >> 7);
     }
 }
 
