@@ -438,6 +438,8 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, outtype: str = 
 
     def stream(i: int, o: _Out) -> Iterator[np.ndarray]:
         yield from _chunks(o)
+        for k in o.sources:
+            tensors[k].release()
         if progress is not None:
             progress(ConvertProgress(i + 1, len(outs), o.name, o.ne, tensors[o.sources[0]].dtype, o.type))
 

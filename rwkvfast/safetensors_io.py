@@ -71,7 +71,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, CheckpointTensor]:
             raise CheckpointError(f"{path}: tensor {name!r}: shape {shape} needs {count * npdt.itemsize} bytes, "
                                   f"its offsets span {offs[1] - offs[0]}")
         view = np.frombuffer(mm, dtype=npdt, count=count, offset=data0 + offs[0]).reshape(shape)
-        out[name] = CheckpointTensor(name, dt, tuple(shape), view)
+        out[name] = CheckpointTensor(name, dt, tuple(shape), view, mm, (data0 + offs[0], data0 + offs[1]))
     return out
 
 

@@ -64,6 +64,19 @@ class CheckpointTensor:
     dtype: str
     shape: tuple[int, ...]
     _view: np.ndarray  # elements as stored (BF16 as uint16 bits), possibly strided
+    _map: mmap.mmap | None = None  # the file mapping and the byte range the view lies in
+    _span: tuple[int, int] = (0, 0)
+
+    def release(self) -> None:
+        """Drop the mapped pages of this tensor from the process (the data stays readable: the
+        kernel reads it back from the file if it is used again), so converting a checkpoint
+        never keeps more than about one tensor of it resident."""
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        lo, hi = -(-self._span[0] // page) * page, self._span[1] // page * page
+        if hi > lo:
+            self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def raw(self) -> np.ndarray:
         """The stored elements in C order (BF16 as uint16 bits): a view when contiguous."""
@@ -197,6 +210,7 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, CheckpointTensor
                 raise CheckpointError(f"{path}: empty file")
             out: dict[str, CheckpointTensor] = {}
             storages: dict[str, np.ndarray] = {}
+            start_of: dict[str, int] = {}
             for name, ref in refs.items():
                 st = ref.storage
                 npdt = _NP_DTYPES[st.dtype]
@@ -212,7 +226,7 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, CheckpointTensor
                                               f"{st.numel} {st.dtype} elements need {st.numel * npdt.itemsize}")
                     start = _entry_data_offset(mm, info, size)
                     buf = np.frombuffer(mm, dtype=npdt, count=st.numel, offset=start)
-                    storages[st.key] = buf
+                    storages[st.key], start_of[st.key] = buf, start
                 elif buf.dtype != npdt:
                     raise CheckpointError(f"{path}: storage {st.key!r} is used with two element types")
                 n = math.prod(ref.size)
@@ -223,5 +237,7 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, CheckpointTensor
                 view = np.lib.stride_tricks.as_strided(
                     buf[ref.offset:], shape=ref.size, strides=[s * npdt.itemsize for s in ref.stride],
                     writeable=False) if n else np.zeros(ref.size, npdt)
-                out[name] = CheckpointTensor(name, st.dtype, ref.size, view)
+                first = start_of[st.key] + ref.offset * npdt.itemsize
+                span = (first, first + (last + 1 - ref.offset) * npdt.itemsize) if n else (first, first)
+                out[name] = CheckpointTensor(name, st.dtype, ref.size, view, mm, span)
             return out

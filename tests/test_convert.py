@@ -125,6 +125,14 @@ def test_safetensors_hf_dir_and_shards_give_the_same_file(tmp_path):
     assert json.loads((hf / "config.json").read_text())["num_hidden_layers"] == 2
     assert "rwkv.blocks.0.attention.key.weight" in read_safetensors(hf / "model.safetensors")
     assert convert(hf, tmp_path / "b.gguf", "f16", model_name="m").read_bytes() == want
+    # a Hugging Face directory with pytorch_model.bin (a torch zip with the HF names)
+    binned = tmp_path / "bin"
+    binned.mkdir()
+    from rwkvfast.convert import _blink_to_hf
+    write_torch_zip(binned / "pytorch_model.bin", {_blink_to_hf(k): v for k, v in w.items()})
+    for f in ("config.json", "rwkv_vocab_v20230424.txt"):
+        (binned / f).write_text((hf / f).read_text(encoding="utf-8"), encoding="utf-8")
+    assert convert(binned, tmp_path / "d.gguf", "f16", model_name="m").read_bytes() == want
     # sharded, with an index
     shard = tmp_path / "sharded"
     shard.mkdir()
@@ -219,6 +227,14 @@ def test_malformed_archives_give_clear_errors(tmp_path):
     (tmp_path / "hdr.pth").write_bytes(bytes(bad))
     with pytest.raises(CheckpointError, match="no local header"):
         read_torch_checkpoint(tmp_path / "hdr.pth")
+
+
+def test_released_tensors_stay_readable(tmp_path):
+    ck = read_torch_checkpoint(fixture_path("tiny/tiny.pth"))
+    t = ck["head.weight"]
+    before = t.f32()
+    t.release()  # drops the mapped pages; reading must fault them back from the file
+    np.testing.assert_array_equal(t.f32(), before)
 
 
 def test_safetensors_offsets_are_checked(tmp_path):

@@ -43,6 +43,21 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _progress(stream):
+    """A bar redrawn in place on a terminal; one log line per tensor otherwise (logs, pipes)."""
+    tty = stream.isatty()
+
+    def show(p) -> None:
+        if not tty:
+            print(p, file=stream, flush=True)
+            return
+        width = 30
+        done = width * p.index // p.count
+        print(f"\r[{'#' * done}{'.' * (width - done)}] {p.index:4d}/{p.count} {p.name:<40.40s}",
+              end="\n" if p.index == p.count else "", file=stream, flush=True)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     t0 = time.perf_counter()
@@ -57,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             src.with_name(f"{src.name if src.is_dir() else src.stem}-{ft.name}.gguf"))
         print(f"rwkvfast-convert: {str(src)!r} -> {str(out)!r} ({ft.name})", file=sys.stderr)
         convert(src, out, args.outtype, model_name=args.model_name, vocab=args.vocab,
-                rescale_every=args.rescale_every, overwrite=args.force,
-                progress=lambda p: print(p, file=sys.stderr, flush=True))
+                rescale_every=args.rescale_every, overwrite=args.force, progress=_progress(sys.stderr))
     except (ValueError, OSError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 1
