@@ -12,10 +12,10 @@ import pytest
 
 import rwkvfast
 from rwkvfast.cli.convert import main as convert_main
-from rwkvfast.convert import CheckpointError, ConvertError, convert, infer_hparams, load_checkpoint, load_world_vocab, to_hf
+from rwkvfast.convert import CheckpointError, ConvertError, convert, load_world_vocab, to_hf
 from rwkvfast.gguf_reader import read_gguf
-from rwkvfast.safetensors_io import read_safetensors, write_safetensors
-from rwkvfast.torch_checkpoint import read_torch_checkpoint
+from rwkvfast.convert.safetensors import read_safetensors, write_safetensors
+from rwkvfast.convert.pth import read_torch_checkpoint
 
 from conftest import fixture_path, manifest_entry, reference_ids
 from torch_zip import data_pkl, rwkv6_weights, write_torch_zip
@@ -128,7 +128,7 @@ def test_safetensors_hf_dir_and_shards_give_the_same_file(tmp_path):
     # a Hugging Face directory with pytorch_model.bin (a torch zip with the HF names)
     binned = tmp_path / "bin"
     binned.mkdir()
-    from rwkvfast.convert import _blink_to_hf
+    from rwkvfast.convert.checkpoint import blink_to_hf as _blink_to_hf
     write_torch_zip(binned / "pytorch_model.bin", {_blink_to_hf(k): v for k, v in w.items()})
     for f in ("config.json", "rwkv_vocab_v20230424.txt"):
         (binned / f).write_text((hf / f).read_text(encoding="utf-8"), encoding="utf-8")
@@ -147,6 +147,16 @@ def test_safetensors_hf_dir_and_shards_give_the_same_file(tmp_path):
     for f in ("config.json", "rwkv_vocab_v20230424.txt"):
         (shard / f).write_text((hf / f).read_text(encoding="utf-8"), encoding="utf-8")
     assert convert(shard, tmp_path / "c.gguf", "f16", model_name="m").read_bytes() == want
+
+
+def test_squeezed_mixing_vectors_are_accepted(tmp_path):
+    w = rwkv6_weights()
+    want = convert(_synthetic(tmp_path)[0], tmp_path / "a.gguf", "f32", model_name="m").read_bytes()
+    sq = {k: (v.reshape(-1) if v.shape[:2] == (1, 1) else v) for k, v in w.items()}
+    (tmp_path / "sq").mkdir()
+    (tmp_path / "sq" / "rwkv_vocab_v20230424.txt").write_bytes((tmp_path / "rwkv_vocab_v20230424.txt").read_bytes())
+    pth = write_torch_zip(tmp_path / "sq" / "m-F32.pth", sq)
+    assert convert(pth, tmp_path / "b.gguf", "f32", model_name="m").read_bytes() == want
 
 
 def test_config_json_must_agree_with_the_tensors(tmp_path):

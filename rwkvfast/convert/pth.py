@@ -1,4 +1,4 @@
-"""torch_checkpoint.py — read PyTorch zip checkpoints (.pth, pytorch_model.bin) without torch.
+"""pth.py — read PyTorch zip checkpoints (.pth, pytorch_model.bin) without torch.
 
 A torch.save file is a zip archive: `<prefix>/data.pkl` is a pickle of the state dict whose
 tensors refer, by key, to raw little-endian storages stored (uncompressed) as

@@ -1,4 +1,4 @@
-"""safetensors_io.py — read and write .safetensors files (numpy only; no code is ever run).
+"""safetensors.py — read and write .safetensors files (numpy only; no code is ever run).
 
 Layout: u64 little-endian header length N, N bytes of JSON
 {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then the
@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .torch_checkpoint import CheckpointError, CheckpointTensor
+from .pth import CheckpointError, CheckpointTensor
 
 __all__ = ["read_safetensors", "write_safetensors"]
 

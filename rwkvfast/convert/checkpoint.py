@@ -1,0 +1,193 @@
+"""checkpoint.py — an RWKV-6 checkpoint's tensors under BlinkDL's names, and its hyper-parameters.
+
+Loads a .pth / pytorch_model.bin (pth.py), a .safetensors file (safetensors.py) or a Hugging
+Face directory (config.json with one weights file or shards listed in a *.index.json), renames
+Hugging Face keys (`rwkv.blocks.N.attention.*`, `.feed_forward.*`, `pre_ln`, `rwkv.embeddings`)
+to BlinkDL's, and reads the dimensions off the tensor shapes, checking every tensor.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .pth import CheckpointTensor, read_torch_checkpoint
+from .safetensors import read_safetensors
+
+__all__ = ["ConvertError", "RWKV6Params", "load_checkpoint", "infer_hparams", "hf_to_blink", "blink_to_hf",
+           "LERPS"]
+
+LAYER_NORM_EPS = 1e-5  # BlinkDL's RWKV-6 (not stored in a .pth)
+DEFAULT_RESCALE_EVERY = 6  # the Hugging Face RWKV-6 configs' value
+LERPS = ("w", "k", "v", "r", "g")  # the order of time_mix_lerp_fused
+
+
+class ConvertError(ValueError):
+    """A checkpoint that is not a consistent RWKV-6 model."""
+
+
+def hf_to_blink(name: str) -> str:
+    """Hugging Face RWKV-6 key -> BlinkDL key (BlinkDL keys pass through)."""
+    if name == "rwkv.embeddings.weight":
+        return "emb.weight"
+    if name.startswith("rwkv.ln_out."):
+        return name[len("rwkv."):]
+    m = re.match(r"rwkv\.blocks\.(\d+)\.(.*)$", name)
+    if m:
+        rest = m.group(2)
+        rest = re.sub(r"^attention\.", "att.", rest)
+        rest = re.sub(r"^feed_forward\.", "ffn.", rest)
+        rest = re.sub(r"^pre_ln\.", "ln0.", rest)
+        return f"blocks.{m.group(1)}.{rest}"
+    return name
+
+
+def blink_to_hf(name: str) -> str:
+    """BlinkDL key -> Hugging Face RWKV-6 key (the renaming of the user guide's script)."""
+    if name == "emb.weight":
+        return "rwkv.embeddings.weight"
+    if name.startswith("ln_out."):
+        return "rwkv." + name
+    m = re.match(r"blocks\.(\d+)\.(.*)$", name)
+    if m:
+        rest = m.group(2)
+        rest = re.sub(r"^att\.", "attention.", rest)
+        rest = re.sub(r"^ffn\.", "feed_forward.", rest)
+        rest = re.sub(r"^ln0\.", "pre_ln.", rest)
+        return f"rwkv.blocks.{m.group(1)}.{rest}"
+    return name
+
+
+def _read_any(path: Path) -> dict[str, CheckpointTensor]:
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    return read_torch_checkpoint(path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, CheckpointTensor], dict[str, Any] | None]:
+    """(tensors by BlinkDL name, the Hugging Face config or None) of a .pth / .bin / .safetensors
+    file or a Hugging Face directory (config.json with model.safetensors, pytorch_model.bin, or
+    shards listed in a *.index.json)."""
+    path = Path(path)
+    config = None
+    if path.is_dir():
+        cfg = path / "config.json"
+        if cfg.is_file():
+            try:
+                config = json.loads(cfg.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ConvertError(f"{cfg}: not valid JSON: {e}") from None
+        files: list[Path] = []
+        for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+            ip = path / index
+            if ip.is_file():
+                try:
+                    wm = json.loads(ip.read_text(encoding="utf-8"))["weight_map"]
+                    names = sorted(set(wm.values()))
+                except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+                    raise ConvertError(f"{ip}: not a shard index ({e})") from None
+                for n in names:
+                    if not isinstance(n, str) or Path(n).name != n:
+                        raise ConvertError(f"{ip}: shard name {n!r} is not a file in {path}")
+                files = [path / n for n in names]
+                break
+        if not files:
+            for single in ("model.safetensors", "pytorch_model.bin"):
+                if (path / single).is_file():
+                    files = [path / single]
+                    break
+        if not files:
+            raise ConvertError(f"{path}: no model.safetensors, pytorch_model.bin or shard index in the directory")
+    else:
+        files = [path]
+    tensors: dict[str, CheckpointTensor] = {}
+    for f in files:
+        for name, t in _read_any(f).items():
+            key = hf_to_blink(name)
+            if key in tensors:
+                raise ConvertError(f"{f}: tensor {name!r} appears twice in the checkpoint")
+            t.name = key
+            tensors[key] = t
+    return tensors, config
+
+
+@dataclass(frozen=True)
+class RWKV6Params:
+    n_layer: int
+    n_embd: int
+    n_vocab: int
+    n_ffn: int
+    head_size: int
+    n_head: int
+    time_mix_extra_dim: int  # D: time_maa_w1 is [C, 5 D]
+    time_decay_extra_dim: int  # time_decay_w1 is [C, Dd]
+    layer_norm_eps: float = LAYER_NORM_EPS
+    rescale_every: int = DEFAULT_RESCALE_EVERY
+
+
+def _layer_shapes(C: int, F: int, H: int, N: int, D: int, Dd: int) -> dict[str, tuple[int, ...]]:
+    s = {f"ln{k}.{w}": (C,) for k in (1, 2) for w in ("weight", "bias")}
+    s.update({f"att.time_maa_{x}": (1, 1, C) for x in ("x",) + LERPS})
+    s.update({"att.time_maa_w1": (C, 5 * D), "att.time_maa_w2": (5, D, C), "att.time_decay": (1, 1, C),
+              "att.time_decay_w1": (C, Dd), "att.time_decay_w2": (Dd, C), "att.time_faaaa": (H, N),
+              "att.ln_x.weight": (C,), "att.ln_x.bias": (C,),
+              "ffn.time_maa_k": (1, 1, C), "ffn.time_maa_r": (1, 1, C), "ffn.key.weight": (F, C),
+              "ffn.receptance.weight": (C, C), "ffn.value.weight": (C, F)})
+    s.update({f"att.{m}.weight": (C, C) for m in ("receptance", "key", "value", "gate", "output")})
+    return s
+
+
+def infer_hparams(tensors: dict[str, CheckpointTensor], config: dict[str, Any] | None = None,
+                  rescale_every: int | None = None) -> RWKV6Params:
+    """The model's dimensions from its tensor shapes; ConvertError naming the tensor when the
+    checkpoint is not a complete, consistent RWKV-6 (x060) model."""
+    def shape(k: str) -> tuple[int, ...]:
+        t = tensors.get(k)
+        if t is None:
+            raise ConvertError(f"missing tensor {k!r}: not an RWKV-6 checkpoint"
+                               + (" (RWKV-7 checkpoints are not supported)" if any(".att.x_" in n or "w0" in n for n in tensors) else ""))
+        return t.shape
+
+    if "blocks.0.att.time_maa_w1" not in tensors and "blocks.0.att.time_mix_k" in tensors:
+        raise ConvertError("this is an RWKV-4/5 checkpoint (time_mix_* without time_maa_w1); only RWKV-6 is supported")
+    V, C = shape("emb.weight")
+    layers = sorted({int(m.group(1)) for k in tensors for m in [re.match(r"blocks\.(\d+)\.", k)] if m})
+    if not layers or layers != list(range(len(layers))):
+        raise ConvertError(f"block numbers must run 0..n-1, found {layers[:8]}{'...' if len(layers) > 8 else ''}")
+    H, N = shape("blocks.0.att.time_faaaa")
+    F = shape("blocks.0.ffn.key.weight")[0]
+    w1 = shape("blocks.0.att.time_maa_w1")
+    if len(w1) != 2 or w1[1] % 5:
+        raise ConvertError(f"blocks.0.att.time_maa_w1 has shape {list(w1)}, expected [C, 5 * D]")
+    D, Dd = w1[1] // 5, shape("blocks.0.att.time_decay_w1")[-1]
+    if H * N != C:
+        raise ConvertError(f"time_faaaa {H}x{N} does not match n_embd {C} (heads x head size)")
+    want = {"emb.weight": (V, C), "blocks.0.ln0.weight": (C,), "blocks.0.ln0.bias": (C,), "ln_out.weight": (C,),
+            "ln_out.bias": (C,), "head.weight": (V, C)}
+    for i in layers:
+        want.update({f"blocks.{i}.{k}": v for k, v in _layer_shapes(C, F, H, N, D, Dd).items()})
+    def same(have: tuple[int, ...], v: tuple[int, ...]) -> bool:
+        # the (1, 1, C) mixing vectors may be stored squeezed; they are squeezed on output anyway
+        return have == v or (v[:-1] == (1, 1) and tuple(d for d in have if d != 1) == (v[-1],))
+
+    for k, v in want.items():
+        if not same(shape(k), v):
+            raise ConvertError(f"tensor {k!r} has shape {list(shape(k))}, expected {list(v)} "
+                               f"(n_embd {C}, ffn {F}, {H} heads of {N}, LoRA dims {D}/{Dd})")
+    extra = sorted(set(tensors) - set(want))
+    if extra:
+        raise ConvertError(f"unexpected tensor(s) for RWKV-6: {', '.join(extra[:5])}"
+                           f"{' ...' if len(extra) > 5 else ''}")
+    cfg = config or {}
+    eps = float(cfg.get("layer_norm_epsilon", LAYER_NORM_EPS))
+    r = rescale_every if rescale_every is not None else int(cfg.get("rescale_every", DEFAULT_RESCALE_EVERY))
+    if r < 0:
+        raise ConvertError(f"rescale_every must be >= 0, got {r}")
+    for key, have in (("hidden_size", C), ("num_hidden_layers", len(layers)), ("head_size", N),
+                      ("vocab_size", V), ("intermediate_size", F)):
+        if cfg.get(key) is not None and int(cfg[key]) != have:
+            raise ConvertError(f"config.json says {key} = {cfg[key]}, the tensors say {have}")
+    return RWKV6Params(len(layers), C, V, F, N, H, D, Dd, eps, r)

@@ -1,0 +1,72 @@
+"""vocab.py — the RWKV World vocabulary as llama.cpp's converter writes it into a GGUF.
+
+Token 0 is `<s>`; ids 1.. come from rwkv_vocab_v20230424.txt (packaged in rwkvfast/data, the
+official file), each stored as repr(bytes)[2:-1]; `[PADi]` fill up to the embedding size.
+"""
+from __future__ import annotations
+
+import ast
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..gguf_writer import U32, Array, GGUFValueType
+from .checkpoint import ConvertError
+
+__all__ = ["load_world_vocab", "vocab_path", "token_metadata", "packaged_vocab_text", "EOT_TOKEN"]
+
+EOT_TOKEN = 261  # "\n\n" in the World vocabulary, as llama.cpp's converter sets it
+
+
+def packaged_vocab_text() -> str:
+    return resources.files("rwkvfast").joinpath("data/rwkv_vocab_v20230424.txt").read_text(encoding="utf-8")
+
+
+def load_world_vocab(path: str | os.PathLike | None = None) -> list[bytes]:
+    """Token bytes of ids 1.. from an RWKV World vocabulary file (default: the packaged
+    rwkv_vocab_v20230424.txt). Lines are `id python-literal byte-length`; the literal is read
+    with ast.literal_eval (never eval), and ids and lengths are checked."""
+    if path is None:
+        text = packaged_vocab_text()
+        where = "rwkvfast/data/rwkv_vocab_v20230424.txt"
+    else:
+        text, where = Path(path).read_text(encoding="utf-8"), str(path)
+    out: list[bytes] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            sp, rsp = line.index(" "), line.rindex(" ")
+            idx, lit, length = int(line[:sp]), ast.literal_eval(line[sp + 1:rsp]), int(line[rsp + 1:])
+        except (ValueError, SyntaxError) as e:
+            raise ConvertError(f"{where}:{n}: not a vocabulary line ({e}): {line[:60]!r}") from None
+        b = lit.encode("utf-8") if isinstance(lit, str) else lit
+        if not isinstance(b, bytes) or idx != len(out) + 1 or len(b) != length:
+            raise ConvertError(f"{where}:{n}: expected token {len(out) + 1} with the stated length, got {line[:60]!r}")
+        out.append(b)
+    return out
+
+
+def vocab_path(src: Path, vocab: str | os.PathLike | None) -> Path | None:
+    """The vocabulary to use: the given file, else rwkv_vocab_v20230424.txt beside the input
+    (as llama.cpp's converter reads it from the model directory), else None (the packaged one)."""
+    if vocab is not None:
+        return Path(vocab)
+    beside = (src if src.is_dir() else src.parent) / "rwkv_vocab_v20230424.txt"
+    return beside if beside.is_file() else None
+
+
+def token_metadata(vocab: list[bytes], n_vocab: int) -> list[tuple[str, Any]]:
+    if len(vocab) + 1 > n_vocab:
+        raise ConvertError(f"the vocabulary has {len(vocab) + 1} tokens (with <s>) but the model's embedding "
+                           f"has {n_vocab} rows; pass the model's own vocabulary file")
+    # llama.cpp stores each token as repr(bytes)[2:-1] and types <s> CONTROL, pads UNUSED
+    texts = ["<s>"] + [repr(b)[2:-1] for b in vocab] + [f"[PAD{i}]" for i in range(len(vocab) + 1, n_vocab)]
+    types = [3] + [1] * len(vocab) + [5] * (n_vocab - len(vocab) - 1)
+    template = resources.files("rwkvfast").joinpath("data/rwkv_world_chat_template.jinja").read_text(encoding="utf-8")
+    return [("tokenizer.ggml.model", "rwkv"),
+            ("tokenizer.ggml.tokens", Array(GGUFValueType.STRING, texts)),
+            ("tokenizer.ggml.token_type", Array(GGUFValueType.INT32, types)),
+            ("tokenizer.ggml.bos_token_id", U32(0)), ("tokenizer.ggml.eos_token_id", U32(0)),
+            ("tokenizer.ggml.eot_token_id", U32(EOT_TOKEN)), ("tokenizer.chat_template", template)]
