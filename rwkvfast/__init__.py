@@ -20,10 +20,11 @@ except ImportError as e:  # a source checkout whose extension was never built in
 from rwkvfast.convert import convert
 from rwkvfast.model import Model
 from rwkvfast.quantize import quantize
+from rwkvfast.sampler import Sampler, SamplerParams
 from rwkvfast.state import State
 from rwkvfast.tokenizer import StreamDecoder, Tokenizer
 
-__all__ = ["Model", "State", "Tokenizer", "StreamDecoder", "convert", "gguf_metadata", "quantize", "system_info",
+__all__ = ["Model", "State", "Tokenizer", "StreamDecoder", "Sampler", "SamplerParams", "convert", "gguf_metadata", "quantize", "system_info",
            "__version__"]
 __version__ = "0.1.0"
 
