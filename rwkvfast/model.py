@@ -85,6 +85,8 @@ class Model:
         self.use_mmap = bool(use_mmap)
         self._m = _core._Model(self.path, n_threads or 0, self.use_mmap)
         self._tokenizer: Tokenizer | None = None
+        # tokens fed through forward() since the model was opened (how much work a turn cost)
+        self.n_tokens_processed = 0
 
     # -- lifetime ---------------------------------------------------------
     def close(self) -> None:
@@ -146,7 +148,10 @@ class Model:
         """
         if not isinstance(state, State):
             raise TypeError(f"state must be a rwkvfast.State, got {type(state).__name__}")
-        return self._m.forward(_token_array(tokens), state._s, all_logits)
+        ids = _token_array(tokens)
+        out = self._m.forward(ids, state._s, all_logits)
+        self.n_tokens_processed += int(ids.size)
+        return out
 
     def generate_greedy(self, prompt: str | Sequence[int], n: int, state: State | None = None) -> list[int]:
         """Argmax decoding of `n` tokens after `prompt` (for tests; see Sampler for real use).

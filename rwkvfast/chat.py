@@ -1,0 +1,147 @@
+"""chat.py — a conversation with an RWKV World model, kept as one running state (CLI and server).
+
+The RWKV World format: an optional `System: ...\\n\\n`, then `User: ...\\n\\nAssistant: ...\\n\\n`
+turns. A turn feeds only its own text, `User: {message}\\n\\nAssistant:` (no trailing space),
+into the state left by the previous turn, so the history is never processed again. Runs of
+newlines inside a message are folded to one `\\n`, since a blank line would end the turn. The
+answer stops where the decoded text contains `\\n\\n` (one token 261 or two 11s: the text is
+what counts), its leading space is dropped, and the closing `\\n\\n` ends up in the state so
+the state matches the transcript; an answer cut short (length, Ctrl-C) gets it fed explicitly.
+
+A GGUF's `tokenizer.chat_template` is honoured when it is not the World template: rendered
+with jinja2 if it is installed, each turn feeding the text the rendering adds to the previous
+one (or the whole rendering from a fresh state when it does not extend it).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from rwkvfast.generate import Generation, generate
+from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
+from rwkvfast.state import State
+
+__all__ = ["Chat", "format_message", "TURN_END"]
+
+TURN_END = "\n\n"
+
+
+def format_message(text: str) -> str:
+    """A message as one World-format paragraph: trimmed, newline runs folded to one."""
+    return re.sub(r"\n+", "\n", text.replace("\r\n", "\n").replace("\r", "\n").strip())
+
+
+def _is_world_template(t: str | None) -> bool:
+    return t is None or ("User: " in t and "Assistant:" in t)
+
+
+@dataclass
+class _Turn:
+    user: str
+    reply: str = ""
+    state_before: State | None = None  # for /regen
+    logits_before: object = None
+
+
+@dataclass
+class Chat:
+    """One conversation. `reply(message)` streams the answer; `state` is always the transcript's."""
+    model: object
+    system: str | None = None
+    params: SamplerParams = RWKV_CHAT_DEFAULTS
+    seed: int = 0
+    max_tokens: int = -1
+    state: State | None = None  # a starting state (e.g. a state-tuning file), copied
+    turns: list[_Turn] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._initial = self.state.copy() if self.state is not None else self.model.new_state()
+        self.state = self._initial.copy()
+        self.sampler = Sampler(self.model.n_vocab, self.params, seed=self.seed, banned=(0,))
+        template = self.model.metadata["metadata"].get("tokenizer.chat_template")
+        self._jinja = None
+        self.template_note = None
+        if not _is_world_template(template):
+            try:
+                import jinja2  # noqa: F401  (optional)
+                self._jinja = jinja2.Environment().from_string(template)
+            except ImportError:
+                self.template_note = ("the model's chat template is not the RWKV World one and jinja2 is not "
+                                      "installed: using the World format")
+        self._rendered = ""  # jinja path: the text fed so far
+        self._system_fed = False
+
+    # -- the prompt of one turn --------------------------------------------
+    def _turn_text(self, message: str) -> tuple[str, bool]:
+        """(text to feed, whether the state must restart from the initial one)."""
+        if self._jinja is None:
+            head = ""
+            if self.system and not self._system_fed:
+                head = f"System: {format_message(self.system)}{TURN_END}"
+            return f"{head}User: {format_message(message)}{TURN_END}Assistant:", False
+        msgs = ([{"role": "system", "content": self.system}] if self.system else [])
+        for t in self.turns:
+            msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.reply}]
+        msgs.append({"role": "user", "content": message})
+        full = self._jinja.render(messages=msgs, add_generation_prompt=True, bos_token="", eos_token="")
+        if full.startswith(self._rendered):
+            return full[len(self._rendered):], False
+        return full, True
+
+    # -- turns ---------------------------------------------------------------
+    def reply(self, message: str) -> Iterator[str]:
+        """Stream the answer to `message`; the turn is recorded when the iterator ends or is closed."""
+        text, restart = self._turn_text(message)
+        turn = _Turn(message, state_before=self.state.copy())
+        if restart:
+            self.state = self._initial.copy()
+        self.sampler.reset()  # penalties count the tokens of this reply only
+        g = generate(self.model, text, self.state, self.sampler, max_tokens=self.max_tokens, stop=[TURN_END])
+        self.last = g
+        first = True
+        try:
+            for piece in g:
+                if first:
+                    piece = piece.lstrip(" ")
+                    first = not piece
+                if piece:
+                    yield piece
+        finally:
+            self._finish(g, turn, text)
+
+    def _finish(self, g: Generation, turn: _Turn, fed: str) -> None:
+        r = g.result
+        # text held back as a possible stop start was fed with its tokens: it is part of the reply
+        text = r.text + g.pending
+        if r.stop_reason != "stop":  # close the turn in the state as the transcript does
+            self.model.forward(self.model.tokenizer.encode(TURN_END), self.state)
+        turn.reply = text.lstrip(" ")
+        self.turns.append(turn)
+        self._system_fed = True
+        if self._jinja is not None:
+            self._rendered += fed + text + TURN_END
+
+    def regenerate(self) -> Iterator[str]:
+        """Answer the last message again, from the state before that answer."""
+        if not self.turns:
+            raise ValueError("nothing to regenerate: no turn yet")
+        t = self.turns.pop()
+        self.state = t.state_before
+        self._system_fed = bool(self.turns)
+        if self._jinja is not None:  # rebuild the rendered prefix up to the popped turn
+            self._rendered = ""
+            self.state = self._initial.copy()
+            saved, self.turns = self.turns, []
+            for old in saved:
+                text, _ = self._turn_text(old.user)
+                self.model.forward(self.model.tokenizer.encode(text + old.reply + TURN_END), self.state)
+                self._rendered += text + old.reply + TURN_END
+                self.turns.append(old)
+        return self.reply(t.user)
+
+    def reset(self) -> None:
+        """Forget the conversation (back to the starting state)."""
+        self.state = self._initial.copy()
+        self.turns.clear()
+        self._rendered, self._system_fed = "", False
