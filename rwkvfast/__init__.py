@@ -17,14 +17,16 @@ except ImportError as e:  # a source checkout whose extension was never built in
         "run `pip install -e .` in the source tree (or run Python from another directory "
         "after `pip install .`)") from e
 
+from rwkvfast.chat import Chat
 from rwkvfast.convert import convert
+from rwkvfast.generate import generate
 from rwkvfast.model import Model
 from rwkvfast.quantize import quantize
 from rwkvfast.sampler import Sampler, SamplerParams
 from rwkvfast.state import State
 from rwkvfast.tokenizer import StreamDecoder, Tokenizer
 
-__all__ = ["Model", "State", "Tokenizer", "StreamDecoder", "Sampler", "SamplerParams", "convert", "gguf_metadata", "quantize", "system_info",
+__all__ = ["Model", "State", "Tokenizer", "StreamDecoder", "Sampler", "SamplerParams", "Chat", "generate", "convert", "gguf_metadata", "quantize", "system_info",
            "__version__"]
 __version__ = "0.1.0"
 

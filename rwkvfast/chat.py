@@ -108,6 +108,7 @@ class Chat:
                 if piece:
                     yield piece
         finally:
+            g.close()  # timings and the interrupted reason are final before the turn is recorded
             self._finish(g, turn, text)
 
     def _finish(self, g: Generation, turn: _Turn, fed: str) -> None:

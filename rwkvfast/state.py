@@ -106,3 +106,42 @@ class State:
                 data = np.frombuffer(f.read(t["nbytes"]), dtype="<f4")
                 dst[name][...] = data.reshape(dst[name].shape)
         return state
+
+    @classmethod
+    def from_state_tuning(cls, path: str | os.PathLike, model: "Model") -> "State":
+        """An RWKV "state tuning" checkpoint (.pth with blocks.N.att.time_state [n_head, head_size,
+        head_size]) as a starting state: each time_state is transposed on its last two axes into
+        the WKV matrices (S[h][key][value]); the token shifts start at zero. Read with the pickle
+        reader that runs no code; ValueError when the shapes do not match the model."""
+        from rwkvfast.convert.pth import read_torch_checkpoint
+
+        where = os.fspath(path)
+        tensors = read_torch_checkpoint(path)
+        state = model.new_state()
+        L, C, H, N = state._s.shape
+        wkv = state._s.arrays(writeable=True)[2]
+        for i in range(L):
+            t = tensors.get(f"blocks.{i}.att.time_state")
+            if t is None:
+                raise ValueError(f"{where}: no blocks.{i}.att.time_state: not a state-tuning file for this model")
+            if t.shape != (H, N, N):
+                raise ValueError(f"{where}: blocks.{i}.att.time_state has shape {list(t.shape)}, the model needs "
+                                 f"{[H, N, N]}")
+            wkv[i] = t.f32().transpose(0, 2, 1)
+        extra = [k for k in tensors if not (k.startswith("blocks.") and k.endswith(".att.time_state")
+                                           and int(k.split(".")[1]) < L)]
+        if extra:
+            raise ValueError(f"{where}: unexpected tensor {extra[0]!r} (the file has more layers than the model?)")
+        return state
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, model: "Model") -> "State":
+        """A state file of either kind: rwkvfast's (GGUF, from save) or an RWKV state-tuning .pth."""
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic == b"GGUF":
+            return cls.load(path, model)
+        if magic[:2] == b"PK":
+            return cls.from_state_tuning(path, model)
+        raise ValueError(f"{os.fspath(path)}: neither an rwkvfast state file nor a state-tuning .pth")
+
