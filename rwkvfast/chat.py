@@ -41,7 +41,7 @@ class _Turn:
     user: str
     reply: str = ""
     state_before: State | None = None  # for /regen
-    logits_before: object = None
+    rendered_before: str = ""
 
 
 @dataclass
@@ -69,10 +69,21 @@ class Chat:
             except ImportError:
                 self.template_note = ("the model's chat template is not the RWKV World one and jinja2 is not "
                                       "installed: using the World format")
-        self._rendered = ""  # jinja path: the text fed so far
+        self._rendered = ""  # jinja path: the conversation text in the state so far
         self._system_fed = False
+        self.restarts = 0  # turns that had to feed the whole conversation again (jinja path)
 
     # -- the prompt of one turn --------------------------------------------
+    def _messages(self) -> list[dict]:
+        msgs = [{"role": "system", "content": self.system}] if self.system else []
+        for t in self.turns:
+            msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.reply}]
+        return msgs
+
+    def _render(self, msgs: list[dict], generation_prompt: bool) -> str:
+        return self._jinja.render(messages=msgs, add_generation_prompt=generation_prompt, bos_token="",
+                                  eos_token="")
+
     def _turn_text(self, message: str) -> tuple[str, bool]:
         """(text to feed, whether the state must restart from the initial one)."""
         if self._jinja is None:
@@ -80,11 +91,7 @@ class Chat:
             if self.system and not self._system_fed:
                 head = f"System: {format_message(self.system)}{TURN_END}"
             return f"{head}User: {format_message(message)}{TURN_END}Assistant:", False
-        msgs = ([{"role": "system", "content": self.system}] if self.system else [])
-        for t in self.turns:
-            msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.reply}]
-        msgs.append({"role": "user", "content": message})
-        full = self._jinja.render(messages=msgs, add_generation_prompt=True, bos_token="", eos_token="")
+        full = self._render(self._messages() + [{"role": "user", "content": message}], True)
         if full.startswith(self._rendered):
             return full[len(self._rendered):], False
         return full, True
@@ -93,9 +100,10 @@ class Chat:
     def reply(self, message: str) -> Iterator[str]:
         """Stream the answer to `message`; the turn is recorded when the iterator ends or is closed."""
         text, restart = self._turn_text(message)
-        turn = _Turn(message, state_before=self.state.copy())
-        if restart:
-            self.state = self._initial.copy()
+        turn = _Turn(message, state_before=self.state.copy(), rendered_before=self._rendered)
+        if restart:  # the template re-wrote earlier turns: feed the whole conversation again
+            self.state, self._rendered = self._initial.copy(), ""
+            self.restarts += 1
         self.sampler.reset()  # penalties count the tokens of this reply only
         g = generate(self.model, text, self.state, self.sampler, max_tokens=self.max_tokens, stop=[TURN_END])
         self.last = g
@@ -115,30 +123,31 @@ class Chat:
         r = g.result
         # text held back as a possible stop start was fed with its tokens: it is part of the reply
         text = r.text + g.pending
-        if r.stop_reason != "stop":  # close the turn in the state as the transcript does
-            self.model.forward(self.model.tokenizer.encode(TURN_END), self.state)
         turn.reply = text.lstrip(" ")
         self.turns.append(turn)
         self._system_fed = True
-        if self._jinja is not None:
-            self._rendered += fed + text + TURN_END
+        if self._jinja is None:
+            if r.stop_reason != "stop":  # close the turn in the state as the transcript does
+                self.model.forward(self.model.tokenizer.encode(TURN_END), self.state)
+            return
+        # the state holds what was rendered, fed and said; the template decides how a turn ends
+        said = self._rendered + fed + text + (r.stop or "")
+        done = self._render(self._messages(), False)
+        if done.startswith(said):
+            rest = done[len(said):]
+            if rest:
+                self.model.forward(self.model.tokenizer.encode(rest), self.state)
+            self._rendered = done
+        else:
+            self._rendered = said  # the next turn restarts if the template disagrees with it
 
     def regenerate(self) -> Iterator[str]:
         """Answer the last message again, from the state before that answer."""
         if not self.turns:
             raise ValueError("nothing to regenerate: no turn yet")
         t = self.turns.pop()
-        self.state = t.state_before
+        self.state, self._rendered = t.state_before, t.rendered_before
         self._system_fed = bool(self.turns)
-        if self._jinja is not None:  # rebuild the rendered prefix up to the popped turn
-            self._rendered = ""
-            self.state = self._initial.copy()
-            saved, self.turns = self.turns, []
-            for old in saved:
-                text, _ = self._turn_text(old.user)
-                self.model.forward(self.model.tokenizer.encode(text + old.reply + TURN_END), self.state)
-                self._rendered += text + old.reply + TURN_END
-                self.turns.append(old)
         return self.reply(t.user)
 
     def reset(self) -> None:

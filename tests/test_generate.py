@@ -137,3 +137,42 @@ def test_interrupted_answer_keeps_the_state_consistent(model):
     model.forward(model.tokenizer.encode("User: Tell me\n\nAssistant:") + r.tokens
                   + model.tokenizer.encode(TURN_END_TEXT), ref)
     np.testing.assert_array_equal(chat.state.wkv, ref.wkv)
+
+
+def _with_template(tmp_path, template):
+    from rwkvfast.gguf_reader import read_gguf
+    from rwkvfast.gguf_writer import write_gguf
+    g = read_gguf(fixture_path("tiny/gguf/tiny-F32.gguf"))
+    meta = [(k, (template if k == "tokenizer.chat_template" else v)) for k, v in g.metadata.items()]
+    return write_gguf(tmp_path / "t.gguf", meta, [(t.name, t.type, t.ne, t.data) for t in g.tensors])
+
+
+def test_a_gguf_chat_template_is_rendered_and_fed_incrementally(tmp_path):
+    pytest.importorskip("jinja2")
+    template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>\n{% endfor %}"
+                "{% if add_generation_prompt %}<assistant>{% endif %}")
+    with rwkvfast.Model(_with_template(tmp_path, template), n_threads=1) as m:
+        chat = Chat(m, system="Be brief", seed=1, max_tokens=6)
+        assert chat.template_note is None and chat._jinja is not None
+        first_prompt = chat._turn_text("Hi")[0]
+        assert first_prompt == "<system>Be brief</system>\n<user>Hi</user>\n<assistant>"
+        "".join(chat.reply("Hi"))
+        second, restart = chat._turn_text("More")
+        assert not restart and second == "<user>More</user>\n<assistant>"
+        "".join(chat.reply("More"))
+        assert chat.restarts == 0
+        # the conversation text in the state is the template's own rendering of it
+        assert chat._rendered.startswith("<system>Be brief</system>\n<user>Hi</user>\n<assistant>")
+        assert chat._rendered.endswith("</assistant>\n")
+
+
+def test_without_jinja2_a_foreign_template_falls_back_to_the_world_format(tmp_path, monkeypatch):
+    import builtins
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__",
+                        lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name)) if name == "jinja2"
+                        else real(name, *a, **k))
+    with rwkvfast.Model(_with_template(tmp_path, "{{ messages }}"), n_threads=1) as m:
+        chat = Chat(m)
+        assert "jinja2 is not installed" in chat.template_note
+        assert chat._turn_text("Hi")[0] == "User: Hi\n\nAssistant:"

@@ -136,8 +136,13 @@ def _stream(pieces, out) -> bool:
     return True
 
 
+def _state_tuned(args) -> bool:
+    """A state-tuning .pth gets the RWKV docs' lower top_p and penalties (our own state files do not)."""
+    return bool(args.state) and Path(args.state).read_bytes()[:2] == b"PK"
+
+
 def _complete(model, args, prompt: str, state: State, stats: _Stats) -> int:
-    sampler = Sampler(model.n_vocab, _sampler_params(args, args.state is not None))
+    sampler = Sampler(model.n_vocab, _sampler_params(args, _state_tuned(args)))
     ids = model.tokenizer.encode(prompt) if prompt else [0]
     logits = None
     if args.prompt_cache:
@@ -174,11 +179,13 @@ def _prompt_cache(model, path: Path, ids: list[int], state: State):
 
 
 def _chat(model, args, system: str | None, state: State | None, stats: _Stats) -> int:
-    chat = Chat(model, system=system, params=_sampler_params(args, args.state is not None),
+    chat = Chat(model, system=system, params=_sampler_params(args, _state_tuned(args)),
                 max_tokens=args.n_predict, state=state)
     chat.sampler = Sampler(model.n_vocab, chat.params, banned=() if args.ignore_eos else (0,))
     if args.reverse_prompt:
         print("note: -r stop strings apply in completion mode; chat answers end at a blank line", file=sys.stderr)
+    if args.verbose:
+        print(f"sampler: {chat.sampler!r}", file=sys.stderr)
     if chat.template_note:
         print(f"note: {chat.template_note}", file=sys.stderr)
     interactive = sys.stdin.isatty()
@@ -242,9 +249,13 @@ def _chat(model, args, system: str | None, state: State | None, stats: _Stats) -
                 print(f"unknown command {cmd!r} (or a missing FILE); /help lists them", file=sys.stderr)
             continue
         _stream(chat.reply(msg), sys.stdout)
-        stats.add(chat.last.result)
+        r = chat.last.result
+        stats.add(r)
         sys.stdout.write("\n")
         sys.stdout.flush()
+        if args.verbose:
+            print(f"[{r.prompt_tokens} prompt tokens at {r.prompt_tokens_per_s:.1f} t/s, {len(r.tokens)} generated "
+                  f"at {r.gen_tokens_per_s:.1f} t/s, stop: {r.stop_reason}]", file=sys.stderr)
     return 0
 
 
