@@ -138,7 +138,10 @@ def _stream(pieces, out) -> bool:
 
 def _state_tuned(args) -> bool:
     """A state-tuning .pth gets the RWKV docs' lower top_p and penalties (our own state files do not)."""
-    return bool(args.state) and Path(args.state).read_bytes()[:2] == b"PK"
+    if not args.state:
+        return False
+    with open(args.state, "rb") as f:
+        return f.read(2) == b"PK"
 
 
 def _complete(model, args, prompt: str, state: State, stats: _Stats) -> int:
