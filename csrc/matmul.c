@@ -162,7 +162,7 @@ static int64_t xq_block_for(uint32_t type) {
 
 void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, struct rwkv_xq *scratch,
                      int n_threads) {
-    const struct rwkv_gemv_job job = {w, x, y, RWKV_POST_NONE, NULL};
+    const struct rwkv_gemv_job job = {w, x, y, RWKV_POST_NONE, NULL, 1, 0, 0};
     rwkv_matmul_jobs(1, &job, scratch, n_threads);
 }
 
@@ -191,29 +191,37 @@ static void apply_post(int post, const float *bias, float *y, int64_t n) {
     }
 }
 
-static void run_rows(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j, struct rwkv_xq *xq, int64_t r0,
-                     int64_t r1) {
+static int64_t n_tok(const struct rwkv_gemv_job *j) { return j->n_tok > 0 ? j->n_tok : 1; }
+
+static void run_rows(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j, int64_t t, struct rwkv_xq *xq,
+                     int64_t r0, int64_t r1) {
     const struct rwkv_mat *m = j->w;
     const char *w0 = (const char *)m->data + (size_t)r0 * m->row_bytes;
+    const float *x = j->x + t * j->x_stride;
+    float *y = j->y + t * j->y_stride + r0;
     rwkv_gemv_fn fn = rwkv_kernels_gemv_f(k, m->type);
-    if (fn) fn(w0, m->row_bytes, j->x, j->y + r0, r1 - r0, m->n_cols);
-    else rwkv_kernels_gemv_q(k, m->type)(w0, m->row_bytes, xq, j->y + r0, r1 - r0, m->n_cols);
-    apply_post(j->post, j->bias ? j->bias + r0 : NULL, j->y + r0, r1 - r0);
+    if (fn) fn(w0, m->row_bytes, x, y, r1 - r0, m->n_cols);
+    else rwkv_kernels_gemv_q(k, m->type)(w0, m->row_bytes, xq, y, r1 - r0, m->n_cols);
+    apply_post(j->post, j->bias ? j->bias + r0 : NULL, y, r1 - r0);
 }
 
 void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *xq, int n_threads) {
     const struct rwkv_kernels *k = rwkv_kernels_active();
     size_t bytes = 0;
+    int64_t T = 1;
+    for (int i = 0; i < n; i++) T = n_tok(&jobs[i]) > T ? n_tok(&jobs[i]) : T;
     for (int i = 0; i < n; i++) {
-        bytes += (size_t)jobs[i].w->n_rows * jobs[i].w->row_bytes;
-        xq[i].block = xq_block_for(jobs[i].w->type);
+        bytes += (size_t)jobs[i].w->n_rows * jobs[i].w->row_bytes * (size_t)n_tok(&jobs[i]);
+        for (int64_t t = 0; t < n_tok(&jobs[i]); t++) xq[i * T + t].block = xq_block_for(jobs[i].w->type);
     }
     if (n_threads <= 1 || bytes < PARALLEL_MIN_BYTES) {
-        for (int i = 0; i < n; i++) {
-            if (rwkv_kernels_gemv_q(k, jobs[i].w->type))
-                xq_quantize(jobs[i].x, xq[i].block, &xq[i], 0, jobs[i].w->n_cols);
-            run_rows(k, &jobs[i], &xq[i], 0, jobs[i].w->n_rows);
-        }
+        for (int i = 0; i < n; i++)
+            for (int64_t t = 0; t < n_tok(&jobs[i]); t++) {
+                struct rwkv_xq *q = &xq[i * T + t];
+                if (rwkv_kernels_gemv_q(k, jobs[i].w->type))
+                    xq_quantize(jobs[i].x + t * jobs[i].x_stride, q->block, q, 0, jobs[i].w->n_cols);
+                run_rows(k, &jobs[i], t, q, 0, jobs[i].w->n_rows);
+            }
         return;
     }
 #pragma omp parallel num_threads(n_threads)
@@ -223,15 +231,22 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
 #else
         int nt = 1, it = 0;
 #endif
-        /* every thread quantizes its share of every quantized input, then all wait */
+        /* every thread quantizes its share of every quantized input (one token: a part of
+         * its elements; several: whole tokens), then all wait */
         int any = 0;
-        for (int i = 0; i < n; i++)
-            if (rwkv_kernels_gemv_q(k, jobs[i].w->type)) {
+        for (int i = 0; i < n; i++) {
+            if (!rwkv_kernels_gemv_q(k, jobs[i].w->type)) continue;
+            any = 1;
+            const int64_t nc = jobs[i].w->n_cols;
+            if (n_tok(&jobs[i]) == 1) {
                 int64_t e0, e1;
-                xq_share(jobs[i].w->n_cols, xq[i].block, it, nt, &e0, &e1);
-                xq_quantize(jobs[i].x, xq[i].block, &xq[i], e0, e1);
-                any = 1;
+                xq_share(nc, xq[i * T].block, it, nt, &e0, &e1);
+                xq_quantize(jobs[i].x, xq[i * T].block, &xq[i * T], e0, e1);
+            } else {
+                for (int64_t t = it; t < n_tok(&jobs[i]); t += nt)
+                    xq_quantize(jobs[i].x + t * jobs[i].x_stride, xq[i * T + t].block, &xq[i * T + t], 0, nc);
             }
+        }
         if (any) {
 #pragma omp barrier
         }
@@ -243,7 +258,7 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
 #pragma omp for schedule(guided) nowait
             for (int64_t u = 0; u < units; u++) {
                 const int64_t r0 = u * ROW_UNIT, r1 = r0 + ROW_UNIT < rows ? r0 + ROW_UNIT : rows;
-                run_rows(k, &jobs[i], &xq[i], r0, r1);
+                for (int64_t t = 0; t < n_tok(&jobs[i]); t++) run_rows(k, &jobs[i], t, &xq[i * T + t], r0, r1);
             }
         }
     }

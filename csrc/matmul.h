@@ -40,18 +40,23 @@ enum rwkv_post {
     RWKV_POST_DECAY,   /* exp(-exp(bias + y)), RWKV-6's data-dependent decay */
 };
 
-/* One product y = post(W @ x) (bias only for RWKV_POST_DECAY). */
+/* One product y = post(W @ x) (bias only for RWKV_POST_DECAY), for n_tok tokens at once:
+ * token t reads x + t * x_stride and writes y + t * y_stride (n_tok 0 means 1). A thread
+ * takes a unit of rows and runs it for every token while those rows are in its cache, so
+ * a prompt of T tokens reads each weight once per T tokens instead of once per token. */
 struct rwkv_gemv_job {
     const struct rwkv_mat *w;
     const float *x;
     float *y;
     int post;
     const float *bias;
+    int64_t n_tok, x_stride, y_stride;
 };
 
 /* n independent jobs in one parallel region (one fork/join instead of n): inputs of
- * quantized matrices are quantized in parallel into xq[i] (n bound scratches), then
- * each thread takes its share of the rows of every matrix and applies the post-op. */
+ * quantized matrices are quantized in parallel, job i token t into xq[i * T + t] with T the
+ * largest n_tok (n * T bound scratches), then each thread takes units of the rows of every
+ * matrix and applies the post-op. */
 void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *xq, int n_threads);
 
 /* Row r of W converted to f32 (for the embedding lookup). */

@@ -1,4 +1,4 @@
-/* rwkv6.c — the RWKV-6 ("Finch", x060) forward pass, one token at a time.
+/* rwkv6.c — the RWKV-6 ("Finch", x060) forward pass, in chunks of tokens.
  *
  * Per token:   x = ln0(emb[token])
  *   per layer: x += time_mix(ln1(x));  x += channel_mix(ln2(x));  x *= 0.5 after every
@@ -20,127 +20,171 @@
  * fixed by the architecture (not stored in GGUF files). */
 #define RWKV6_LNX_EPS 64e-5f
 
-/* Scratch vectors for one forward call (one allocation). */
+/* Tokens a forward call processes together: every weight matrix is read once per chunk
+ * (each thread runs its rows for all the chunk's tokens while they are in its cache), so a
+ * prompt costs a fraction of the memory traffic of token-by-token decoding, with the same
+ * kernels and therefore the same numbers. */
+#define SEQ_CHUNK 32
+
+/* Scratch for one chunk of T tokens: each vector is [T][dim] (one allocation). */
 struct work {
+    int64_t T;
     float *x, *xa, *sx, *xxx, *lora, *mix, *xm, *r, *k, *v, *g, *w, *y, *dd, *fk, *tmp;
-    /* activations quantized for the integer kernels of quantized weights: one per job
-     * of a rwkv_matmul_jobs group */
-    struct rwkv_xq xq[N_MIX];
+    /* activations quantized for the integer kernels: job i, token t at xq[i * T + t] */
+    struct rwkv_xq *xq;
 };
 
-/* Bytes of the scratch for one forward call, and its division into vectors. The
- * buffer lives in the state (state->scratch), so decoding allocates nothing per token. */
-static size_t work_sizes(const struct rwkv_model_info *hp, size_t *sizes, int64_t *widest, size_t *xq_bytes) {
+#define N_SLOTS 16
+
+/* Bytes of the scratch for T tokens, and its division into vectors. The buffer lives in
+ * the state (state->scratch), so decoding allocates nothing per token. */
+static size_t work_sizes(const struct rwkv_model_info *hp, int64_t T, size_t *sizes, int64_t *widest,
+                         size_t *xq_bytes) {
     const size_t C = (size_t)hp->n_embd, F = (size_t)hp->n_ffn;
     const size_t D = (size_t)hp->lora_mix, Dd = (size_t)hp->lora_decay;
-    const size_t n[] = {C, C, C, C, N_MIX * D, N_MIX * C, N_MIX * C, C, C, C, C, C, C, Dd, F, C};
+    const size_t n[N_SLOTS] = {C, C, C, C, N_MIX * D, N_MIX * C, N_MIX * C, C, C, C, C, C, C, Dd, F, C};
     size_t total = 0;
-    for (size_t i = 0; i < 16; i++) total += sizes[i] = (n[i] + 15) & ~(size_t)15; /* 64-byte aligned */
-    /* the widest matrix input is max(C, F, D, Dd) */
-    *widest = (int64_t)(C > F ? C : F);
+    for (size_t i = 0; i < N_SLOTS; i++) total += sizes[i] = ((n[i] + 15) & ~(size_t)15) * (size_t)T;
+    *widest = (int64_t)(C > F ? C : F); /* the widest matrix input is max(C, F, D, Dd) */
     if ((int64_t)D > *widest) *widest = (int64_t)D;
     if ((int64_t)Dd > *widest) *widest = (int64_t)Dd;
     *xq_bytes = (rwkv_xq_bytes(*widest) + 63) & ~(size_t)63;
-    return total * sizeof(float) + N_MIX * *xq_bytes;
+    const size_t n_xq = (size_t)N_MIX * (size_t)T;
+    return total * sizeof(float) + n_xq * *xq_bytes + ((n_xq * sizeof(struct rwkv_xq) + 63) & ~(size_t)63);
 }
 
-static int work_bind(const struct rwkv_model_info *hp, struct rwkv_state *st, struct work *s) {
-    size_t sizes[16], xq_bytes;
+static int work_bind(const struct rwkv_model_info *hp, int64_t T, struct rwkv_state *st, struct work *s) {
+    size_t sizes[N_SLOTS], xq_bytes;
     int64_t widest;
-    const size_t need = work_sizes(hp, sizes, &widest, &xq_bytes);
+    const size_t need = work_sizes(hp, T, sizes, &widest, &xq_bytes);
     if (st->scratch_bytes < need) {
         free(st->scratch);
         st->scratch_bytes = 0;
-        st->scratch = aligned_alloc(64, need);
+        st->scratch = aligned_alloc(64, (need + 63) & ~(size_t)63);
         if (!st->scratch) return RWKV_ERR_NOMEM;
         st->scratch_bytes = need;
     }
-    float **slots[] = {&s->x, &s->xa, &s->sx, &s->xxx, &s->lora, &s->mix, &s->xm, &s->r,
-                       &s->k, &s->v,  &s->g,  &s->w,   &s->y,    &s->dd,  &s->fk, &s->tmp};
-    float *buf = st->scratch;
-    size_t off = 0;
-    for (size_t i = 0; i < 16; i++) {
-        *slots[i] = buf + off;
-        off += sizes[i];
+    s->T = T;
+    float **slots[N_SLOTS] = {&s->x, &s->xa, &s->sx, &s->xxx, &s->lora, &s->mix, &s->xm, &s->r,
+                              &s->k, &s->v,  &s->g,  &s->w,   &s->y,    &s->dd,  &s->fk, &s->tmp};
+    char *p = st->scratch;
+    for (size_t i = 0; i < N_SLOTS; i++) {
+        *slots[i] = (float *)p;
+        p += sizes[i] * sizeof(float);
     }
-    char *xq_base = (char *)(buf + off);
-    for (int i = 0; i < N_MIX; i++) rwkv_xq_bind(&s->xq[i], xq_base + (size_t)i * xq_bytes, widest);
+    const size_t n_xq = (size_t)N_MIX * (size_t)T;
+    s->xq = (struct rwkv_xq *)p;
+    p += (n_xq * sizeof(struct rwkv_xq) + 63) & ~(size_t)63;
+    for (size_t i = 0; i < n_xq; i++) rwkv_xq_bind(&s->xq[i], p + i * xq_bytes, widest);
     return RWKV_OK;
+}
+
+/* Row stride of a [T][dim] scratch vector (dim rounded up as in work_sizes). */
+static int64_t stride(int64_t dim) { return (dim + 15) & ~(int64_t)15; }
+
+/* A job over the chunk's T tokens: x rows xs apart, y rows ys apart. */
+static struct rwkv_gemv_job job(const struct rwkv_mat *w, const float *x, int64_t xs, float *y, int64_t ys, int post,
+                                const float *bias, int64_t T) {
+    return (struct rwkv_gemv_job){w, x, y, post, bias, T, xs, ys};
 }
 
 static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, float *att_shift, float *S,
                      struct work *s) {
     const struct rwkv_model_info *hp = &m->info;
-    const int64_t C = hp->n_embd, D = hp->lora_mix, H = hp->n_head, N = hp->head_size;
+    const int64_t C = hp->n_embd, D = hp->lora_mix, Dd = hp->lora_decay, H = hp->n_head, N = hp->head_size;
+    const int64_t T = s->T, sC = stride(C), s5D = stride(N_MIX * D), s5C = stride(N_MIX * C), sDd = stride(Dd);
     const int nt = m->n_threads;
 
-    rwkv_layer_norm(s->x, s->xa, L->ln1_w, L->ln1_b, C, hp->layer_norm_eps);
-    for (int64_t c = 0; c < C; c++) {
-        s->sx[c] = att_shift[c] - s->xa[c]; /* the shift state holds the previous token's ln1 output */
-        att_shift[c] = s->xa[c];
-        s->xxx[c] = s->xa[c] + s->sx[c] * L->lerp_x[c];
+    for (int64_t t = 0; t < T; t++) {
+        float *xa = s->xa + t * sC, *sx = s->sx + t * sC, *xxx = s->xxx + t * sC;
+        rwkv_layer_norm(s->x + t * sC, xa, L->ln1_w, L->ln1_b, C, hp->layer_norm_eps);
+        /* the shift state holds the previous token's ln1 output */
+        const float *prev = t == 0 ? att_shift : s->xa + (t - 1) * sC;
+        for (int64_t c = 0; c < C; c++) {
+            sx[c] = prev[c] - xa[c];
+            xxx[c] = xa[c] + sx[c] * L->lerp_x[c];
+        }
     }
+    memcpy(att_shift, s->xa + (T - 1) * sC, (size_t)C * sizeof(float));
     /* data-dependent token shift: mix_i = W2_i (C, D) @ tanh(W1 (5D, C) @ xxx)[i*D : (i+1)*D] */
-    const struct rwkv_gemv_job w1 = {&L->mix_w1, s->xxx, s->lora, RWKV_POST_TANH, NULL};
+    const struct rwkv_gemv_job w1 = job(&L->mix_w1, s->xxx, sC, s->lora, s5D, RWKV_POST_TANH, NULL, T);
     rwkv_matmul_jobs(1, &w1, s->xq, nt);
     struct rwkv_gemv_job w2[N_MIX];
     for (int i = 0; i < N_MIX; i++)
-        w2[i] = (struct rwkv_gemv_job){&L->mix_w2[i], s->lora + i * D, s->mix + i * C, RWKV_POST_NONE, NULL};
+        w2[i] = job(&L->mix_w2[i], s->lora + i * D, s5D, s->mix + i * C, s5C, RWKV_POST_NONE, NULL, T);
     rwkv_matmul_jobs(N_MIX, w2, s->xq, nt);
-    for (int i = 0; i < N_MIX; i++) {
-        float *xm = s->xm + i * C;
-        const float *mix = s->mix + i * C, *lerp = L->lerp[i];
-        for (int64_t c = 0; c < C; c++) xm[c] = s->xa[c] + s->sx[c] * (lerp[c] + mix[c]);
-    }
+    for (int64_t t = 0; t < T; t++)
+        for (int i = 0; i < N_MIX; i++) {
+            float *xm = s->xm + t * s5C + i * C;
+            const float *mix = s->mix + t * s5C + i * C, *lerp = L->lerp[i];
+            const float *xa = s->xa + t * sC, *sx = s->sx + t * sC;
+            for (int64_t c = 0; c < C; c++) xm[c] = xa[c] + sx[c] * (lerp[c] + mix[c]);
+        }
     /* r, k, v, silu(g) (C, C) and the decay LoRA's tanh(Dw1 (Dd, C) @ xw), in one parallel region */
     const struct rwkv_gemv_job rkvg[5] = {
-        {&L->att_r, s->xm + MIX_R * C, s->r, RWKV_POST_NONE, NULL},
-        {&L->att_k, s->xm + MIX_K * C, s->k, RWKV_POST_NONE, NULL},
-        {&L->att_v, s->xm + MIX_V * C, s->v, RWKV_POST_NONE, NULL},
-        {&L->att_g, s->xm + MIX_G * C, s->g, RWKV_POST_SILU, NULL},
-        {&L->decay_w1, s->xm + MIX_W * C, s->dd, RWKV_POST_TANH, NULL},
+        job(&L->att_r, s->xm + MIX_R * C, s5C, s->r, sC, RWKV_POST_NONE, NULL, T),
+        job(&L->att_k, s->xm + MIX_K * C, s5C, s->k, sC, RWKV_POST_NONE, NULL, T),
+        job(&L->att_v, s->xm + MIX_V * C, s5C, s->v, sC, RWKV_POST_NONE, NULL, T),
+        job(&L->att_g, s->xm + MIX_G * C, s5C, s->g, sC, RWKV_POST_SILU, NULL, T),
+        job(&L->decay_w1, s->xm + MIX_W * C, s5C, s->dd, sDd, RWKV_POST_TANH, NULL, T),
     };
     rwkv_matmul_jobs(5, rkvg, s->xq, nt);
     /* decay: w = exp(-exp(decay + Dw2 (C, Dd) @ tanh(Dw1 (Dd, C) @ xw))) */
-    const struct rwkv_gemv_job decay = {&L->decay_w2, s->dd, s->w, RWKV_POST_DECAY, L->decay};
+    const struct rwkv_gemv_job decay = job(&L->decay_w2, s->dd, sDd, s->w, sC, RWKV_POST_DECAY, L->decay, T);
     rwkv_matmul_jobs(1, &decay, s->xq, nt);
 
-    rwkv_wkv6_step(H, N, s->r, s->k, s->v, s->w, L->first, S, s->y, nt);
-    rwkv_group_norm(s->y, s->y, L->lnx_w, L->lnx_b, H, N, RWKV6_LNX_EPS);
-    for (int64_t c = 0; c < C; c++) s->y[c] *= s->g[c]; /* g is silu(W_g x_g) already */
-    rwkv_matmul_vec(&L->att_o, s->y, s->tmp, s->xq, nt);
-    for (int64_t c = 0; c < C; c++) s->x[c] += s->tmp[c];
+    for (int64_t t = 0; t < T; t++) { /* the recurrence is token-serial; heads run in parallel */
+        float *y = s->y + t * sC;
+        rwkv_wkv6_step(H, N, s->r + t * sC, s->k + t * sC, s->v + t * sC, s->w + t * sC, L->first, S, y, nt);
+        rwkv_group_norm(y, y, L->lnx_w, L->lnx_b, H, N, RWKV6_LNX_EPS);
+        const float *g = s->g + t * sC;
+        for (int64_t c = 0; c < C; c++) y[c] *= g[c]; /* g is silu(W_g x_g) already */
+    }
+    const struct rwkv_gemv_job out = job(&L->att_o, s->y, sC, s->tmp, sC, RWKV_POST_NONE, NULL, T);
+    rwkv_matmul_jobs(1, &out, s->xq, nt);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t c = 0; c < C; c++) s->x[t * sC + c] += s->tmp[t * sC + c];
 }
 
 static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, float *ffn_shift,
                         struct work *s) {
     const struct rwkv_model_info *hp = &m->info;
-    const int64_t C = hp->n_embd;
+    const int64_t C = hp->n_embd, F = hp->n_ffn;
+    const int64_t T = s->T, sC = stride(C), s2C = stride(N_MIX * C), sF = stride(F);
     const int nt = m->n_threads;
-    float *xk = s->xm, *xr = s->xm + C;
-
-    rwkv_layer_norm(s->x, s->xa, L->ln2_w, L->ln2_b, C, hp->layer_norm_eps);
-    for (int64_t c = 0; c < C; c++) {
-        float sx = ffn_shift[c] - s->xa[c];
-        ffn_shift[c] = s->xa[c];
-        xk[c] = s->xa[c] + sx * L->ffn_lerp_k[c];
-        xr[c] = s->xa[c] + sx * L->ffn_lerp_r[c];
+    /* xk and xr of token t side by side in the (5C-wide) xm rows */
+    for (int64_t t = 0; t < T; t++) {
+        float *xa = s->xa + t * sC, *xk = s->xm + t * s2C, *xr = xk + C;
+        rwkv_layer_norm(s->x + t * sC, xa, L->ln2_w, L->ln2_b, C, hp->layer_norm_eps);
+        const float *prev = t == 0 ? ffn_shift : s->xa + (t - 1) * sC;
+        for (int64_t c = 0; c < C; c++) {
+            const float sx = prev[c] - xa[c];
+            xk[c] = xa[c] + sx * L->ffn_lerp_k[c];
+            xr[c] = xa[c] + sx * L->ffn_lerp_r[c];
+        }
     }
+    memcpy(ffn_shift, s->xa + (T - 1) * sC, (size_t)C * sizeof(float));
     /* r = sigmoid(Wr (C, C) @ xr), k = relu(Wk (F, C) @ xk)^2, in one parallel region */
-    const struct rwkv_gemv_job rk[2] = {{&L->ffn_r, xr, s->r, RWKV_POST_SIGMOID, NULL},
-                                        {&L->ffn_k, xk, s->fk, RWKV_POST_RELU_SQ, NULL}};
+    const struct rwkv_gemv_job rk[2] = {job(&L->ffn_r, s->xm + C, s2C, s->r, sC, RWKV_POST_SIGMOID, NULL, T),
+                                        job(&L->ffn_k, s->xm, s2C, s->fk, sF, RWKV_POST_RELU_SQ, NULL, T)};
     rwkv_matmul_jobs(2, rk, s->xq, nt);
-    rwkv_matmul_vec(&L->ffn_v, s->fk, s->tmp, s->xq, nt); /* Wv (C, F) @ k */
-    for (int64_t c = 0; c < C; c++) s->x[c] += s->r[c] * s->tmp[c]; /* r is sigmoid'ed already */
+    const struct rwkv_gemv_job v = job(&L->ffn_v, s->fk, sF, s->tmp, sC, RWKV_POST_NONE, NULL, T); /* Wv (C, F) @ k */
+    rwkv_matmul_jobs(1, &v, s->xq, nt);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t c = 0; c < C; c++) s->x[t * sC + c] += s->r[t * sC + c] * s->tmp[t * sC + c]; /* r is sigmoid'ed */
 }
 
-static void forward_token(const struct rwkv_model *m, int32_t token, struct rwkv_state *st, float *logits,
-                          struct work *s) {
+/* T tokens through the model; logits of the last token (out, all_logits = 0) or of every
+ * token (out rows n_vocab apart), or none (out NULL). */
+static void forward_chunk(const struct rwkv_model *m, const int32_t *tokens, struct rwkv_state *st, float *out,
+                          int all_logits, struct work *s) {
     const struct rwkv_model_info *hp = &m->info;
-    const int64_t C = hp->n_embd, HNN = hp->n_head * hp->head_size * hp->head_size;
+    const int64_t C = hp->n_embd, HNN = hp->n_head * hp->head_size * hp->head_size, T = s->T, sC = stride(C);
 
-    rwkv_mat_row_f32(&m->emb, token, s->tmp);
-    rwkv_layer_norm(s->tmp, s->x, m->ln0_w, m->ln0_b, C, hp->layer_norm_eps);
+    for (int64_t t = 0; t < T; t++) {
+        rwkv_mat_row_f32(&m->emb, tokens[t], s->tmp + t * sC);
+        rwkv_layer_norm(s->tmp + t * sC, s->x + t * sC, m->ln0_w, m->ln0_b, C, hp->layer_norm_eps);
+    }
     for (int64_t il = 0; il < hp->n_layer; il++) {
         const struct rwkv_layer *L = &m->layers[il];
         time_mix(m, L, st->att_shift + il * C, st->wkv + il * HNN, s);
@@ -149,12 +193,14 @@ static void forward_token(const struct rwkv_model *m, int32_t token, struct rwkv
          * il by 2^(il / R) to keep fp16 activations in range; halving the residual
          * after every R-th layer undoes it exactly (powers of two). */
         if (hp->rescale_every > 0 && (il + 1) % hp->rescale_every == 0)
-            for (int64_t c = 0; c < C; c++) s->x[c] *= 0.5f;
+            for (int64_t i = 0; i < T * sC; i++) s->x[i] *= 0.5f;
     }
-    if (logits) {
-        rwkv_layer_norm(s->x, s->xa, m->lnout_w, m->lnout_b, C, hp->layer_norm_eps);
-        rwkv_matmul_vec(&m->head, s->xa, logits, s->xq, m->n_threads);
-    }
+    if (!out) return;
+    const int64_t t0 = all_logits ? 0 : T - 1, n = T - t0;
+    for (int64_t t = t0; t < T; t++)
+        rwkv_layer_norm(s->x + t * sC, s->xa + t * sC, m->lnout_w, m->lnout_b, C, hp->layer_norm_eps);
+    const struct rwkv_gemv_job head = job(&m->head, s->xa + t0 * sC, sC, out, hp->n_vocab, RWKV_POST_NONE, NULL, n);
+    rwkv_matmul_jobs(1, &head, s->xq, m->n_threads);
 }
 
 int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_t n_tokens,
@@ -171,12 +217,15 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
                    "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,
                    (long long)hp->n_vocab - 1);
     struct work s;
-    RWKV_CHECK(work_bind(hp, state, &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
-    for (int64_t t = 0; t < n_tokens; t++) {
+    const int64_t T = n_tokens < SEQ_CHUNK ? n_tokens : SEQ_CHUNK;
+    RWKV_CHECK(work_bind(hp, T, state, &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
+    for (int64_t t = 0; t < n_tokens; t += s.T) {
+        s.T = n_tokens - t < T ? n_tokens - t : T;
+        const int last = t + s.T == n_tokens;
         float *out = NULL;
         if (logits && all_logits) out = logits + t * hp->n_vocab;
-        else if (logits && t == n_tokens - 1) out = logits;
-        forward_token(m, tokens[t], state, out, &s);
+        else if (logits && last) out = logits;
+        forward_chunk(m, tokens + t, state, out, all_logits, &s);
     }
 fail:
     return rc;
