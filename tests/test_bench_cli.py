@@ -1,0 +1,39 @@
+"""rwkvfast-bench: llama-bench's flags and output formats on the fixture model."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from rwkvfast.cli.bench import main
+
+from conftest import fixture_path
+
+
+def test_json_rows_per_model_thread_and_test(capsys):
+    m = str(fixture_path("tiny/gguf/tiny-F32.gguf"))
+    assert main(["-m", m, "-p", "8,16", "-n", "4", "-t", "1,2", "-r", "2", "-o", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["threads"], r["test"]) for r in rows] == [(1, "pp8"), (1, "pp16"), (1, "tg4"),
+                                                         (2, "pp8"), (2, "pp16"), (2, "tg4")]
+    assert all(r["avg_ts"] > 0 and len(r["samples_ts"]) == 2 and r["n_params"] == 2466816 for r in rows)
+
+
+def test_markdown_and_csv(capsys):
+    m = str(fixture_path("tiny/gguf/tiny-F32.gguf"))
+    assert main(["-m", m, "-p", "8", "-n", "0", "-r", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| model | size | params") and len(out) == 3 and "| pp8 |" in out[2]
+    assert main(["-m", m, "-p", "0", "-n", "3", "-r", "1", "-o", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 1 and rows[0]["test"] == "tg3"
+
+
+def test_bad_arguments(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["-m", "x.gguf", "-p", "a"])
+    assert e.value.code == 2
+    assert main(["-m", str(tmp_path / "none.gguf"), "-p", "8", "-n", "0", "-r", "1"]) == 1
+    assert "error:" in capsys.readouterr().err
