@@ -205,6 +205,22 @@ static void run_rows(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j
     apply_post(j->post, j->bias ? j->bias + r0 : NULL, y, r1 - r0);
 }
 
+/* Rows [r0, r1) of job j for all its tokens: one GEMM call for float weights (bit-identical
+ * to the GEMV per token), else the GEMV token after token while the rows are in cache. */
+static void run_rows_all(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j, struct rwkv_xq *xq,
+                         int64_t r0, int64_t r1) {
+    const int64_t nt = n_tok(j);
+    rwkv_gemm_fn gemm = nt > 1 ? rwkv_kernels_gemm_f(k, j->w->type) : NULL;
+    if (!gemm) {
+        for (int64_t t = 0; t < nt; t++) run_rows(k, j, t, &xq[t], r0, r1);
+        return;
+    }
+    const struct rwkv_mat *m = j->w;
+    gemm((const char *)m->data + (size_t)r0 * m->row_bytes, m->row_bytes, j->x, j->x_stride, j->y + r0, j->y_stride,
+         r1 - r0, m->n_cols, nt);
+    for (int64_t t = 0; t < nt; t++) apply_post(j->post, j->bias ? j->bias + r0 : NULL, j->y + t * j->y_stride + r0, r1 - r0);
+}
+
 void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *xq, int n_threads) {
     const struct rwkv_kernels *k = rwkv_kernels_active();
     size_t bytes = 0;
@@ -215,13 +231,13 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
         for (int64_t t = 0; t < n_tok(&jobs[i]); t++) xq[i * T + t].block = xq_block_for(jobs[i].w->type);
     }
     if (n_threads <= 1 || bytes < PARALLEL_MIN_BYTES) {
-        for (int i = 0; i < n; i++)
-            for (int64_t t = 0; t < n_tok(&jobs[i]); t++) {
-                struct rwkv_xq *q = &xq[i * T + t];
-                if (rwkv_kernels_gemv_q(k, jobs[i].w->type))
-                    xq_quantize(jobs[i].x + t * jobs[i].x_stride, q->block, q, 0, jobs[i].w->n_cols);
-                run_rows(k, &jobs[i], t, q, 0, jobs[i].w->n_rows);
-            }
+        for (int i = 0; i < n; i++) {
+            if (rwkv_kernels_gemv_q(k, jobs[i].w->type))
+                for (int64_t t = 0; t < n_tok(&jobs[i]); t++)
+                    xq_quantize(jobs[i].x + t * jobs[i].x_stride, xq[i * T + t].block, &xq[i * T + t], 0,
+                                jobs[i].w->n_cols);
+            run_rows_all(k, &jobs[i], &xq[i * T], 0, jobs[i].w->n_rows);
+        }
         return;
     }
 #pragma omp parallel num_threads(n_threads)
@@ -258,7 +274,7 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
 #pragma omp for schedule(guided) nowait
             for (int64_t u = 0; u < units; u++) {
                 const int64_t r0 = u * ROW_UNIT, r1 = r0 + ROW_UNIT < rows ? r0 + ROW_UNIT : rows;
-                for (int64_t t = 0; t < n_tok(&jobs[i]); t++) run_rows(k, &jobs[i], t, &xq[i * T + t], r0, r1);
+                run_rows_all(k, &jobs[i], &xq[i * T], r0, r1);
             }
         }
     }
@@ -300,6 +316,19 @@ int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes
     }
 fail:
     free(buf);
+    return rc;
+}
+
+int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
+                       int64_t n_rows, int64_t n_cols, int64_t n_tok, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    const struct rwkv_kernels *k = rwkv_kernels_for_level(level);
+    RWKV_CHECK(k, RWKV_ERR_FORMAT, "this CPU cannot run kernel level %s", rwkv_cpu_level_name(level));
+    rwkv_gemm_fn fn = rwkv_kernels_gemm_f(k, type);
+    RWKV_CHECK(fn, RWKV_ERR_FORMAT, "no %s gemm kernel for type %s", rwkv_cpu_level_name(level), rwkv_type_name(type));
+    RWKV_CHECK(n_tok > 0, RWKV_ERR_FORMAT, "n_tok must be positive");
+    fn(w, row_bytes, x, n_cols, y, n_rows, n_rows, n_cols, n_tok);
+fail:
     return rc;
 }
 

@@ -93,6 +93,24 @@ def gemv_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const 
     return out
 
 
+def gemm_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const float[:, ::1] x not None):
+    """Tests: W @ X[t] for every row t of X with one ISA level's several-token kernel (float types)."""
+    cdef rwkv_error err
+    cdef int rc
+    cdef int lv = _LEVELS[level]
+    tid, blk, nbytes = _wtype(wtype)
+    cdef uint32_t t = tid
+    cdef int64_t rows = w.shape[0], cols = x.shape[1], ntok = x.shape[0]
+    if blk != 1 or w.shape[1] != cols * nbytes or rows == 0 or cols == 0 or ntok == 0:
+        raise ValueError(f"w must be (rows, {nbytes} * x.shape[1]) bytes of a float type")
+    out = np.empty((ntok, rows), dtype=np.float32)
+    cdef float[:, ::1] y = out
+    with nogil:
+        rc = rwkv_gemm_at_level(lv, t, &w[0, 0], w.shape[1], &x[0, 0], &y[0, 0], rows, cols, ntok, &err)
+    _check(rc, &err)
+    return out
+
+
 def gemv(str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not None, int n_threads=1,
          int64_t n_mats=1):
     """Benchmarks: W @ x with the active kernels and n_threads, as the model runs it; `w`

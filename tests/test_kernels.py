@@ -58,6 +58,20 @@ def test_gemv_matches_exact_product(level, wtype, rows, cols):
     assert np.all(np.abs(got - scalar) <= bound)
 
 
+@pytest.mark.parametrize("level", SUPPORTED)
+@pytest.mark.parametrize("wtype", ["F32", "F16", "BF16"])
+@pytest.mark.parametrize("rows,cols,ntok", [(1, 1, 1), (2, 16, 2), (3, 17, 3), (5, 64, 4), (7, 100, 5),
+                                            (17, 257, 2), (4, 4096, 3), (6, 4097, 3), (9, 4111, 4), (3, 33, 1)])
+def test_gemm_is_bit_identical_to_gemv_per_token(level, wtype, rows, cols, ntok):
+    rng = np.random.default_rng(rows * 7 + cols + ntok)
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    x = rng.standard_normal((ntok, cols)).astype(np.float32)
+    raw, _ = _encode(w, wtype)
+    got = _core.gemm_at_level(level, wtype, raw, x)
+    want = np.stack([_core.gemv_at_level(level, wtype, raw, x[t]) for t in range(ntok)])
+    np.testing.assert_array_equal(got, want)
+
+
 def test_unsupported_level_is_an_error():
     if "avx512vnni" in SUPPORTED:
         pytest.skip("this CPU supports every level")

@@ -83,6 +83,11 @@ DEFINE_GEMV(rwkv_gemv_f32_avx2, float, load8_f32, cvt1_f32)
 DEFINE_GEMV(rwkv_gemv_f16_avx2, uint16_t, load8_f16, cvt1_f16)
 DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
 
+/* 16 ymm registers cannot hold a multi-token block: tokens one after another. */
+RWKV_GEMM_FROM_GEMV(rwkv_gemm_f32_avx2, rwkv_gemv_f32_avx2)
+RWKV_GEMM_FROM_GEMV(rwkv_gemm_f16_avx2, rwkv_gemv_f16_avx2)
+RWKV_GEMM_FROM_GEMV(rwkv_gemm_bf16_avx2, rwkv_gemv_bf16_avx2)
+
 /* WKV6 for one head, 8 values per vector (see rwkv_wkv6_fn); N not a multiple of 8
  * goes to the scalar twin. No FMA: rounded exactly like the scalar twin. */
 static void rwkv_wkv6_avx2(int64_t N, const float *r, const float *k, const float *v, const float *w,
@@ -114,6 +119,9 @@ const struct rwkv_kernels rwkv_kernels_avx2 = {
     .gemv_f32 = rwkv_gemv_f32_avx2,
     .gemv_f16 = rwkv_gemv_f16_avx2,
     .gemv_bf16 = rwkv_gemv_bf16_avx2,
+    .gemm_f32 = rwkv_gemm_f32_avx2,
+    .gemm_f16 = rwkv_gemm_f16_avx2,
+    .gemm_bf16 = rwkv_gemm_bf16_avx2,
     .gemv_q4_0 = rwkv_gemv_q4_0_avx2,
     .gemv_q4_1 = rwkv_gemv_q4_1_avx2,
     .gemv_q5_0 = rwkv_gemv_q5_0_avx2,

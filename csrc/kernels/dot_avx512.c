@@ -81,6 +81,114 @@ DEFINE_GEMV(rwkv_gemv_f32_avx512, float, load16_f32)
 DEFINE_GEMV(rwkv_gemv_f16_avx512, uint16_t, load16_f16)
 DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
 
+/* Several tokens: blocks of 2 rows x 2 tokens (rows up to ROW_ALONE_MAX_COLS: the GEMV's four
+ * accumulators per (row, token), 16 zmm) or 4 rows x 2 tokens (wider rows: one accumulator
+ * each, as the GEMV's 4-row blocks). Every (row, token) sum is computed with the GEMV's
+ * operations in the GEMV's order, so the results are bit-identical; each weight vector
+ * loaded serves two tokens. Leftover rows or tokens go through the GEMV itself. */
+#define GEMM_FMA4(LOAD16, J, C)                                                                          \
+    {                                                                                              \
+        const __m512 wa = LOAD16(wa_ + (C) + 16 * (J), all), wb = LOAD16(wb_ + (C) + 16 * (J), all); \
+        const __m512 xa = _mm512_loadu_ps(xa_ + (C) + 16 * (J)), xb = _mm512_loadu_ps(xb_ + (C) + 16 * (J)); \
+        A0[J] = _mm512_fmadd_ps(wa, xa, A0[J]);                                                      \
+        A1[J] = _mm512_fmadd_ps(wa, xb, A1[J]);                                                      \
+        B0[J] = _mm512_fmadd_ps(wb, xa, B0[J]);                                                      \
+        B1[J] = _mm512_fmadd_ps(wb, xb, B1[J]);                                                      \
+    }
+#define DEFINE_GEMM(NAME, GEMV, T, LOAD16)                                                          \
+    static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
+                     int64_t nc, int64_t nt) {                                                      \
+        const __mmask16 all = 0xffff;                                                               \
+        const __mmask16 tail = (__mmask16)((1u << (nc & 15)) - 1u);                                 \
+        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                           \
+        const int64_t tpair = nt & ~(int64_t)1;                                                     \
+        int64_t r = 0;                                                                              \
+        if (nc <= ROW_ALONE_MAX_COLS) {                                                             \
+            for (; r + 2 <= nr; r += 2) {                                                           \
+                const T *wa_ = (const T *)((const char *)w + (size_t)r * rb);                       \
+                const T *wb_ = (const T *)((const char *)wa_ + rb);                                 \
+                for (int64_t t = 0; t < tpair; t += 2) {                                            \
+                    const float *xa_ = x + t * xs, *xb_ = xa_ + xs;                                 \
+                    __m512 A0[4], A1[4], B0[4], B1[4];                                              \
+                    for (int j = 0; j < 4; j++)                                                     \
+                        A0[j] = A1[j] = B0[j] = B1[j] = _mm512_setzero_ps();                       \
+                    int64_t c = 0;                                                                  \
+                    for (; c < n64; c += 64) {                                                      \
+                        GEMM_FMA4(LOAD16, 0, c) GEMM_FMA4(LOAD16, 1, c) GEMM_FMA4(LOAD16, 2, c) GEMM_FMA4(LOAD16, 3, c) \
+                    }                                                                               \
+                    for (; c < nfull; c += 16) GEMM_FMA4(LOAD16, 0, c)                               \
+                    if (tail) {                                                                     \
+                        const __m512 wa = LOAD16(wa_ + nfull, tail), wb = LOAD16(wb_ + nfull, tail); \
+                        const __m512 xa = _mm512_maskz_loadu_ps(tail, xa_ + nfull);                 \
+                        const __m512 xb = _mm512_maskz_loadu_ps(tail, xb_ + nfull);                 \
+                        A0[1] = _mm512_fmadd_ps(wa, xa, A0[1]);                                      \
+                        A1[1] = _mm512_fmadd_ps(wa, xb, A1[1]);                                      \
+                        B0[1] = _mm512_fmadd_ps(wb, xa, B0[1]);                                      \
+                        B1[1] = _mm512_fmadd_ps(wb, xb, B1[1]);                                      \
+                    }                                                                               \
+                    y[t * ys + r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(A0[0], A0[1]), \
+                                                                       _mm512_add_ps(A0[2], A0[3]))); \
+                    y[(t + 1) * ys + r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(A1[0], A1[1]), \
+                                                                             _mm512_add_ps(A1[2], A1[3]))); \
+                    y[t * ys + r + 1] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(B0[0], B0[1]), \
+                                                                           _mm512_add_ps(B0[2], B0[3]))); \
+                    y[(t + 1) * ys + r + 1] = _mm512_reduce_add_ps(                                 \
+                        _mm512_add_ps(_mm512_add_ps(B1[0], B1[1]), _mm512_add_ps(B1[2], B1[3])));    \
+                }                                                                                   \
+            }                                                                                       \
+        } else {                                                                                    \
+            for (; r + 4 <= nr; r += 4) {                                                           \
+                const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                        \
+                const T *w1 = (const T *)((const char *)w0 + rb);                                   \
+                const T *w2 = (const T *)((const char *)w1 + rb);                                   \
+                const T *w3 = (const T *)((const char *)w2 + rb);                                   \
+                for (int64_t t = 0; t < tpair; t += 2) {                                            \
+                    const float *xa_ = x + t * xs, *xb_ = xa_ + xs;                                 \
+                    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
+                    __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                      \
+                    for (int64_t c = 0; c < nfull; c += 16) {                                       \
+                        const __m512 xa = _mm512_loadu_ps(xa_ + c), xb = _mm512_loadu_ps(xb_ + c);  \
+                        __m512 v = LOAD16(w0 + c, all);                                             \
+                        a0 = _mm512_fmadd_ps(v, xa, a0), b0 = _mm512_fmadd_ps(v, xb, b0);           \
+                        v = LOAD16(w1 + c, all);                                                    \
+                        a1 = _mm512_fmadd_ps(v, xa, a1), b1 = _mm512_fmadd_ps(v, xb, b1);           \
+                        v = LOAD16(w2 + c, all);                                                    \
+                        a2 = _mm512_fmadd_ps(v, xa, a2), b2 = _mm512_fmadd_ps(v, xb, b2);           \
+                        v = LOAD16(w3 + c, all);                                                    \
+                        a3 = _mm512_fmadd_ps(v, xa, a3), b3 = _mm512_fmadd_ps(v, xb, b3);           \
+                    }                                                                               \
+                    if (tail) {                                                                     \
+                        const __m512 xa = _mm512_maskz_loadu_ps(tail, xa_ + nfull);                 \
+                        const __m512 xb = _mm512_maskz_loadu_ps(tail, xb_ + nfull);                 \
+                        __m512 v = LOAD16(w0 + nfull, tail);                                        \
+                        a0 = _mm512_fmadd_ps(v, xa, a0), b0 = _mm512_fmadd_ps(v, xb, b0);           \
+                        v = LOAD16(w1 + nfull, tail);                                               \
+                        a1 = _mm512_fmadd_ps(v, xa, a1), b1 = _mm512_fmadd_ps(v, xb, b1);           \
+                        v = LOAD16(w2 + nfull, tail);                                               \
+                        a2 = _mm512_fmadd_ps(v, xa, a2), b2 = _mm512_fmadd_ps(v, xb, b2);           \
+                        v = LOAD16(w3 + nfull, tail);                                               \
+                        a3 = _mm512_fmadd_ps(v, xa, a3), b3 = _mm512_fmadd_ps(v, xb, b3);           \
+                    }                                                                               \
+                    float *ya = y + t * ys + r, *yb = ya + ys;                                      \
+                    ya[0] = _mm512_reduce_add_ps(a0), ya[1] = _mm512_reduce_add_ps(a1);             \
+                    ya[2] = _mm512_reduce_add_ps(a2), ya[3] = _mm512_reduce_add_ps(a3);             \
+                    yb[0] = _mm512_reduce_add_ps(b0), yb[1] = _mm512_reduce_add_ps(b1);             \
+                    yb[2] = _mm512_reduce_add_ps(b2), yb[3] = _mm512_reduce_add_ps(b3);             \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+        /* the rows of the blocks for an odd last token, and the rows after the blocks */          \
+        if (tpair < nt)                                                                             \
+            GEMV(w, rb, x + tpair * xs, y + tpair * ys, r, nc);                                     \
+        if (r < nr)                                                                                 \
+            for (int64_t t = 0; t < nt; t++)                                                        \
+                GEMV((const char *)w + (size_t)r * rb, rb, x + t * xs, y + t * ys + r, nr - r, nc); \
+    }
+
+DEFINE_GEMM(rwkv_gemm_f32_avx512, rwkv_gemv_f32_avx512, float, load16_f32)
+DEFINE_GEMM(rwkv_gemm_f16_avx512, rwkv_gemv_f16_avx512, uint16_t, load16_f16)
+DEFINE_GEMM(rwkv_gemm_bf16_avx512, rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
+
 /* WKV6 for one head: the value vector and the output stay in registers for N = 64
  * (RWKV-6's head size); other N multiple of 16 keep y in memory. Separate multiplies
  * and adds (no FMA), rounded exactly like the scalar twin: the recurrence feeds every
@@ -135,6 +243,9 @@ const struct rwkv_kernels rwkv_kernels_avx512 = {
     .gemv_f32 = rwkv_gemv_f32_avx512,
     .gemv_f16 = rwkv_gemv_f16_avx512,
     .gemv_bf16 = rwkv_gemv_bf16_avx512,
+    .gemm_f32 = rwkv_gemm_f32_avx512,
+    .gemm_f16 = rwkv_gemm_f16_avx512,
+    .gemm_bf16 = rwkv_gemm_bf16_avx512,
     .gemv_q4_0 = rwkv_gemv_q4_0_avx512,
     .gemv_q4_1 = rwkv_gemv_q4_1_avx512,
     .gemv_q5_0 = rwkv_gemv_q5_0_avx512,

@@ -91,6 +91,10 @@ static void wkv6_scalar(int64_t N, const float *r, const float *k, const float *
     }
 }
 
+RWKV_GEMM_FROM_GEMV(gemm_f32_scalar, gemv_f32_scalar)
+RWKV_GEMM_FROM_GEMV(gemm_f16_scalar, gemv_f16_scalar)
+RWKV_GEMM_FROM_GEMV(gemm_bf16_scalar, gemv_bf16_scalar)
+
 const struct rwkv_kernels rwkv_kernels_scalar = {
     .level = "scalar",
     .wkv6 = wkv6_scalar,
@@ -107,4 +111,7 @@ const struct rwkv_kernels rwkv_kernels_scalar = {
     .gemv_q4_k = gemv_q4_k_scalar,
     .gemv_q5_k = gemv_q5_k_scalar,
     .gemv_q6_k = gemv_q6_k_scalar,
+    .gemm_f32 = gemm_f32_scalar,
+    .gemm_f16 = gemm_f16_scalar,
+    .gemm_bf16 = gemm_bf16_scalar,
 };

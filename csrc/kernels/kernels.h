@@ -45,6 +45,21 @@ struct rwkv_xq {
 };
 #define RWKV_XQ_MAX 16383
 
+/* Several tokens at once: y[t * ys + r] = W[r] . x[t * xs ...] for t < n_tok, r < n_rows.
+ * Each level's kernel gives every (row, token) exactly the sum its GEMV gives, so the
+ * sequence mode and one-token decoding agree to the bit; it only reuses each loaded
+ * weight vector for several tokens. */
+typedef void (*rwkv_gemm_fn)(const void *w, size_t row_bytes, const float *x, int64_t xs, float *y, int64_t ys,
+                             int64_t n_rows, int64_t n_cols, int64_t n_tok);
+
+/* A level's GEMM built from its own GEMV, one token after another (levels whose registers
+ * cannot hold a multi-token block): the rows stay in cache between the calls. */
+#define RWKV_GEMM_FROM_GEMV(NAME, GEMV)                                                                  \
+    static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
+                     int64_t nc, int64_t nt) {                                                           \
+        for (int64_t t = 0; t < nt; t++) GEMV(w, rb, x + t * xs, y + t * ys, nr, nc);                     \
+    }
+
 /* y[r] = W[r] . x for a quantized W, x given as rwkv_xq (see unpack.h for the maths). */
 typedef void (*rwkv_gemv_q_fn)(const void *w, size_t row_bytes, const struct rwkv_xq *x, float *y,
                                int64_t n_rows, int64_t n_cols);
@@ -75,17 +90,24 @@ typedef void (*rwkv_wkv6_fn)(int64_t N, const float *r, const float *k, const fl
     X(gemv_q4_k, RWKV_TYPE_Q4_K)      \
     X(gemv_q5_k, RWKV_TYPE_Q5_K)      \
     X(gemv_q6_k, RWKV_TYPE_Q6_K)
-#define RWKV_KERNEL_SLOTS(X) RWKV_FLOAT_SLOTS(X) RWKV_QUANT_SLOTS(X)
+#define RWKV_GEMM_SLOTS(X)            \
+    X(gemm_f32, RWKV_TYPE_F32)        \
+    X(gemm_f16, RWKV_TYPE_F16)        \
+    X(gemm_bf16, RWKV_TYPE_BF16)
+#define RWKV_KERNEL_SLOTS(X) RWKV_FLOAT_SLOTS(X) RWKV_QUANT_SLOTS(X) RWKV_GEMM_SLOTS(X)
 
 struct rwkv_kernels {
     const char *level; /* "scalar", "avx2", "avx512", "avx512vnni" */
     rwkv_wkv6_fn wkv6;
 #define RWKV_SLOT_F(name, wtype) rwkv_gemv_fn name;
 #define RWKV_SLOT_Q(name, wtype) rwkv_gemv_q_fn name;
+#define RWKV_SLOT_G(name, wtype) rwkv_gemm_fn name;
     RWKV_FLOAT_SLOTS(RWKV_SLOT_F)
     RWKV_QUANT_SLOTS(RWKV_SLOT_Q)
+    RWKV_GEMM_SLOTS(RWKV_SLOT_G)
 #undef RWKV_SLOT_F
 #undef RWKV_SLOT_Q
+#undef RWKV_SLOT_G
 };
 
 /* The kernel of weight type `type` in table k, or NULL. */
@@ -100,6 +122,14 @@ static inline rwkv_gemv_q_fn rwkv_kernels_gemv_q(const struct rwkv_kernels *k, u
 #define RWKV_PICK(name, wtype) \
     if (type == (wtype)) return k->name;
     RWKV_QUANT_SLOTS(RWKV_PICK)
+#undef RWKV_PICK
+    return NULL;
+}
+
+static inline rwkv_gemm_fn rwkv_kernels_gemm_f(const struct rwkv_kernels *k, uint32_t type) {
+#define RWKV_PICK(name, wtype) \
+    if (type == (wtype)) return k->name;
+    RWKV_GEMM_SLOTS(RWKV_PICK)
 #undef RWKV_PICK
     return NULL;
 }
