@@ -95,6 +95,19 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
         B0[J] = _mm512_fmadd_ps(wb, xa, B0[J]);                                                      \
         B1[J] = _mm512_fmadd_ps(wb, xb, B1[J]);                                                      \
     }
+/* Columns [C, C + 16) (masked by M) of rows w0..w3 against tokens xa_, xb_. */
+#define GEMM_ROWS4(LOAD16, C, M)                                                                    \
+    {                                                                                              \
+        const __m512 xa = _mm512_maskz_loadu_ps(M, xa_ + (C)), xb = _mm512_maskz_loadu_ps(M, xb_ + (C)); \
+        __m512 v = LOAD16(w0 + (C), M);                                                             \
+        a0 = _mm512_fmadd_ps(v, xa, a0), b0 = _mm512_fmadd_ps(v, xb, b0);                           \
+        v = LOAD16(w1 + (C), M);                                                                    \
+        a1 = _mm512_fmadd_ps(v, xa, a1), b1 = _mm512_fmadd_ps(v, xb, b1);                           \
+        v = LOAD16(w2 + (C), M);                                                                    \
+        a2 = _mm512_fmadd_ps(v, xa, a2), b2 = _mm512_fmadd_ps(v, xb, b2);                           \
+        v = LOAD16(w3 + (C), M);                                                                    \
+        a3 = _mm512_fmadd_ps(v, xa, a3), b3 = _mm512_fmadd_ps(v, xb, b3);                           \
+    }
 #define DEFINE_GEMM(NAME, GEMV, T, LOAD16)                                                          \
     static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
                      int64_t nc, int64_t nt) {                                                      \
@@ -146,29 +159,8 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
                     const float *xa_ = x + t * xs, *xb_ = xa_ + xs;                                 \
                     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
                     __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                      \
-                    for (int64_t c = 0; c < nfull; c += 16) {                                       \
-                        const __m512 xa = _mm512_loadu_ps(xa_ + c), xb = _mm512_loadu_ps(xb_ + c);  \
-                        __m512 v = LOAD16(w0 + c, all);                                             \
-                        a0 = _mm512_fmadd_ps(v, xa, a0), b0 = _mm512_fmadd_ps(v, xb, b0);           \
-                        v = LOAD16(w1 + c, all);                                                    \
-                        a1 = _mm512_fmadd_ps(v, xa, a1), b1 = _mm512_fmadd_ps(v, xb, b1);           \
-                        v = LOAD16(w2 + c, all);                                                    \
-                        a2 = _mm512_fmadd_ps(v, xa, a2), b2 = _mm512_fmadd_ps(v, xb, b2);           \
-                        v = LOAD16(w3 + c, all);                                                    \
-                        a3 = _mm512_fmadd_ps(v, xa, a3), b3 = _mm512_fmadd_ps(v, xb, b3);           \
-                    }                                                                               \
-                    if (tail) {                                                                     \
-                        const __m512 xa = _mm512_maskz_loadu_ps(tail, xa_ + nfull);                 \
-                        const __m512 xb = _mm512_maskz_loadu_ps(tail, xb_ + nfull);                 \
-                        __m512 v = LOAD16(w0 + nfull, tail);                                        \
-                        a0 = _mm512_fmadd_ps(v, xa, a0), b0 = _mm512_fmadd_ps(v, xb, b0);           \
-                        v = LOAD16(w1 + nfull, tail);                                               \
-                        a1 = _mm512_fmadd_ps(v, xa, a1), b1 = _mm512_fmadd_ps(v, xb, b1);           \
-                        v = LOAD16(w2 + nfull, tail);                                               \
-                        a2 = _mm512_fmadd_ps(v, xa, a2), b2 = _mm512_fmadd_ps(v, xb, b2);           \
-                        v = LOAD16(w3 + nfull, tail);                                               \
-                        a3 = _mm512_fmadd_ps(v, xa, a3), b3 = _mm512_fmadd_ps(v, xb, b3);           \
-                    }                                                                               \
+                    for (int64_t c = 0; c < nfull; c += 16) GEMM_ROWS4(LOAD16, c, all)             \
+                    if (tail) GEMM_ROWS4(LOAD16, nfull, tail)                                       \
                     float *ya = y + t * ys + r, *yb = ya + ys;                                      \
                     ya[0] = _mm512_reduce_add_ps(a0), ya[1] = _mm512_reduce_add_ps(a1);             \
                     ya[2] = _mm512_reduce_add_ps(a2), ya[3] = _mm512_reduce_add_ps(a3);             \
