@@ -32,6 +32,9 @@ struct work {
     float *x, *xa, *sx, *xxx, *lora, *mix, *xm, *r, *k, *v, *g, *w, *y, *dd, *fk, *tmp;
     /* activations quantized for the integer kernels: job i, token t at xq[i * T + t] */
     struct rwkv_xq *xq;
+    /* batch mode: token t belongs to its own sequence, with its own state; NULL when the
+     * chunk's tokens follow each other in one sequence */
+    struct rwkv_state *const *batch;
 };
 
 #define N_SLOTS 16
@@ -88,7 +91,16 @@ static struct rwkv_gemv_job job(const struct rwkv_mat *w, const float *x, int64_
     return (struct rwkv_gemv_job){w, x, y, post, bias, T, xs, ys};
 }
 
-static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, float *att_shift, float *S,
+/* The token-shift vector and WKV matrices of layer il for token t: the sequence's state, or in
+ * batch mode the state of token t's own sequence. */
+static float *att_shift_of(const struct work *s, struct rwkv_state *st, int64_t il, int64_t t, int64_t C) {
+    return (s->batch ? s->batch[t] : st)->att_shift + il * C;
+}
+static float *ffn_shift_of(const struct work *s, struct rwkv_state *st, int64_t il, int64_t t, int64_t C) {
+    return (s->batch ? s->batch[t] : st)->ffn_shift + il * C;
+}
+
+static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, int64_t il, struct rwkv_state *st,
                      struct work *s) {
     const struct rwkv_model_info *hp = &m->info;
     const int64_t C = hp->n_embd, D = hp->lora_mix, Dd = hp->lora_decay, H = hp->n_head, N = hp->head_size;
@@ -99,13 +111,14 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
         float *xa = s->xa + t * sC, *sx = s->sx + t * sC, *xxx = s->xxx + t * sC;
         rwkv_layer_norm(s->x + t * sC, xa, L->ln1_w, L->ln1_b, C, hp->layer_norm_eps);
         /* the shift state holds the previous token's ln1 output */
-        const float *prev = t == 0 ? att_shift : s->xa + (t - 1) * sC;
+        const float *prev = s->batch || t == 0 ? att_shift_of(s, st, il, t, C) : s->xa + (t - 1) * sC;
         for (int64_t c = 0; c < C; c++) {
             sx[c] = prev[c] - xa[c];
             xxx[c] = xa[c] + sx[c] * L->lerp_x[c];
         }
     }
-    memcpy(att_shift, s->xa + (T - 1) * sC, (size_t)C * sizeof(float));
+    for (int64_t t = s->batch ? 0 : T - 1; t < T; t++)
+        memcpy(att_shift_of(s, st, il, t, C), s->xa + t * sC, (size_t)C * sizeof(float));
     /* data-dependent token shift: mix_i = W2_i (C, D) @ tanh(W1 (5D, C) @ xxx)[i*D : (i+1)*D] */
     const struct rwkv_gemv_job w1 = job(&L->mix_w1, s->xxx, sC, s->lora, s5D, RWKV_POST_TANH, NULL, T);
     rwkv_matmul_jobs(1, &w1, s->xq, nt);
@@ -135,6 +148,7 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
 
     for (int64_t t = 0; t < T; t++) { /* the recurrence is token-serial; heads run in parallel */
         float *y = s->y + t * sC;
+        float *S = (s->batch ? s->batch[t] : st)->wkv + il * H * N * N;
         rwkv_wkv6_step(H, N, s->r + t * sC, s->k + t * sC, s->v + t * sC, s->w + t * sC, L->first, S, y, nt);
         rwkv_group_norm(y, y, L->lnx_w, L->lnx_b, H, N, RWKV6_LNX_EPS);
         const float *g = s->g + t * sC;
@@ -146,7 +160,7 @@ static void time_mix(const struct rwkv_model *m, const struct rwkv_layer *L, flo
         for (int64_t c = 0; c < C; c++) s->x[t * sC + c] += s->tmp[t * sC + c];
 }
 
-static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, float *ffn_shift,
+static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, int64_t il, struct rwkv_state *st,
                         struct work *s) {
     const struct rwkv_model_info *hp = &m->info;
     const int64_t C = hp->n_embd, F = hp->n_ffn;
@@ -156,14 +170,15 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
     for (int64_t t = 0; t < T; t++) {
         float *xa = s->xa + t * sC, *xk = s->xm + t * s2C, *xr = xk + C;
         rwkv_layer_norm(s->x + t * sC, xa, L->ln2_w, L->ln2_b, C, hp->layer_norm_eps);
-        const float *prev = t == 0 ? ffn_shift : s->xa + (t - 1) * sC;
+        const float *prev = s->batch || t == 0 ? ffn_shift_of(s, st, il, t, C) : s->xa + (t - 1) * sC;
         for (int64_t c = 0; c < C; c++) {
             const float sx = prev[c] - xa[c];
             xk[c] = xa[c] + sx * L->ffn_lerp_k[c];
             xr[c] = xa[c] + sx * L->ffn_lerp_r[c];
         }
     }
-    memcpy(ffn_shift, s->xa + (T - 1) * sC, (size_t)C * sizeof(float));
+    for (int64_t t = s->batch ? 0 : T - 1; t < T; t++)
+        memcpy(ffn_shift_of(s, st, il, t, C), s->xa + t * sC, (size_t)C * sizeof(float));
     /* r = sigmoid(Wr (C, C) @ xr), k = relu(Wk (F, C) @ xk)^2, in one parallel region */
     const struct rwkv_gemv_job rk[2] = {job(&L->ffn_r, s->xm + C, s2C, s->r, sC, RWKV_POST_SIGMOID, NULL, T),
                                         job(&L->ffn_k, s->xm, s2C, s->fk, sF, RWKV_POST_RELU_SQ, NULL, T)};
@@ -179,7 +194,7 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
 static void forward_chunk(const struct rwkv_model *m, const int32_t *tokens, struct rwkv_state *st, float *out,
                           int all_logits, struct work *s) {
     const struct rwkv_model_info *hp = &m->info;
-    const int64_t C = hp->n_embd, HNN = hp->n_head * hp->head_size * hp->head_size, T = s->T, sC = stride(C);
+    const int64_t C = hp->n_embd, T = s->T, sC = stride(C);
 
     for (int64_t t = 0; t < T; t++) {
         rwkv_mat_row_f32(&m->emb, tokens[t], s->tmp + t * sC);
@@ -187,8 +202,8 @@ static void forward_chunk(const struct rwkv_model *m, const int32_t *tokens, str
     }
     for (int64_t il = 0; il < hp->n_layer; il++) {
         const struct rwkv_layer *L = &m->layers[il];
-        time_mix(m, L, st->att_shift + il * C, st->wkv + il * HNN, s);
-        channel_mix(m, L, st->ffn_shift + il * C, s);
+        time_mix(m, L, il, st, s);
+        channel_mix(m, L, il, st, s);
         /* llama.cpp's converter divided time_mix_output and channel_mix_value of layer
          * il by 2^(il / R) to keep fp16 activations in range; halving the residual
          * after every R-th layer undoes it exactly (powers of two). */
@@ -216,7 +231,7 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
         RWKV_CHECK(tokens[t] >= 0 && tokens[t] < hp->n_vocab, RWKV_ERR_FORMAT,
                    "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,
                    (long long)hp->n_vocab - 1);
-    struct work s;
+    struct work s = {0};
     const int64_t T = n_tokens < SEQ_CHUNK ? n_tokens : SEQ_CHUNK;
     RWKV_CHECK(work_bind(hp, T, state, &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
     for (int64_t t = 0; t < n_tokens; t += s.T) {
@@ -230,3 +245,33 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
 fail:
     return rc;
 }
+
+int rwkv_model_forward_batch(const struct rwkv_model *m, const int32_t *tokens, int64_t n_seq,
+                             struct rwkv_state *const *states, float *logits, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    const struct rwkv_model_info *hp = &m->info;
+    RWKV_CHECK(n_seq > 0, RWKV_ERR_FORMAT, "a batch needs at least one sequence");
+    for (int64_t b = 0; b < n_seq; b++) {
+        const struct rwkv_state *st = states[b];
+        RWKV_CHECK(st && st->n_layer == hp->n_layer && st->n_embd == hp->n_embd && st->n_head == hp->n_head &&
+                       st->head_size == hp->head_size,
+                   RWKV_ERR_FORMAT, "state %lld does not match the model's shape", (long long)b);
+        RWKV_CHECK(tokens[b] >= 0 && tokens[b] < hp->n_vocab, RWKV_ERR_FORMAT,
+                   "token %d of sequence %lld is outside the vocabulary (0..%lld)", tokens[b], (long long)b,
+                   (long long)hp->n_vocab - 1);
+        for (int64_t c = 0; c < b; c++)
+            RWKV_CHECK(states[c] != st, RWKV_ERR_FORMAT, "sequences %lld and %lld share one state", (long long)c,
+                       (long long)b);
+    }
+    struct work s = {0};
+    const int64_t T = n_seq < SEQ_CHUNK ? n_seq : SEQ_CHUNK;
+    RWKV_CHECK(work_bind(hp, T, states[0], &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
+    for (int64_t b = 0; b < n_seq; b += s.T) {
+        s.T = n_seq - b < T ? n_seq - b : T;
+        s.batch = states + b;
+        forward_chunk(m, tokens + b, states[0], logits ? logits + b * hp->n_vocab : NULL, 1, &s);
+    }
+fail:
+    return rc;
+}
+

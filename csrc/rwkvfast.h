@@ -229,6 +229,12 @@ int rwkv_state_copy(struct rwkv_state *dst, const struct rwkv_state *src, struct
 int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_t n_tokens,
                        struct rwkv_state *state, float *logits, int all_logits,
                        struct rwkv_error *err);
+/* One step of n_seq independent sequences: token b is fed to states[b] (all distinct), and
+ * logits [n_seq][V] (if not NULL) get each sequence's next-token logits. The weights are
+ * read once for the whole batch (as in the sequence mode), so B sequences cost little more
+ * than one while decoding is memory-bound. */
+int rwkv_model_forward_batch(const struct rwkv_model *m, const int32_t *tokens, int64_t n_seq,
+                             struct rwkv_state *const *states, float *logits, struct rwkv_error *err);
 
 #ifdef __cplusplus
 }

@@ -109,6 +109,8 @@ cdef extern from "rwkvfast.h" nogil:
 
     int rwkv_model_forward(const rwkv_model *m, const int32_t *tokens, int64_t n_tokens,
                            rwkv_state *state, float *logits, int all_logits, rwkv_error *err)
+    int rwkv_model_forward_batch(const rwkv_model *m, const int32_t *tokens, int64_t n_seq,
+                                 rwkv_state *const *states, float *logits, rwkv_error *err)
 
 cdef extern from "ggml_types.h" nogil:
     const char *rwkv_type_name(uint32_t t)

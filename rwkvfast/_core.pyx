@@ -11,6 +11,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.ref cimport Py_INCREF
 
 cimport numpy as cnp
+from libc.stdlib cimport free, malloc
 import numpy as np
 
 from rwkvfast._core cimport *
@@ -462,6 +463,44 @@ cdef class _Model:
         self._live()
         _check(rwkv_state_init(&s.st, self.m, &err), &err)
         return s
+
+    def forward_batch(self, const int32_t[::1] tokens not None, list states):
+        """Logits float32 [B, V]: one token for each of B sequences, each with its own state."""
+        cdef rwkv_error err
+        cdef int rc
+        cdef int64_t B = tokens.shape[0], b
+        cdef float[::1] o
+        cdef _State st
+        self._live()
+        if B == 0 or len(states) != B:
+            raise ValueError(f"forward_batch needs one state per token, got {B} tokens and {len(states)} states")
+        cdef rwkv_state **sts = <rwkv_state **>malloc(B * sizeof(rwkv_state *))
+        if sts == NULL:
+            raise MemoryError("out of memory for the batch")
+        out = np.empty([B, self.n_vocab], dtype=np.float32)
+        o = out.reshape(-1)
+        taken = []
+        try:
+            for b in range(B):
+                st = states[b]
+                st._live()
+                if st.busy:
+                    raise RuntimeError("a state of the batch is in use")
+                st.busy = 1
+                taken.append(st)
+                sts[b] = st.st
+            self.active += 1
+            try:
+                with nogil:
+                    rc = rwkv_model_forward_batch(self.m, &tokens[0], B, sts, &o[0], &err)
+            finally:
+                self.active -= 1
+        finally:
+            for st in taken:
+                st.busy = 0
+            free(sts)
+        _check(rc, &err)
+        return out
 
     def forward(self, const int32_t[::1] tokens not None, _State state not None, bint all_logits=False):
         """Logits float32 [V] (last token) or [T, V] (all_logits)."""

@@ -153,6 +153,20 @@ class Model:
         self.n_tokens_processed += int(ids.size)
         return out
 
+    def forward_batch(self, tokens: Sequence[int], states: Sequence[State]) -> np.ndarray:
+        """One step of several independent sequences: tokens[b] is fed to states[b] (distinct
+        states, updated in place). Returns float32 logits [len(tokens), n_vocab]. The weights
+        are read once for the whole batch, so B sequences cost little more than one."""
+        for st in states:
+            if not isinstance(st, State):
+                raise TypeError(f"states must be rwkvfast.State objects, got {type(st).__name__}")
+        if len({id(st) for st in states}) != len(states):
+            raise ValueError("two sequences of the batch share one state; give each its own (State.copy())")
+        ids = _token_array(list(tokens))
+        out = self._m.forward_batch(ids, [st._s for st in states])
+        self.n_tokens_processed += int(ids.size)
+        return out
+
     def generate_greedy(self, prompt: str | Sequence[int], n: int, state: State | None = None) -> list[int]:
         """Argmax decoding of `n` tokens after `prompt` (for tests; see Sampler for real use).
 

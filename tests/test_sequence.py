@@ -41,3 +41,36 @@ def test_sequence_continues_a_state():
         a = m.forward(ids[:37], st, all_logits=True)
         b = m.forward(ids[37:], st, all_logits=True)
         assert _round_off(np.concatenate([a, b]), whole)
+
+
+@pytest.mark.parametrize("gguf", ["tiny/gguf/tiny-F32.gguf", "tiny/gguf/tiny-Q4_K_M.gguf"])
+@pytest.mark.parametrize("B", [1, 3, 33])
+def test_batch_equals_one_sequence_at_a_time(gguf, B):
+    rng = np.random.default_rng(B)
+    with rwkvfast.Model(fixture_path(gguf), n_threads=2) as m:
+        # sequences of different lengths: different starting states
+        prompts = [rng.integers(1, m.n_vocab, int(rng.integers(1, 20))).tolist() for _ in range(B)]
+        batch, single = [m.new_state() for _ in range(B)], [m.new_state() for _ in range(B)]
+        for p, a, b in zip(prompts, batch, single):
+            m.forward(p, a)
+            m.forward(p, b)
+        for step in range(3):
+            toks = rng.integers(1, m.n_vocab, B).tolist()
+            got = m.forward_batch(toks, batch)
+            want = np.stack([m.forward(t, s) for t, s in zip(toks, single)])
+            assert got.shape == (B, m.n_vocab) and _round_off(got, want)
+        for a, b in zip(batch, single):
+            assert _round_off(a.wkv, b.wkv) and _round_off(a.att_shift, b.att_shift)
+
+
+def test_batch_refuses_bad_input():
+    with rwkvfast.Model(fixture_path("tiny/gguf/tiny-F32.gguf"), n_threads=1) as m:
+        s = m.new_state()
+        with pytest.raises(ValueError, match="share one state"):  # checked in Python and again in C
+            m.forward_batch([1, 2], [s, s])
+        with pytest.raises(ValueError, match="one state per token"):
+            m.forward_batch([1, 2], [s])
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            m.forward_batch([m.n_vocab], [s])
+        with pytest.raises(TypeError):
+            m.forward_batch([1], [object()])
