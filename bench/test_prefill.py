@@ -1,6 +1,7 @@
 """Prompt processing (ppN) and batched decoding on 1.6B-shaped models, beside llama.cpp.
 
-ppN feeds N random tokens in one forward() (the sequence mode); llama.cpp, when
+ppN feeds N random tokens in one forward() (the sequence mode), reported also as a fraction
+of the f32 FMA peak measured in the same run (csrc/kernels/peak.c); llama.cpp, when
 llama-cpp-python is installed, evaluates the same tokens with n_batch 512 in a child process,
 alternated with ours three times (median of the per-alternation ratios). Batched decoding
 reports the total tokens/s of B sequences stepped together by forward_batch.
@@ -10,6 +11,7 @@ reports the total tokens/s of B sequences stepped together by forward_batch.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 
 import rwkvfast
+from rwkvfast import _core
 
 from conftest import model_1b6
 
@@ -49,10 +52,28 @@ def _llama(path, n_threads, n) -> float | None:
     return json.loads(r.stdout)["s"] if r.returncode == 0 else None
 
 
+@pytest.fixture(scope="module")
+def peaks(n_threads):
+    """The f32 FMA and int8 dot-product peaks of these threads (GFLOP/s, G int8 ops/s), measured here."""
+    out = {}
+    for name, int8 in (("fma", False), ("int8", True)):
+        ops, s = _core.peak_ops(int8, n_threads, 20_000_000)
+        out[name] = ops / s / 1e9
+    print(f"\npeaks, {n_threads} threads: f32 FMA {out['fma']:.1f} GFLOP/s, int8 dot {out['int8']:.1f} Gop/s")
+    return out
+
+
+def _flops_per_token(m) -> float:
+    """2 per weight of every matrix read per token (the embedding is a lookup)."""
+    return 2.0 * sum(math.prod(t["shape"]) for t in m.metadata["tensors"]
+                     if len(t["shape"]) >= 2 and t["name"] != "token_embd.weight")
+
+
 @pytest.mark.parametrize("dtype", ["F16", "Q8_0", "Q5_1", "Q4_K_M"])
-def test_prompt_processing(benchmark, n_threads, dtype):
+def test_prompt_processing(benchmark, n_threads, peaks, dtype):
     path = model_1b6(dtype)
     with rwkvfast.Model(path, n_threads=n_threads) as m:
+        flops = _flops_per_token(m)
         _ours(m, 8)
         ours = [_ours(m, PP) for _ in range(2)]
         ratios, theirs = [], []
@@ -65,7 +86,9 @@ def test_prompt_processing(benchmark, n_threads, dtype):
             theirs.append(t)
             ours.append(o)
         benchmark.pedantic(_ours, args=(m, PP), rounds=1)
-    line = f"\n{dtype:6s} pp{PP}, {n_threads} threads: {PP / float(np.median(ours)):6.1f} t/s"
+    tps = PP / float(np.median(ours))
+    line = (f"\n{dtype:6s} pp{PP}, {n_threads} threads: {tps:6.1f} t/s = {tps * flops / 1e9:5.1f} GFLOP/s "
+            f"= {100 * tps * flops / 1e9 / peaks['fma']:3.0f}% of the f32 FMA peak")
     if ratios:
         line += (f" | llama.cpp {PP / float(np.median(theirs)):6.1f} t/s, ratio {float(np.median(ratios)):.2f}x "
                  f"(per alternation: {', '.join(f'{r:.2f}' for r in ratios)})")

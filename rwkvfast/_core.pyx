@@ -13,6 +13,7 @@ from cpython.ref cimport Py_INCREF
 cimport numpy as cnp
 from libc.stdlib cimport free, malloc
 import numpy as np
+import time
 
 from rwkvfast._core cimport *
 
@@ -145,6 +146,15 @@ def wkv6_at_level(str level, const float[::1] r not None, const float[::1] k not
     cdef float[::1] y = out
     _check(rwkv_wkv6_at_level(_LEVELS[level], N, &r[0], &k[0], &v[0], &w[0], &u[0], &S[0, 0], &y[0], &err), &err)
     return out
+
+
+def peak_ops(bint int8=False, int n_threads=1, int64_t steps=20_000_000):
+    """Benchmarks: (operations, seconds) of the CPU's f32 FMA (or int8 dot) peak loop."""
+    cdef double ops, chk
+    t0 = time.perf_counter()
+    with nogil:
+        ops = rwkv_peak_ops(int8, n_threads, steps, &chk)
+    return ops, time.perf_counter() - t0
 
 
 def stream_read(const uint8_t[::1] buf not None, int n_threads=1):

@@ -229,3 +229,12 @@ def test_quantized_gemv_at_integer_extremes(level, qtype, signs):
     got = _core.gemv_at_level(level, qtype, raw, x)
     scale = np.abs(deq) @ np.abs(x)
     assert np.all(np.abs(got - want) <= 1e-4 * scale + 1e-6), (level, qtype, got, want)
+
+
+def test_peak_loops_count_their_operations():
+    ops, s = _core.peak_ops(False, 1, 10_000)
+    i8, _ = _core.peak_ops(True, 1, 10_000)
+    if _core.cpu_level() == "scalar":
+        assert ops == 0 and i8 == 0
+    else:  # 12 chains of 8 or 16 lanes, 2 flops per FMA lane / 8 per int8 dot lane
+        assert ops in (12 * 2 * 8 * 10_000, 12 * 2 * 16 * 10_000) and i8 > 0 and s > 0
