@@ -210,14 +210,16 @@ static void run_rows(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j
 static void run_rows_all(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j, struct rwkv_xq *xq,
                          int64_t r0, int64_t r1) {
     const int64_t nt = n_tok(j);
-    rwkv_gemm_fn gemm = nt > 1 ? rwkv_kernels_gemm_f(k, j->w->type) : NULL;
-    if (!gemm) {
+    const struct rwkv_mat *m = j->w;
+    const char *w0 = (const char *)m->data + (size_t)r0 * m->row_bytes;
+    rwkv_gemm_fn gemm = nt > 1 ? rwkv_kernels_gemm_f(k, m->type) : NULL;
+    rwkv_gemm_q_fn gemm_q = nt > 1 ? rwkv_kernels_gemm_q(k, m->type) : NULL;
+    if (gemm) gemm(w0, m->row_bytes, j->x, j->x_stride, j->y + r0, j->y_stride, r1 - r0, m->n_cols, nt);
+    else if (gemm_q) gemm_q(w0, m->row_bytes, xq, j->y + r0, j->y_stride, r1 - r0, m->n_cols, nt);
+    else {
         for (int64_t t = 0; t < nt; t++) run_rows(k, j, t, &xq[t], r0, r1);
         return;
     }
-    const struct rwkv_mat *m = j->w;
-    gemm((const char *)m->data + (size_t)r0 * m->row_bytes, m->row_bytes, j->x, j->x_stride, j->y + r0, j->y_stride,
-         r1 - r0, m->n_cols, nt);
     for (int64_t t = 0; t < nt; t++) apply_post(j->post, j->bias ? j->bias + r0 : NULL, j->y + t * j->y_stride + r0, r1 - r0);
 }
 
@@ -322,13 +324,37 @@ fail:
 int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, int64_t n_tok, struct rwkv_error *err) {
     int rc = RWKV_OK;
+    struct rwkv_xq *xqs = NULL;
+    void **bufs = NULL;
     const struct rwkv_kernels *k = rwkv_kernels_for_level(level);
     RWKV_CHECK(k, RWKV_ERR_FORMAT, "this CPU cannot run kernel level %s", rwkv_cpu_level_name(level));
     rwkv_gemm_fn fn = rwkv_kernels_gemm_f(k, type);
-    RWKV_CHECK(fn, RWKV_ERR_FORMAT, "no %s gemm kernel for type %s", rwkv_cpu_level_name(level), rwkv_type_name(type));
+    rwkv_gemm_q_fn qfn = rwkv_kernels_gemm_q(k, type);
+    RWKV_CHECK(fn || qfn, RWKV_ERR_FORMAT, "no %s gemm kernel for type %s", rwkv_cpu_level_name(level),
+               rwkv_type_name(type));
     RWKV_CHECK(n_tok > 0, RWKV_ERR_FORMAT, "n_tok must be positive");
-    fn(w, row_bytes, x, n_cols, y, n_rows, n_rows, n_cols, n_tok);
+    if (fn) {
+        fn(w, row_bytes, x, n_cols, y, n_rows, n_rows, n_cols, n_tok);
+    } else {
+        const int64_t blk = xq_block_for(type);
+        RWKV_CHECK(n_cols % blk == 0, RWKV_ERR_FORMAT, "%s rows need a multiple of %lld columns",
+                   rwkv_type_name(type), (long long)blk);
+        xqs = calloc((size_t)n_tok, sizeof *xqs);
+        bufs = calloc((size_t)n_tok, sizeof *bufs);
+        RWKV_CHECK(xqs && bufs, RWKV_ERR_NOMEM, "out of memory");
+        for (int64_t t = 0; t < n_tok; t++) {
+            bufs[t] = xq_new(n_cols, &xqs[t]);
+            RWKV_CHECK(bufs[t], RWKV_ERR_NOMEM, "out of memory");
+            xqs[t].block = blk;
+            xq_quantize(x + t * n_cols, blk, &xqs[t], 0, n_cols);
+        }
+        qfn(w, row_bytes, xqs, y, n_rows, n_rows, n_cols, n_tok);
+    }
 fail:
+    if (bufs)
+        for (int64_t t = 0; t < n_tok; t++) free(bufs[t]);
+    free(bufs);
+    free(xqs);
     return rc;
 }
 

@@ -64,8 +64,9 @@ void rwkv_system_info(char *buf, size_t size);
  * RWKV_ERR_FORMAT if this CPU cannot run `level` or no kernel handles `type`. */
 int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, struct rwkv_error *err);
-/* For tests: the several-token product of float weights (F32/F16/BF16) with the kernel of
- * `level`: Y[t] = W @ X[t] for t < n_tok, X and Y row-major [n_tok][n_cols] / [n_tok][n_rows]. */
+/* For tests: the several-token product with the kernel of `level` (float weights, and the
+ * quantized types that have one: activations quantized per token as the model does):
+ * Y[t] = W @ X[t] for t < n_tok, X and Y row-major [n_tok][n_cols] / [n_tok][n_rows]. */
 int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, int64_t n_tok, struct rwkv_error *err);
 /* For tests: one head of the WKV6 recurrence (N = head_size) with the kernel of

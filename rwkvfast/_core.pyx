@@ -103,8 +103,8 @@ def gemm_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const 
     tid, blk, nbytes = _wtype(wtype)
     cdef uint32_t t = tid
     cdef int64_t rows = w.shape[0], cols = x.shape[1], ntok = x.shape[0]
-    if blk != 1 or w.shape[1] != cols * nbytes or rows == 0 or cols == 0 or ntok == 0:
-        raise ValueError(f"w must be (rows, {nbytes} * x.shape[1]) bytes of a float type")
+    if cols % blk or w.shape[1] != cols // blk * nbytes or rows == 0 or cols == 0 or ntok == 0:
+        raise ValueError(f"w must be (rows, {nbytes} bytes per {blk} of x.shape[1]) for {wtype}")
     out = np.empty((ntok, rows), dtype=np.float32)
     cdef float[:, ::1] y = out
     with nogil:

@@ -72,6 +72,19 @@ def test_gemm_is_bit_identical_to_gemv_per_token(level, wtype, rows, cols, ntok)
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("level", SUPPORTED)
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q5_K"])
+@pytest.mark.parametrize("rows,nblocks,ntok", [(1, 1, 2), (3, 2, 3), (5, 8, 4), (17, 3, 5), (4, 28, 1)])
+def test_quantized_gemm_is_bit_identical_to_gemv_per_token(level, qtype, rows, nblocks, ntok):
+    rng = np.random.default_rng(rows * 13 + nblocks + ntok)
+    cols = 256 * nblocks
+    raw = _core.quantize(qtype, rng.standard_normal(rows * cols).astype(np.float32)).reshape(rows, -1)
+    x = rng.standard_normal((ntok, cols)).astype(np.float32)
+    got = _core.gemm_at_level(level, qtype, raw, x)
+    want = np.stack([_core.gemv_at_level(level, qtype, raw, x[t]) for t in range(ntok)])
+    np.testing.assert_array_equal(got, want)
+
+
 def test_unsupported_level_is_an_error():
     if "avx512vnni" in SUPPORTED:
         pytest.skip("this CPU supports every level")

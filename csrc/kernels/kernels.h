@@ -63,6 +63,16 @@ typedef void (*rwkv_gemm_fn)(const void *w, size_t row_bytes, const float *x, in
 /* y[r] = W[r] . x for a quantized W, x given as rwkv_xq (see unpack.h for the maths). */
 typedef void (*rwkv_gemv_q_fn)(const void *w, size_t row_bytes, const struct rwkv_xq *x, float *y,
                                int64_t n_rows, int64_t n_cols);
+/* Several tokens of a quantized W: token t's activations are x[t], its outputs y + t * ys; the
+ * same bit-identity promise as rwkv_gemm_fn (weights unpacked once, summed per token as the
+ * GEMV sums them). */
+typedef void (*rwkv_gemm_q_fn)(const void *w, size_t row_bytes, const struct rwkv_xq *x, float *y, int64_t ys,
+                               int64_t n_rows, int64_t n_cols, int64_t n_tok);
+#define RWKV_GEMM_Q_FROM_GEMV(NAME, GEMV)                                                                \
+    static void NAME(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, int64_t nr,   \
+                     int64_t nc, int64_t nt) {                                                           \
+        for (int64_t t = 0; t < nt; t++) GEMV(w, rb, &x[t], y + t * ys, nr, nc);                          \
+    }
 
 /* One head of the WKV6 recurrence for one token (N = head_size): with i the key and
  * j the value index, y_j = sum_i r_i (u_i k_i v_j + S_ij), then S_ij <- w_i S_ij + k_i v_j.
@@ -94,7 +104,10 @@ typedef void (*rwkv_wkv6_fn)(int64_t N, const float *r, const float *k, const fl
     X(gemm_f32, RWKV_TYPE_F32)        \
     X(gemm_f16, RWKV_TYPE_F16)        \
     X(gemm_bf16, RWKV_TYPE_BF16)
-#define RWKV_KERNEL_SLOTS(X) RWKV_FLOAT_SLOTS(X) RWKV_QUANT_SLOTS(X) RWKV_GEMM_SLOTS(X)
+#define RWKV_GEMM_Q_SLOTS(X)          \
+    X(gemm_q4_k, RWKV_TYPE_Q4_K)      \
+    X(gemm_q5_k, RWKV_TYPE_Q5_K)
+#define RWKV_KERNEL_SLOTS(X) RWKV_FLOAT_SLOTS(X) RWKV_QUANT_SLOTS(X) RWKV_GEMM_SLOTS(X) RWKV_GEMM_Q_SLOTS(X)
 
 struct rwkv_kernels {
     const char *level; /* "scalar", "avx2", "avx512", "avx512vnni" */
@@ -102,9 +115,12 @@ struct rwkv_kernels {
 #define RWKV_SLOT_F(name, wtype) rwkv_gemv_fn name;
 #define RWKV_SLOT_Q(name, wtype) rwkv_gemv_q_fn name;
 #define RWKV_SLOT_G(name, wtype) rwkv_gemm_fn name;
+#define RWKV_SLOT_GQ(name, wtype) rwkv_gemm_q_fn name;
     RWKV_FLOAT_SLOTS(RWKV_SLOT_F)
     RWKV_QUANT_SLOTS(RWKV_SLOT_Q)
     RWKV_GEMM_SLOTS(RWKV_SLOT_G)
+    RWKV_GEMM_Q_SLOTS(RWKV_SLOT_GQ)
+#undef RWKV_SLOT_GQ
 #undef RWKV_SLOT_F
 #undef RWKV_SLOT_Q
 #undef RWKV_SLOT_G
@@ -130,6 +146,14 @@ static inline rwkv_gemm_fn rwkv_kernels_gemm_f(const struct rwkv_kernels *k, uin
 #define RWKV_PICK(name, wtype) \
     if (type == (wtype)) return k->name;
     RWKV_GEMM_SLOTS(RWKV_PICK)
+#undef RWKV_PICK
+    return NULL;
+}
+
+static inline rwkv_gemm_q_fn rwkv_kernels_gemm_q(const struct rwkv_kernels *k, uint32_t type) {
+#define RWKV_PICK(name, wtype) \
+    if (type == (wtype)) return k->name;
+    RWKV_GEMM_Q_SLOTS(RWKV_PICK)
 #undef RWKV_PICK
     return NULL;
 }

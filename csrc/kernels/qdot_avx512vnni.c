@@ -263,6 +263,70 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
 
 RWKV_DEFINE_Q45K_WRAPPERS(avx512vnni)
 
+/* Two tokens per row pass: the weights of each super-block are unpacked once (scales, nibbles,
+ * fifth bits) and each token's sums run through exactly the GEMV's operations, so the result is
+ * bit-identical to gemv_q45k per token; an odd last token goes through the GEMV. */
+static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t ys, int64_t nr, int64_t nc, int64_t nt,
+                                                           const int BB, const int QS, const int QH) {
+    const int64_t nsb = nc / 256;
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    int64_t t = 0;
+    for (; t + 2 <= nt; t += 2) {
+        const struct rwkv_xq *xa = &x[t], *xb = &x[t + 1];
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+            __m256 acc_a = _mm256_setzero_ps(), side_a = acc_a, acc_b = acc_a, side_b = acc_a;
+            for (int64_t sb = 0; sb < nsb; sb++) {
+                const uint8_t *blk = row + sb * BB;
+                /* k4_superblock, with its mins' term once per token */
+                const __m128i bytes = k4_scales_mins(blk + 4);
+                const __m256 md = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),
+                                                _mm256_set1_ps(rd_f16(blk + 2)));
+                side_a = _mm256_fmadd_ps(md, _mm256_loadu_ps(xa->sum32 + sb * 8), side_a);
+                side_b = _mm256_fmadd_ps(md, _mm256_loadu_ps(xb->sum32 + sb * 8), side_b);
+                const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(bytes));
+                const __m256i qh = QH ? _mm256_loadu_si256((const __m256i *)(blk + QH)) : _mm256_setzero_si256();
+                const int8_t *al = xa->lo + sb * 256, *ah = xa->hi + sb * 256;
+                const int8_t *bl = xb->lo + sb * 256, *bh = xb->hi + sb * 256;
+                __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
+                __m256i bL[2] = {aL[0], aL[0]}, bH[2] = {aL[0], aL[0]};
+                for (int j = 0; j < 4; j++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + QS + 32 * j));
+                    __m256i ulo = _mm256_and_si256(v, low4), uhi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+                    if (QH) {
+                        ulo = _mm256_or_si256(ulo, bit_to(qh, 2 * j, 4));
+                        uhi = _mm256_or_si256(uhi, bit_to(qh, 2 * j + 1, 4));
+                    }
+                    const __m256i s0 = _mm256_shuffle_epi8(sc16, scale_bytes(2 * j));
+                    const __m256i s1 = _mm256_shuffle_epi8(sc16, scale_bytes(2 * j + 1));
+                    k_group(ulo, al + 64 * j, ah + 64 * j, s0, &aL[0], &aH[0]);
+                    k_group(uhi, al + 64 * j + 32, ah + 64 * j + 32, s1, &aL[1], &aH[1]);
+                    k_group(ulo, bl + 64 * j, bh + 64 * j, s0, &bL[0], &bH[0]);
+                    k_group(uhi, bl + 64 * j + 32, bh + 64 * j + 32, s1, &bL[1], &bH[1]);
+                }
+                const float d = rd_f16(blk);
+                acc_a = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])),
+                                        _mm256_set1_ps(d * xa->d[sb]), acc_a);
+                acc_b = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(bH[0], bH[1]), _mm256_add_epi32(bL[0], bL[1])),
+                                        _mm256_set1_ps(d * xb->d[sb]), acc_b);
+            }
+            y[t * ys + r] = hsum256(_mm256_sub_ps(acc_a, side_a));
+            y[(t + 1) * ys + r] = hsum256(_mm256_sub_ps(acc_b, side_b));
+        }
+    }
+    if (t < nt) gemv_q45k(w, rb, &x[t], y + t * ys, nr, nc, BB, QS, QH);
+}
+
+static void rwkv_gemm_q4_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,
+                                      int64_t nr, int64_t nc, int64_t nt) {
+    gemm_q45k(w, rb, x, y, ys, nr, nc, nt, 144, 16, 0);
+}
+static void rwkv_gemm_q5_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,
+                                      int64_t nr, int64_t nc, int64_t nt) {
+    gemm_q45k(w, rb, x, y, ys, nr, nc, nt, 176, 48, 16);
+}
+
 /* The bias term of Q3_K/Q6_K's offset weights: sum over the 16 sub-blocks of
  * sc_s * qsum16_s (int32: |sc| <= 128, |qsum16| <= 16 * 16383), scaled by d * dx. */
 static inline __m512 k_bias(__m512i sc32, const int32_t *qsum16, float d_dx, __m512 side) {
@@ -401,6 +465,8 @@ const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .gemv_q2_k = rwkv_gemv_q2_k_avx512vnni,
     .gemv_q3_k = rwkv_gemv_q3_k_avx512vnni,
     .gemv_q4_k = rwkv_gemv_q4_k_avx512vnni,
+    .gemm_q4_k = rwkv_gemm_q4_k_avx512vnni,
+    .gemm_q5_k = rwkv_gemm_q5_k_avx512vnni,
     .gemv_q5_k = rwkv_gemv_q5_k_avx512vnni,
     .gemv_q6_k = rwkv_gemv_q6_k_avx512vnni,
 };
