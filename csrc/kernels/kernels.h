@@ -126,37 +126,19 @@ struct rwkv_kernels {
 #undef RWKV_SLOT_G
 };
 
-/* The kernel of weight type `type` in table k, or NULL. */
-static inline rwkv_gemv_fn rwkv_kernels_gemv_f(const struct rwkv_kernels *k, uint32_t type) {
-#define RWKV_PICK(name, wtype) \
+/* The kernel of weight type `type` in table k, or NULL: one picker per slot family. */
+#define RWKV_DEFINE_PICKER(FN, FNTYPE, SLOTS)                                         \
+    static inline FNTYPE FN(const struct rwkv_kernels *k, uint32_t type) {            \
+        SLOTS(RWKV_PICK_SLOT)                                                          \
+        return NULL;                                                                   \
+    }
+#define RWKV_PICK_SLOT(name, wtype) \
     if (type == (wtype)) return k->name;
-    RWKV_FLOAT_SLOTS(RWKV_PICK)
-#undef RWKV_PICK
-    return NULL;
-}
-static inline rwkv_gemv_q_fn rwkv_kernels_gemv_q(const struct rwkv_kernels *k, uint32_t type) {
-#define RWKV_PICK(name, wtype) \
-    if (type == (wtype)) return k->name;
-    RWKV_QUANT_SLOTS(RWKV_PICK)
-#undef RWKV_PICK
-    return NULL;
-}
-
-static inline rwkv_gemm_fn rwkv_kernels_gemm_f(const struct rwkv_kernels *k, uint32_t type) {
-#define RWKV_PICK(name, wtype) \
-    if (type == (wtype)) return k->name;
-    RWKV_GEMM_SLOTS(RWKV_PICK)
-#undef RWKV_PICK
-    return NULL;
-}
-
-static inline rwkv_gemm_q_fn rwkv_kernels_gemm_q(const struct rwkv_kernels *k, uint32_t type) {
-#define RWKV_PICK(name, wtype) \
-    if (type == (wtype)) return k->name;
-    RWKV_GEMM_Q_SLOTS(RWKV_PICK)
-#undef RWKV_PICK
-    return NULL;
-}
+RWKV_DEFINE_PICKER(rwkv_kernels_gemv_f, rwkv_gemv_fn, RWKV_FLOAT_SLOTS)
+RWKV_DEFINE_PICKER(rwkv_kernels_gemv_q, rwkv_gemv_q_fn, RWKV_QUANT_SLOTS)
+RWKV_DEFINE_PICKER(rwkv_kernels_gemm_f, rwkv_gemm_fn, RWKV_GEMM_SLOTS)
+RWKV_DEFINE_PICKER(rwkv_kernels_gemm_q, rwkv_gemm_q_fn, RWKV_GEMM_Q_SLOTS)
+#undef RWKV_DEFINE_PICKER
 
 extern const struct rwkv_kernels rwkv_kernels_scalar;
 extern const struct rwkv_kernels rwkv_kernels_avx2;

@@ -222,6 +222,20 @@ static inline __m256i bit_to(__m256i v, const int b, const int t) {
     return _mm256_and_si256(s, _mm256_set1_epi8((char)(1 << t)));
 }
 
+/* Group j (64 elements) of a Q4_K/Q5_K super-block as unsigned bytes: sub-block 2j in *lo,
+ * 2j + 1 in *hi, each with its fifth bit from qh for Q5_K. */
+static inline __attribute__((always_inline)) void k45_weights(const uint8_t *blk, int j, const int QS, const int QH,
+                                                             __m256i qh, __m256i *lo, __m256i *hi) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + QS + 32 * j));
+    *lo = _mm256_and_si256(v, low4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    if (QH) {
+        *lo = _mm256_or_si256(*lo, bit_to(qh, 2 * j, 4));
+        *hi = _mm256_or_si256(*hi, bit_to(qh, 2 * j + 1, 4));
+    }
+}
+
 /* Q4_K, Q5_K: per 64 elements 32 bytes of nibbles: `& 15` is sub-block 2j (natural
  * order), `>> 4` sub-block 2j+1; Q5_K's fifth bits are bits 2j, 2j+1 of qh[l]. The
  * mins' term goes through sum32(x) (k4_superblock). */
@@ -229,7 +243,6 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
                                                            float *y, int64_t nr, int64_t nc, const int BB,
                                                            const int QS, const int QH) {
     const int64_t nsb = nc / 256;
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
         __m256 acc = _mm256_setzero_ps(), side = _mm256_setzero_ps();
@@ -245,12 +258,8 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
             const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
             __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
             for (int j = 0; j < 4; j++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + QS + 32 * j));
-                __m256i ulo = _mm256_and_si256(v, low4), uhi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-                if (QH) {
-                    ulo = _mm256_or_si256(ulo, bit_to(qh, 2 * j, 4));
-                    uhi = _mm256_or_si256(uhi, bit_to(qh, 2 * j + 1, 4));
-                }
+                __m256i ulo, uhi;
+                k45_weights(blk, j, QS, QH, qh, &ulo, &uhi);
                 k_group(ulo, xl + 64 * j, xh + 64 * j, _mm256_shuffle_epi8(sc16, scale_bytes(2 * j)), &aL[0], &aH[0]);
                 k_group(uhi, xl + 64 * j + 32, xh + 64 * j + 32, _mm256_shuffle_epi8(sc16, scale_bytes(2 * j + 1)),
                         &aL[1], &aH[1]);
@@ -270,7 +279,6 @@ static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_
                                                            float *y, int64_t ys, int64_t nr, int64_t nc, int64_t nt,
                                                            const int BB, const int QS, const int QH) {
     const int64_t nsb = nc / 256;
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
     int64_t t = 0;
     for (; t + 2 <= nt; t += 2) {
         const struct rwkv_xq *xa = &x[t], *xb = &x[t + 1];
@@ -292,12 +300,8 @@ static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_
                 __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
                 __m256i bL[2] = {aL[0], aL[0]}, bH[2] = {aL[0], aL[0]};
                 for (int j = 0; j < 4; j++) {
-                    const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + QS + 32 * j));
-                    __m256i ulo = _mm256_and_si256(v, low4), uhi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-                    if (QH) {
-                        ulo = _mm256_or_si256(ulo, bit_to(qh, 2 * j, 4));
-                        uhi = _mm256_or_si256(uhi, bit_to(qh, 2 * j + 1, 4));
-                    }
+                    __m256i ulo, uhi;
+                    k45_weights(blk, j, QS, QH, qh, &ulo, &uhi);
                     const __m256i s0 = _mm256_shuffle_epi8(sc16, scale_bytes(2 * j));
                     const __m256i s1 = _mm256_shuffle_epi8(sc16, scale_bytes(2 * j + 1));
                     k_group(ulo, al + 64 * j, ah + 64 * j, s0, &aL[0], &aH[0]);
