@@ -73,11 +73,11 @@ def test_gemm_is_bit_identical_to_gemv_per_token(level, wtype, rows, cols, ntok)
 
 
 @pytest.mark.parametrize("level", SUPPORTED)
-@pytest.mark.parametrize("qtype", ["Q4_K", "Q5_K"])
-@pytest.mark.parametrize("rows,nblocks,ntok", [(1, 1, 2), (3, 2, 3), (5, 8, 4), (17, 3, 5), (4, 28, 1)])
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K", "Q5_K"])
+@pytest.mark.parametrize("rows,nblocks,ntok", [(1, 1, 2), (3, 2, 3), (5, 8, 4), (17, 3, 5), (4, 28, 1), (2, 7, 2)])
 def test_quantized_gemm_is_bit_identical_to_gemv_per_token(level, qtype, rows, nblocks, ntok):
     rng = np.random.default_rng(rows * 13 + nblocks + ntok)
-    cols = 256 * nblocks
+    cols = (32 if qtype == "Q8_0" else 256) * nblocks
     raw = _core.quantize(qtype, rng.standard_normal(rows * cols).astype(np.float32)).reshape(rows, -1)
     x = rng.standard_normal((ntok, cols)).astype(np.float32)
     got = _core.gemm_at_level(level, qtype, raw, x)

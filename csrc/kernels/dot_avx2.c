@@ -113,6 +113,7 @@ static void rwkv_wkv6_avx2(int64_t N, const float *r, const float *k, const floa
 /* Quantized weights: qdot_avx2.c. */
 #include "qdot.h"
 
+RWKV_GEMM_Q_FROM_GEMV(rwkv_gemm_q8_0_avx2, rwkv_gemv_q8_0_avx2)
 RWKV_GEMM_Q_FROM_GEMV(rwkv_gemm_q4_k_avx2, rwkv_gemv_q4_k_avx2)
 RWKV_GEMM_Q_FROM_GEMV(rwkv_gemm_q5_k_avx2, rwkv_gemv_q5_k_avx2)
 
@@ -125,6 +126,7 @@ const struct rwkv_kernels rwkv_kernels_avx2 = {
     .gemm_f32 = rwkv_gemm_f32_avx2,
     .gemm_f16 = rwkv_gemm_f16_avx2,
     .gemm_bf16 = rwkv_gemm_bf16_avx2,
+    .gemm_q8_0 = rwkv_gemm_q8_0_avx2,
     .gemm_q4_k = rwkv_gemm_q4_k_avx2,
     .gemm_q5_k = rwkv_gemm_q5_k_avx2,
     .gemv_q4_0 = rwkv_gemv_q4_0_avx2,

@@ -229,6 +229,7 @@ static void rwkv_wkv6_avx512(int64_t N, const float *r, const float *k, const fl
 /* Quantized weights: qdot_avx512.c. */
 #include "qdot.h"
 
+RWKV_GEMM_Q_FROM_GEMV(rwkv_gemm_q8_0_avx512, rwkv_gemv_q8_0_avx512)
 RWKV_GEMM_Q_FROM_GEMV(rwkv_gemm_q4_k_avx512, rwkv_gemv_q4_k_avx512)
 RWKV_GEMM_Q_FROM_GEMV(rwkv_gemm_q5_k_avx512, rwkv_gemv_q5_k_avx512)
 
@@ -241,6 +242,7 @@ const struct rwkv_kernels rwkv_kernels_avx512 = {
     .gemm_f32 = rwkv_gemm_f32_avx512,
     .gemm_f16 = rwkv_gemm_f16_avx512,
     .gemm_bf16 = rwkv_gemm_bf16_avx512,
+    .gemm_q8_0 = rwkv_gemm_q8_0_avx512,
     .gemm_q4_k = rwkv_gemm_q4_k_avx512,
     .gemm_q5_k = rwkv_gemm_q5_k_avx512,
     .gemv_q4_0 = rwkv_gemv_q4_0_avx512,

@@ -105,6 +105,7 @@ typedef void (*rwkv_wkv6_fn)(int64_t N, const float *r, const float *k, const fl
     X(gemm_f16, RWKV_TYPE_F16)        \
     X(gemm_bf16, RWKV_TYPE_BF16)
 #define RWKV_GEMM_Q_SLOTS(X)          \
+    X(gemm_q8_0, RWKV_TYPE_Q8_0)      \
     X(gemm_q4_k, RWKV_TYPE_Q4_K)      \
     X(gemm_q5_k, RWKV_TYPE_Q5_K)
 #define RWKV_KERNEL_SLOTS(X) RWKV_FLOAT_SLOTS(X) RWKV_QUANT_SLOTS(X) RWKV_GEMM_SLOTS(X) RWKV_GEMM_Q_SLOTS(X)

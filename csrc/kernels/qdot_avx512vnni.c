@@ -153,16 +153,24 @@ RWKV_DEFINE_Q4Q5_WRAPPERS(avx512vnni)
  * unsigned (w ^ 0x80 = w + 128) for vpdpbusd and the 128 q taken back per block
  * through qsum: the flip is one op per 32 weights, against three for vpsignb's
  * |w| . sign(x) form. Returns the pair's integer sums (with the +128) as f32. */
-static inline __attribute__((always_inline)) __m256 q8_pair(const uint8_t *a, const int8_t *xl, const int8_t *xh) {
-    const __m256i flip = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
+static inline __attribute__((always_inline)) void q8_weights(const uint8_t *a, __m256i *lo, __m256i *hi) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
     _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
-    const __m256i lo = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + 36), (const __m128i *)(a + 2)), flip);
-    const __m256i hi = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + 52), (const __m128i *)(a + 18)), flip);
+    *lo = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + 36), (const __m128i *)(a + 2)), flip);
+    *hi = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + 52), (const __m128i *)(a + 18)), flip);
+}
+static inline __attribute__((always_inline)) __m256 q8_dot(__m256i lo, __m256i hi, const int8_t *xl, const int8_t *xh) {
+    const __m256i zero = _mm256_setzero_si256();
     const __m256i il = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xl)),
                                            hi, _mm256_loadu_si256((const __m256i *)(xl + 32)));
     const __m256i ih = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xh)),
                                            hi, _mm256_loadu_si256((const __m256i *)(xh + 32)));
     return planes_f32(ih, il);
+}
+static inline __attribute__((always_inline)) __m256 q8_pair(const uint8_t *a, const int8_t *xl, const int8_t *xh) {
+    __m256i lo, hi;
+    q8_weights(a, &lo, &hi);
+    return q8_dot(lo, hi, xl, xh);
 }
 
 /* Four blocks per step, as gemv_q4q5 without the min: d * dx of the four blocks at
@@ -189,6 +197,47 @@ void rwkv_gemv_q8_0_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
         if (nb & 1) out += block32_dot(unpack_q8_0, row + (nb - 1) * 34, x, (nb - 1) * 32);
         y[r] = out;
     }
+}
+
+/* Two tokens per row pass (the weights of each pair of blocks loaded and flipped once), each
+ * token summed with exactly rwkv_gemv_q8_0_avx512vnni's operations: bit-identical to it. */
+static void rwkv_gemm_q8_0_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,
+                                      int64_t nr, int64_t nc, int64_t nt) {
+    const int64_t nb = nc / 32;
+    int64_t t = 0;
+    for (; t + 2 <= nt; t += 2) {
+        const struct rwkv_xq *X[2] = {&x[t], &x[t + 1]};
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+            __m256 acc0[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, acc1[2] = {acc0[0], acc0[0]};
+            __m256 side[2] = {acc0[0], acc0[0]};
+            for (int64_t b = 0; b + 2 <= nb; b += 4) {
+                const uint8_t *a = row + b * 34;
+                const int two = b + 4 > nb;
+                const uint64_t h = two ? f16x2(a, 34) : f16x4(a, 34);
+                const __mmask8 m = two ? 0x3 : 0xf;
+                const __m128 dw = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
+                __m256i lo0, hi0, lo1 = _mm256_setzero_si256(), hi1 = lo1;
+                q8_weights(a, &lo0, &hi0);
+                if (!two) q8_weights(a + 68, &lo1, &hi1);
+                for (int k = 0; k < 2; k++) {
+                    const int8_t *xl = X[k]->lo + b * 32, *xh = X[k]->hi + b * 32;
+                    const __m128 f4 = _mm_mul_ps(dw, _mm_maskz_loadu_ps(m, X[k]->d + b));
+                    side[k] = _mm256_castps128_ps256(_mm_fmadd_ps(
+                        f4, _mm_cvtepi32_ps(_mm_maskz_loadu_epi32(m, X[k]->qsum + b)), _mm256_castps256_ps128(side[k])));
+                    const __m256 f = _mm256_castps128_ps256(f4);
+                    acc0[k] = _mm256_fmadd_ps(q8_dot(lo0, hi0, xl, xh), pair_lanes(f, 0), acc0[k]);
+                    if (!two) acc1[k] = _mm256_fmadd_ps(q8_dot(lo1, hi1, xl + 64, xh + 64), pair_lanes(f, 2), acc1[k]);
+                }
+            }
+            for (int k = 0; k < 2; k++) {
+                float out = hsum256(_mm256_add_ps(acc0[k], acc1[k])) - 128.0f * hsum256(side[k]);
+                if (nb & 1) out += block32_dot(unpack_q8_0, row + (nb - 1) * 34, X[k], (nb - 1) * 32);
+                y[(t + k) * ys + r] = out;
+            }
+        }
+    }
+    if (t < nt) rwkv_gemv_q8_0_avx512vnni(w, rb, &x[t], y + t * ys, nr, nc);
 }
 
 /* ------------------------------------------------------------- K types -- */
@@ -469,6 +518,7 @@ const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .gemv_q2_k = rwkv_gemv_q2_k_avx512vnni,
     .gemv_q3_k = rwkv_gemv_q3_k_avx512vnni,
     .gemv_q4_k = rwkv_gemv_q4_k_avx512vnni,
+    .gemm_q8_0 = rwkv_gemm_q8_0_avx512vnni,
     .gemm_q4_k = rwkv_gemm_q4_k_avx512vnni,
     .gemm_q5_k = rwkv_gemm_q5_k_avx512vnni,
     .gemv_q5_k = rwkv_gemv_q5_k_avx512vnni,
