@@ -293,6 +293,22 @@ static void *xq_new(int64_t n, struct rwkv_xq *xq) {
     return buf;
 }
 
+/* The test hooks' activations: x quantized for weight type `type` as the model does it,
+ * in a scratch (*buf) the caller frees. */
+static int hook_xq(uint32_t type, const float *x, int64_t n_cols, struct rwkv_xq *xq, void **buf,
+                   struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    const int64_t blk = xq_block_for(type);
+    RWKV_CHECK(n_cols % blk == 0, RWKV_ERR_FORMAT, "%s rows need a multiple of %lld columns", rwkv_type_name(type),
+               (long long)blk);
+    *buf = xq_new(n_cols, xq);
+    RWKV_CHECK(*buf, RWKV_ERR_NOMEM, "out of memory");
+    xq->block = blk;
+    xq_quantize(x, blk, xq, 0, n_cols);
+fail:
+    return rc;
+}
+
 int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, struct rwkv_error *err) {
     int rc = RWKV_OK;
@@ -306,14 +322,8 @@ int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes
     if (fn) {
         fn(w, row_bytes, x, y, n_rows, n_cols);
     } else {
-        const int64_t blk = xq_block_for(type);
-        RWKV_CHECK(n_cols % blk == 0, RWKV_ERR_FORMAT, "%s rows need a multiple of %lld columns",
-                   rwkv_type_name(type), (long long)blk);
         struct rwkv_xq xq;
-        buf = xq_new(n_cols, &xq);
-        RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
-        xq.block = blk;
-        xq_quantize(x, blk, &xq, 0, n_cols);
+        RWKV_TRY(hook_xq(type, x, n_cols, &xq, &buf, err));
         qfn(w, row_bytes, &xq, y, n_rows, n_cols);
     }
 fail:
@@ -336,18 +346,10 @@ int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes
     if (fn) {
         fn(w, row_bytes, x, n_cols, y, n_rows, n_rows, n_cols, n_tok);
     } else {
-        const int64_t blk = xq_block_for(type);
-        RWKV_CHECK(n_cols % blk == 0, RWKV_ERR_FORMAT, "%s rows need a multiple of %lld columns",
-                   rwkv_type_name(type), (long long)blk);
         xqs = calloc((size_t)n_tok, sizeof *xqs);
         bufs = calloc((size_t)n_tok, sizeof *bufs);
         RWKV_CHECK(xqs && bufs, RWKV_ERR_NOMEM, "out of memory");
-        for (int64_t t = 0; t < n_tok; t++) {
-            bufs[t] = xq_new(n_cols, &xqs[t]);
-            RWKV_CHECK(bufs[t], RWKV_ERR_NOMEM, "out of memory");
-            xqs[t].block = blk;
-            xq_quantize(x + t * n_cols, blk, &xqs[t], 0, n_cols);
-        }
+        for (int64_t t = 0; t < n_tok; t++) RWKV_TRY(hook_xq(type, x + t * n_cols, n_cols, &xqs[t], &bufs[t], err));
         qfn(w, row_bytes, xqs, y, n_rows, n_rows, n_cols, n_tok);
     }
 fail:

@@ -164,11 +164,11 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
                         struct work *s) {
     const struct rwkv_model_info *hp = &m->info;
     const int64_t C = hp->n_embd, F = hp->n_ffn;
-    const int64_t T = s->T, sC = stride(C), s2C = stride(N_MIX * C), sF = stride(F);
+    const int64_t T = s->T, sC = stride(C), s5C = stride(N_MIX * C), sF = stride(F);
     const int nt = m->n_threads;
     /* xk and xr of token t side by side in the (5C-wide) xm rows */
     for (int64_t t = 0; t < T; t++) {
-        float *xa = s->xa + t * sC, *xk = s->xm + t * s2C, *xr = xk + C;
+        float *xa = s->xa + t * sC, *xk = s->xm + t * s5C, *xr = xk + C;
         rwkv_layer_norm(s->x + t * sC, xa, L->ln2_w, L->ln2_b, C, hp->layer_norm_eps);
         const float *prev = s->batch || t == 0 ? ffn_shift_of(s, st, il, t, C) : s->xa + (t - 1) * sC;
         for (int64_t c = 0; c < C; c++) {
@@ -180,8 +180,8 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
     for (int64_t t = s->batch ? 0 : T - 1; t < T; t++)
         memcpy(ffn_shift_of(s, st, il, t, C), s->xa + t * sC, (size_t)C * sizeof(float));
     /* r = sigmoid(Wr (C, C) @ xr), k = relu(Wk (F, C) @ xk)^2, in one parallel region */
-    const struct rwkv_gemv_job rk[2] = {job(&L->ffn_r, s->xm + C, s2C, s->r, sC, RWKV_POST_SIGMOID, NULL, T),
-                                        job(&L->ffn_k, s->xm, s2C, s->fk, sF, RWKV_POST_RELU_SQ, NULL, T)};
+    const struct rwkv_gemv_job rk[2] = {job(&L->ffn_r, s->xm + C, s5C, s->r, sC, RWKV_POST_SIGMOID, NULL, T),
+                                        job(&L->ffn_k, s->xm, s5C, s->fk, sF, RWKV_POST_RELU_SQ, NULL, T)};
     rwkv_matmul_jobs(2, rk, s->xq, nt);
     const struct rwkv_gemv_job v = job(&L->ffn_v, s->fk, sF, s->tmp, sC, RWKV_POST_NONE, NULL, T); /* Wv (C, F) @ k */
     rwkv_matmul_jobs(1, &v, s->xq, nt);
@@ -218,15 +218,19 @@ static void forward_chunk(const struct rwkv_model *m, const int32_t *tokens, str
     rwkv_matmul_jobs(1, &head, s->xq, m->n_threads);
 }
 
+/* Whether a state has this model's shape. */
+static int fits(const struct rwkv_model_info *hp, const struct rwkv_state *st) {
+    return st->n_layer == hp->n_layer && st->n_embd == hp->n_embd && st->n_head == hp->n_head &&
+           st->head_size == hp->head_size;
+}
+
 int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_t n_tokens,
                        struct rwkv_state *state, float *logits, int all_logits, struct rwkv_error *err) {
     int rc = RWKV_OK;
     const struct rwkv_model_info *hp = &m->info;
     RWKV_CHECK(n_tokens > 0, RWKV_ERR_FORMAT, "forward needs at least one token");
-    RWKV_CHECK(state->n_layer == hp->n_layer && state->n_embd == hp->n_embd && state->n_head == hp->n_head &&
-                   state->head_size == hp->head_size,
-               RWKV_ERR_FORMAT, "state shape (%lld layers x %lld) does not match the model (%lld layers x %lld)",
-               (long long)state->n_layer, (long long)state->n_embd, (long long)hp->n_layer, (long long)hp->n_embd);
+    RWKV_CHECK(fits(hp, state), RWKV_ERR_FORMAT,
+               "state shape (%lld layers x %lld) does not match the model (%lld layers x %lld)", (long long)state->n_layer, (long long)state->n_embd, (long long)hp->n_layer, (long long)hp->n_embd);
     for (int64_t t = 0; t < n_tokens; t++)
         RWKV_CHECK(tokens[t] >= 0 && tokens[t] < hp->n_vocab, RWKV_ERR_FORMAT,
                    "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,
@@ -253,9 +257,7 @@ int rwkv_model_forward_batch(const struct rwkv_model *m, const int32_t *tokens, 
     RWKV_CHECK(n_seq > 0, RWKV_ERR_FORMAT, "a batch needs at least one sequence");
     for (int64_t b = 0; b < n_seq; b++) {
         const struct rwkv_state *st = states[b];
-        RWKV_CHECK(st && st->n_layer == hp->n_layer && st->n_embd == hp->n_embd && st->n_head == hp->n_head &&
-                       st->head_size == hp->head_size,
-                   RWKV_ERR_FORMAT, "state %lld does not match the model's shape", (long long)b);
+        RWKV_CHECK(st && fits(hp, st), RWKV_ERR_FORMAT, "state %lld does not match the model's shape", (long long)b);
         RWKV_CHECK(tokens[b] >= 0 && tokens[b] < hp->n_vocab, RWKV_ERR_FORMAT,
                    "token %d of sequence %lld is outside the vocabulary (0..%lld)", tokens[b], (long long)b,
                    (long long)hp->n_vocab - 1);

@@ -40,7 +40,7 @@ def _is_world_template(t: str | None) -> bool:
 class _Turn:
     user: str
     reply: str = ""
-    state_before: State | None = None  # for /regen
+    state_before: State | None = None  # for /regen (kept for the last turn only)
     rendered_before: str = ""
 
 
@@ -53,12 +53,13 @@ class Chat:
     seed: int = 0
     max_tokens: int = -1
     state: State | None = None  # a starting state (e.g. a state-tuning file), copied
+    ban_eos: bool = True  # token 0 never ends an answer (ChatRWKV bans it in chat)
     turns: list[_Turn] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._initial = self.state.copy() if self.state is not None else self.model.new_state()
         self.state = self._initial.copy()
-        self.sampler = Sampler(self.model.n_vocab, self.params, seed=self.seed, banned=(0,))
+        self.sampler = Sampler(self.model.n_vocab, self.params, seed=self.seed, banned=(0,) if self.ban_eos else ())
         template = self.model.metadata["metadata"].get("tokenizer.chat_template")
         self._jinja = None
         self.template_note = None
@@ -124,6 +125,8 @@ class Chat:
         # text held back as a possible stop start was fed with its tokens: it is part of the reply
         text = r.text + g.pending
         turn.reply = text.lstrip(" ")
+        if self.turns:  # only the last answer can be regenerated: no state per turn kept
+            self.turns[-1].state_before = None
         self.turns.append(turn)
         self._system_fed = True
         if self._jinja is None:
@@ -149,6 +152,13 @@ class Chat:
         self.state, self._rendered = t.state_before, t.rendered_before
         self._system_fed = bool(self.turns)
         return self.reply(t.user)
+
+    def load_state(self, state: State) -> None:
+        """Continue from `state` (e.g. /load): the turns before it are not known, only its effect."""
+        self.state = state.copy()
+        self.turns.clear()
+        self._system_fed = True
+        self._rendered = ""
 
     def reset(self) -> None:
         """Forget the conversation (back to the starting state)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -128,8 +129,8 @@ class State:
                 raise ValueError(f"{where}: blocks.{i}.att.time_state has shape {list(t.shape)}, the model needs "
                                  f"{[H, N, N]}")
             wkv[i] = t.f32().transpose(0, 2, 1)
-        extra = [k for k in tensors if not (k.startswith("blocks.") and k.endswith(".att.time_state")
-                                           and int(k.split(".")[1]) < L)]
+        extra = [k for k in tensors
+                 if not (m := re.fullmatch(r"blocks\.(\d+)\.att\.time_state", k)) or int(m.group(1)) >= L]
         if extra:
             raise ValueError(f"{where}: unexpected tensor {extra[0]!r} (the file has more layers than the model?)")
         return state

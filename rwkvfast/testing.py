@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .convert.to_gguf import size_label
 from .gguf_reader import GGUFFile, GGUFTensor, read_gguf  # noqa: F401  (re-exported for tests)
 from .gguf_writer import GGUFValueType, Array, F32, U32, bf16_to_f32, f32_to_bf16, ggml_type, write_gguf
 
@@ -198,13 +199,6 @@ def _tensor_plan(n_layer: int, C: int, F: int, V: int, N: int, D: int, Dd: int, 
     return plan + [("token_embd.weight", (C, V), nrm(1.0)), *ln("output_norm")]
 
 
-def _size_label(n: int) -> str:
-    """general.size_label, as gguf-py's model_weight_count_rounded_notation writes it ("2.5M")."""
-    x, suffix = next((n * f, c) for f, c in ((1e-12, "T"), (1e-9, "B"), (1e-6, "M"), (1e-3, "K"))
-                     if n * f > 1 or c == "K")
-    return f"{x:.{max(2 - len(str(round(x)).lstrip('0')), 0)}f}{suffix}"
-
-
 def _check_int(name: str, v: Any, lo: int) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
@@ -248,7 +242,7 @@ def make_model(path: str | Path, n_layer: int = 2, n_embd: int = 256, vocab: int
     plan = _tensor_plan(n_layer, C, F, V, N, D, Dd, R, lerp_layout)
     meta: dict[str, Any] = {
         "general.architecture": "rwkv6", "general.type": "model", "general.name": "rwkv6-synthetic",
-        "general.size_label": _size_label(sum(math.prod(ne) for _, ne, _ in plan)),
+        "general.size_label": size_label(sum(math.prod(ne) for _, ne, _ in plan)),
         "rwkv6.context_length": U32(1048576), "rwkv6.embedding_length": U32(C),
         "rwkv6.block_count": U32(n_layer), "rwkv6.attention.layer_norm_epsilon": F32(1e-5),
         "rwkv6.rescale_every_n_layers": U32(R), "rwkv6.wkv.head_size": U32(N),

@@ -48,7 +48,8 @@ def test_guide_chat_command_from_a_pipe(model_path):
 
 
 @pytest.mark.parametrize("argv,msg", [(["--bogus"], "unrecognized arguments"), (["-n", "abc"], "invalid int"),
-                                      (["-cnv", "-no-cnv"], "not allowed with")])
+                                      (["-cnv", "-no-cnv"], "not allowed with"), (["--top-p", "2"], "top_p"),
+                                      (["--temp", "-1"], "temperature")])
 def test_bad_flags_give_usage_and_exit_2(model_path, capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
         main(["-m", model_path, *argv])
@@ -197,3 +198,13 @@ def test_same_seed_same_text_on_every_level_and_thread_count(model_path, env, th
         assert r.returncode == 0, r.stderr
         return r.stdout
     assert run(env, threads) == run({}, "1")
+
+
+def test_prompt_from_a_file_and_system_prompt_flag(model_path, tmp_path, capsys):
+    f = tmp_path / "p.txt"
+    f.write_text("Once upon a time", encoding="utf-8")
+    assert main(["-m", model_path, "-f", str(f), "-no-cnv", "-n", "4", "-s", "1"]) == 0
+    assert capsys.readouterr().out.startswith("Once upon a time")
+    r = subprocess.run([sys.executable, "-m", "rwkvfast.cli.chat", "-m", model_path, "-sys", "Be brief", "-n", "4",
+                        "-s", "1", "-v"], input="Hi\n", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "prompt tokens" in r.stderr

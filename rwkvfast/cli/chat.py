@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import rwkvfast
@@ -90,7 +91,6 @@ def _sampler_params(args, tuned: bool):
                                   frequency_penalty=args.frequency_penalty,
                                   penalty_decay=args.penalty_decay).items() if v is not None}
     seed = args.seed if args.seed >= 0 else time.time_ns() & (2**64 - 1)
-    from dataclasses import replace
     return replace(base, seed=seed, **over)
 
 
@@ -183,8 +183,7 @@ def _prompt_cache(model, path: Path, ids: list[int], state: State):
 
 def _chat(model, args, system: str | None, state: State | None, stats: _Stats) -> int:
     chat = Chat(model, system=system, params=_sampler_params(args, _state_tuned(args)),
-                max_tokens=args.n_predict, state=state)
-    chat.sampler = Sampler(model.n_vocab, chat.params, banned=() if args.ignore_eos else (0,))
+                max_tokens=args.n_predict, state=state, ban_eos=not args.ignore_eos)
     if args.reverse_prompt:
         print("note: -r stop strings apply in completion mode; chat answers end at a blank line", file=sys.stderr)
     if args.verbose:
@@ -235,9 +234,7 @@ def _chat(model, args, system: str | None, state: State | None, stats: _Stats) -
                     print(f"error: {e}", file=sys.stderr)
             elif cmd == "/load" and arg:
                 try:
-                    chat.state = State.open(arg, model)
-                    chat.turns.clear()
-                    chat._system_fed = True
+                    chat.load_state(State.open(arg, model))
                     print(f"(state loaded from {arg})", file=sys.stderr)
                 except (ValueError, OSError) as e:
                     print(f"error: {e}", file=sys.stderr)
@@ -267,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         ap.error(f"argument -t/--threads: must be >= 1, got {args.threads}")
+    try:  # sampler values are checked before the model loads, as bad flags
+        Sampler(2, _sampler_params(args, False))
+    except ValueError as e:
+        ap.error(str(e))
     prompt = args.prompt
     if args.file:
         try:

@@ -29,36 +29,35 @@ class ConvertError(ValueError):
     """A checkpoint that is not a consistent RWKV-6 model."""
 
 
+# (BlinkDL prefix, Hugging Face prefix): whole-name renames, then the parts of a block's keys
+_TOP = (("emb.weight", "rwkv.embeddings.weight"), ("ln_out.", "rwkv.ln_out."))
+_BLOCK = (("att.", "attention."), ("ffn.", "feed_forward."), ("ln0.", "pre_ln."))
+
+
+def _rename(name: str, to_hf: bool) -> str:
+    i, o = (0, 1) if to_hf else (1, 0)
+    for pair in _TOP:
+        if name.startswith(pair[i]):
+            return pair[o] + name[len(pair[i]):]
+    m = re.match(r"(rwkv\.)?blocks\.(\d+)\.(.*)$", name)
+    if m and bool(m.group(1)) != to_hf:
+        rest = m.group(3)
+        for pair in _BLOCK:
+            if rest.startswith(pair[i]):
+                rest = pair[o] + rest[len(pair[i]):]
+                break
+        return f"{'rwkv.' if to_hf else ''}blocks.{m.group(2)}.{rest}"
+    return name
+
+
 def hf_to_blink(name: str) -> str:
     """Hugging Face RWKV-6 key -> BlinkDL key (BlinkDL keys pass through)."""
-    if name == "rwkv.embeddings.weight":
-        return "emb.weight"
-    if name.startswith("rwkv.ln_out."):
-        return name[len("rwkv."):]
-    m = re.match(r"rwkv\.blocks\.(\d+)\.(.*)$", name)
-    if m:
-        rest = m.group(2)
-        rest = re.sub(r"^attention\.", "att.", rest)
-        rest = re.sub(r"^feed_forward\.", "ffn.", rest)
-        rest = re.sub(r"^pre_ln\.", "ln0.", rest)
-        return f"blocks.{m.group(1)}.{rest}"
-    return name
+    return _rename(name, to_hf=False)
 
 
 def blink_to_hf(name: str) -> str:
     """BlinkDL key -> Hugging Face RWKV-6 key (the renaming of the user guide's script)."""
-    if name == "emb.weight":
-        return "rwkv.embeddings.weight"
-    if name.startswith("ln_out."):
-        return "rwkv." + name
-    m = re.match(r"blocks\.(\d+)\.(.*)$", name)
-    if m:
-        rest = m.group(2)
-        rest = re.sub(r"^att\.", "attention.", rest)
-        rest = re.sub(r"^ffn\.", "feed_forward.", rest)
-        rest = re.sub(r"^ln0\.", "pre_ln.", rest)
-        return f"rwkv.blocks.{m.group(1)}.{rest}"
-    return name
+    return _rename(name, to_hf=True)
 
 
 def _read_any(path: Path) -> dict[str, CheckpointTensor]:

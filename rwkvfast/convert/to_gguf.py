@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..gguf_writer import F32, U32, f32_to_bf16, tensor_nbytes, write_gguf
-from ..quantize import FType, _block_quantize, parse_ftype, tensor_target_type
+from ..gguf_writer import F32, U32, tensor_nbytes, write_gguf
+from ..quantize import FType, _from_f32, parse_ftype, tensor_target_type
 from .checkpoint import LERPS, RWKV6Params, blink_to_hf, infer_hparams, load_checkpoint
 from .pth import CheckpointTensor
 from .vocab import load_world_vocab, token_metadata, vocab_path
@@ -117,23 +117,12 @@ def _plan(t: dict[str, CheckpointTensor], p: RWKV6Params) -> list[_Out]:
     return outs
 
 
-def _encode(dst: str, x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
-    if dst == "F32":
-        return x
-    if dst == "F16":
-        return x.astype("<f2")
-    if dst == "BF16":
-        return f32_to_bf16(x)
-    return _block_quantize(dst, x)
-
-
 _CHUNK_BYTES = 16 << 20
 
 
 def _chunks(o: _Out) -> Iterator[np.ndarray]:
     if o.rows is None:
-        yield _encode(o.type, o.make())
+        yield _from_f32(o.type, np.ascontiguousarray(o.make(), dtype=np.float32).reshape(-1))
         return
     src = o.rows
     n_rows = src.shape[0]
@@ -143,7 +132,7 @@ def _chunks(o: _Out) -> Iterator[np.ndarray]:
         x = src.f32(r0, min(n_rows, r0 + step))
         if o.scale != 1.0:
             x *= np.float32(o.scale)  # a power of two: exact
-        yield _encode(o.type, x)
+        yield _from_f32(o.type, x.reshape(-1))
 
 
 @dataclass(frozen=True)
