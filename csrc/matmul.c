@@ -205,22 +205,44 @@ static void run_rows(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j
     apply_post(j->post, j->bias ? j->bias + r0 : NULL, y, r1 - r0);
 }
 
-/* Rows [r0, r1) of job j for all its tokens: one GEMM call for float weights (bit-identical
- * to the GEMV per token), else the GEMV token after token while the rows are in cache. */
-static void run_rows_all(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j, struct rwkv_xq *xq,
-                         int64_t r0, int64_t r1) {
-    const int64_t nt = n_tok(j);
+/* Rows [r0, r1) of job j for its tokens [t0, t1): one GEMM call where the level has one
+ * (bit-identical to the GEMV per token), else the GEMV token after token while the rows are
+ * in cache. */
+static void run_rows_tok(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j, struct rwkv_xq *xq,
+                         int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+    const int64_t nt = t1 - t0;
     const struct rwkv_mat *m = j->w;
     const char *w0 = (const char *)m->data + (size_t)r0 * m->row_bytes;
     rwkv_gemm_fn gemm = nt > 1 ? rwkv_kernels_gemm_f(k, m->type) : NULL;
     rwkv_gemm_q_fn gemm_q = nt > 1 ? rwkv_kernels_gemm_q(k, m->type) : NULL;
-    if (gemm) gemm(w0, m->row_bytes, j->x, j->x_stride, j->y + r0, j->y_stride, r1 - r0, m->n_cols, nt);
-    else if (gemm_q) gemm_q(w0, m->row_bytes, xq, j->y + r0, j->y_stride, r1 - r0, m->n_cols, nt);
+    float *y = j->y + t0 * j->y_stride + r0;
+    if (gemm) gemm(w0, m->row_bytes, j->x + t0 * j->x_stride, j->x_stride, y, j->y_stride, r1 - r0, m->n_cols, nt);
+    else if (gemm_q) gemm_q(w0, m->row_bytes, xq + t0, y, j->y_stride, r1 - r0, m->n_cols, nt);
     else {
-        for (int64_t t = 0; t < nt; t++) run_rows(k, j, t, &xq[t], r0, r1);
+        for (int64_t t = t0; t < t1; t++) run_rows(k, j, t, &xq[t], r0, r1);
         return;
     }
-    for (int64_t t = 0; t < nt; t++) apply_post(j->post, j->bias ? j->bias + r0 : NULL, j->y + t * j->y_stride + r0, r1 - r0);
+    for (int64_t t = 0; t < nt; t++) apply_post(j->post, j->bias ? j->bias + r0 : NULL, y + t * j->y_stride, r1 - r0);
+}
+
+/* Tokens per tile of job j: the tile's activations (at most TILE_X_BYTES as f32) stay in
+ * L2 while a thread sweeps them with each block of rows, so long chunks cost no more
+ * activation traffic per token than short ones. A multiple of the GEMM kernels' 4-token
+ * blocks. */
+#define TILE_X_BYTES (256 * 1024)
+static int64_t token_tile(const struct rwkv_gemv_job *j) {
+    int64_t tile = TILE_X_BYTES / (4 * (j->w->n_cols > 0 ? j->w->n_cols : 1));
+    tile = tile < 4 ? 4 : tile & ~(int64_t)3;
+    return tile < n_tok(j) ? tile : n_tok(j);
+}
+
+/* Rows [r0, r1) of job j for tile `it` of its tokens; 0 when the job has no such tile. */
+static int run_tile(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j, struct rwkv_xq *xq, int64_t it,
+                    int64_t r0, int64_t r1) {
+    const int64_t tile = token_tile(j), t0 = it * tile;
+    if (t0 >= n_tok(j)) return 0;
+    run_rows_tok(k, j, xq, r0, r1, t0, t0 + tile < n_tok(j) ? t0 + tile : n_tok(j));
+    return 1;
 }
 
 void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *xq, int n_threads) {
@@ -238,7 +260,8 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
                 for (int64_t t = 0; t < n_tok(&jobs[i]); t++)
                     xq_quantize(jobs[i].x + t * jobs[i].x_stride, xq[i * T + t].block, &xq[i * T + t], 0,
                                 jobs[i].w->n_cols);
-            run_rows_all(k, &jobs[i], &xq[i * T], 0, jobs[i].w->n_rows);
+            for (int64_t it = 0; run_tile(k, &jobs[i], &xq[i * T], it, 0, jobs[i].w->n_rows); it++) {
+            }
         }
         return;
     }
@@ -270,15 +293,24 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
         }
         /* guided: each thread first takes a long contiguous run of rows (one stream),
          * then ever smaller runs, so a thread slowed by the machine hands its tail to
-         * the other instead of making it wait at the join */
+         * the other instead of making it wait at the join; token tiles one after another
+         * (no barrier between them: they write different outputs) */
+        int64_t n_tiles = 0;
         for (int i = 0; i < n; i++) {
-            const int64_t rows = jobs[i].w->n_rows, units = (rows + ROW_UNIT - 1) / ROW_UNIT;
-#pragma omp for schedule(guided) nowait
-            for (int64_t u = 0; u < units; u++) {
-                const int64_t r0 = u * ROW_UNIT, r1 = r0 + ROW_UNIT < rows ? r0 + ROW_UNIT : rows;
-                run_rows_all(k, &jobs[i], &xq[i * T], r0, r1);
-            }
+            const int64_t tiles = (n_tok(&jobs[i]) + token_tile(&jobs[i]) - 1) / token_tile(&jobs[i]);
+            n_tiles = tiles > n_tiles ? tiles : n_tiles;
         }
+        for (int64_t tile = 0; tile < n_tiles; tile++)
+            for (int i = 0; i < n; i++) {
+                const struct rwkv_gemv_job *j = &jobs[i];
+                if (tile * token_tile(j) >= n_tok(j)) continue;
+                const int64_t rows = j->w->n_rows, units = (rows + ROW_UNIT - 1) / ROW_UNIT;
+#pragma omp for schedule(guided) nowait
+                for (int64_t u = 0; u < units; u++) {
+                    const int64_t r0 = u * ROW_UNIT, r1 = r0 + ROW_UNIT < rows ? r0 + ROW_UNIT : rows;
+                    run_tile(k, j, &xq[i * T], tile, r0, r1);
+                }
+            }
     }
 }
 
@@ -366,22 +398,29 @@ void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out) {
 }
 
 int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n_rows,
-                       int64_t n_cols, int64_t n_mats, int n_threads, struct rwkv_error *err) {
+                       int64_t n_cols, int64_t n_tok, int64_t n_mats, int n_threads, struct rwkv_error *err) {
     int rc = RWKV_OK;
     void *buf = NULL;
+    struct rwkv_xq *xq = NULL;
     RWKV_CHECK(rwkv_mat_type_supported(type), RWKV_ERR_FORMAT, "no gemv kernel for type %s", rwkv_type_name(type));
     const int64_t blk = xq_block_for(type);
     RWKV_CHECK(rwkv_kernels_gemv_f(&rwkv_kernels_scalar, type) || n_cols % blk == 0, RWKV_ERR_FORMAT,
                "%s rows need a multiple of %lld columns", rwkv_type_name(type), (long long)blk);
-    struct rwkv_xq xq;
-    buf = xq_new(n_cols, &xq);
-    RWKV_CHECK(buf, RWKV_ERR_NOMEM, "out of memory");
+    RWKV_CHECK(n_tok > 0 && n_tok <= (1 << 20), RWKV_ERR_FORMAT, "n_tok must be in 1..%d", 1 << 20);
+    const size_t one = align64(rwkv_xq_bytes(n_cols));
+    xq = calloc((size_t)n_tok, sizeof *xq);
+    buf = aligned_alloc(64, one * (size_t)n_tok);
+    RWKV_CHECK(xq && buf, RWKV_ERR_NOMEM, "out of memory");
+    memset(buf, 0, one * (size_t)n_tok);
+    for (int64_t t = 0; t < n_tok; t++) rwkv_xq_bind(&xq[t], (char *)buf + (size_t)t * one, n_cols);
     for (int64_t i = 0; i < n_mats; i++) {
         struct rwkv_mat m = {type, (const char *)w + (size_t)i * (size_t)n_rows * row_bytes, n_rows, n_cols,
                              row_bytes};
-        rwkv_matmul_vec(&m, x, y, &xq, n_threads);
+        const struct rwkv_gemv_job job = {&m, x, y, RWKV_POST_NONE, NULL, n_tok, n_cols, n_rows};
+        rwkv_matmul_jobs(1, &job, xq, n_threads);
     }
 fail:
     free(buf);
+    free(xq);
     return rc;
 }

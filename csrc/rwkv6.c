@@ -20,11 +20,12 @@
  * fixed by the architecture (not stored in GGUF files). */
 #define RWKV6_LNX_EPS 64e-5f
 
-/* Tokens a forward call processes together: every weight matrix is read once per chunk
- * (each thread runs its rows for all the chunk's tokens while they are in its cache), so a
- * prompt costs a fraction of the memory traffic of token-by-token decoding, with the same
- * kernels and therefore the same numbers. */
-#define SEQ_CHUNK 32
+/* Prompts are processed in chunks of m->n_batch tokens: every weight matrix is read once
+ * per chunk (matmul.c tiles the chunk's tokens so each tile's activations stay in cache),
+ * with the same kernels and therefore the same numbers as token-by-token decoding. The
+ * scratch of a chunk lives in the state; past this many tokens it is freed after the call,
+ * so a state that once read a long prompt does not keep a prompt-sized buffer. */
+#define SCRATCH_KEEP_TOKENS 32
 
 /* Scratch for one chunk of T tokens: each vector is [T][dim] (one allocation). */
 struct work {
@@ -80,6 +81,12 @@ static int work_bind(const struct rwkv_model_info *hp, int64_t T, struct rwkv_st
     p += (n_xq * sizeof(struct rwkv_xq) + 63) & ~(size_t)63;
     for (size_t i = 0; i < n_xq; i++) rwkv_xq_bind(&s->xq[i], p + i * xq_bytes, widest);
     return RWKV_OK;
+}
+
+static void scratch_release(struct rwkv_state *st) {
+    free(st->scratch);
+    st->scratch = NULL;
+    st->scratch_bytes = 0;
 }
 
 /* Row stride of a [T][dim] scratch vector (dim rounded up as in work_sizes). */
@@ -236,7 +243,7 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
                    "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,
                    (long long)hp->n_vocab - 1);
     struct work s = {0};
-    const int64_t T = n_tokens < SEQ_CHUNK ? n_tokens : SEQ_CHUNK;
+    const int64_t T = n_tokens < m->n_batch ? n_tokens : m->n_batch;
     RWKV_CHECK(work_bind(hp, T, state, &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
     for (int64_t t = 0; t < n_tokens; t += s.T) {
         s.T = n_tokens - t < T ? n_tokens - t : T;
@@ -246,6 +253,7 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
         else if (logits && last) out = logits;
         forward_chunk(m, tokens + t, state, out, all_logits, &s);
     }
+    if (T > SCRATCH_KEEP_TOKENS) scratch_release(state);
 fail:
     return rc;
 }
@@ -266,13 +274,14 @@ int rwkv_model_forward_batch(const struct rwkv_model *m, const int32_t *tokens, 
                        (long long)b);
     }
     struct work s = {0};
-    const int64_t T = n_seq < SEQ_CHUNK ? n_seq : SEQ_CHUNK;
+    const int64_t T = n_seq < m->n_batch ? n_seq : m->n_batch;
     RWKV_CHECK(work_bind(hp, T, states[0], &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
     for (int64_t b = 0; b < n_seq; b += s.T) {
         s.T = n_seq - b < T ? n_seq - b : T;
         s.batch = states + b;
         forward_chunk(m, tokens + b, states[0], logits ? logits + b * hp->n_vocab : NULL, 1, &s);
     }
+    if (T > SCRATCH_KEEP_TOKENS) scratch_release(states[0]);
 fail:
     return rc;
 }

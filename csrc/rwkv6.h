@@ -36,6 +36,7 @@ struct rwkv_model {
     struct rwkv_gguf *gguf;
     struct rwkv_model_info info;
     int n_threads;
+    int64_t n_batch; /* tokens per forward chunk: bounds the scratch of long prompts */
     struct rwkv_mat emb;  /* (V, C) */
     const float *ln0_w, *ln0_b, *lnout_w, *lnout_b;
     struct rwkv_mat head; /* (V, C) */

@@ -217,6 +217,7 @@ int rwkv_model_init_ex(struct rwkv_model **out, const char *path, int n_threads,
     for (uint64_t i = 0; i < rwkv_gguf_tensor_count(m->gguf); i++)
         hp->weight_bytes += rwkv_gguf_tensor_at(m->gguf, i)->nbytes;
     m->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+    m->n_batch = RWKV_DEFAULT_N_BATCH;
     *out = m;
     return RWKV_OK;
 fail:
@@ -234,3 +235,13 @@ void rwkv_model_free(struct rwkv_model *m) {
 void rwkv_model_get_info(const struct rwkv_model *m, struct rwkv_model_info *info) { *info = m->info; }
 const struct rwkv_gguf *rwkv_model_gguf(const struct rwkv_model *m) { return m->gguf; }
 int rwkv_model_n_threads(const struct rwkv_model *m) { return m->n_threads; }
+int64_t rwkv_model_n_batch(const struct rwkv_model *m) { return m->n_batch; }
+
+int rwkv_model_set_n_batch(struct rwkv_model *m, int64_t n_batch, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    RWKV_CHECK(n_batch >= 1 && n_batch <= (1 << 20), RWKV_ERR_FORMAT, "n_batch must be in 1..%d, got %lld",
+               1 << 20, (long long)n_batch);
+    m->n_batch = n_batch;
+fail:
+    return rc;
+}

@@ -73,12 +73,13 @@ int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes
  * `level`; updates S [N][N] in place and writes y [N]. */
 int rwkv_wkv6_at_level(int level, int64_t N, const float *r, const float *k, const float *v, const float *w,
                        const float *u, float *S, float *y, struct rwkv_error *err);
-/* For benchmarks: W @ x with the active kernels, rows split over n_threads, as the
- * model runs it (activations quantized first for quantized W), for each of n_mats
- * matrices laid one after another (so a set larger than the caches streams from
- * memory); y receives the last product. */
+/* For tests and benchmarks: Y[t] = W @ X[t] for n_tok tokens (X [n_tok][n_cols], Y
+ * [n_tok][n_rows]) with the active kernels, rows split over n_threads and tokens tiled, as
+ * the model runs it (activations quantized first for quantized W), for each of n_mats
+ * matrices laid one after another (so a set larger than the caches streams from memory);
+ * Y receives the last product. */
 int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n_rows,
-                       int64_t n_cols, int64_t n_mats, int n_threads, struct rwkv_error *err);
+                       int64_t n_cols, int64_t n_tok, int64_t n_mats, int n_threads, struct rwkv_error *err);
 /* For benchmarks: the machine's streaming read bandwidth roofline. Reads `size`
  * bytes with n_threads (each a contiguous part) and returns a checksum so the
  * reads cannot be optimised away. */
@@ -201,6 +202,12 @@ void rwkv_model_free(struct rwkv_model *m);
 void rwkv_model_get_info(const struct rwkv_model *m, struct rwkv_model_info *info);
 const struct rwkv_gguf *rwkv_model_gguf(const struct rwkv_model *m);
 int rwkv_model_n_threads(const struct rwkv_model *m);
+/* Tokens a forward call processes together (llama.cpp's n_batch, default 512): longer
+ * prompts and batches go through in chunks of this many, so their memory is that of one
+ * chunk. Set it before running forwards (not while they run). */
+#define RWKV_DEFAULT_N_BATCH 512
+int rwkv_model_set_n_batch(struct rwkv_model *m, int64_t n_batch, struct rwkv_error *err);
+int64_t rwkv_model_n_batch(const struct rwkv_model *m);
 
 /* ---------------------------------------------------------------- state -- */
 

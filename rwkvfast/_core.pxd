@@ -24,7 +24,8 @@ cdef extern from "rwkvfast.h" nogil:
     int rwkv_wkv6_at_level(int level, int64_t N, const float *r, const float *k, const float *v,
                            const float *w, const float *u, float *S, float *y, rwkv_error *err)
     int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
-                           int64_t n_rows, int64_t n_cols, int64_t n_mats, int n_threads, rwkv_error *err)
+                           int64_t n_rows, int64_t n_cols, int64_t n_tok, int64_t n_mats, int n_threads,
+                           rwkv_error *err)
     uint64_t rwkv_stream_read(const void *p, size_t size, int n_threads)
     double rwkv_peak_ops(int int8, int n_threads, int64_t steps, double *checksum)
     int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x,
@@ -93,6 +94,8 @@ cdef extern from "rwkvfast.h" nogil:
     void rwkv_model_get_info(const rwkv_model *m, rwkv_model_info *info)
     const rwkv_gguf *rwkv_model_gguf(const rwkv_model *m)
     int rwkv_model_n_threads(const rwkv_model *m)
+    int64_t rwkv_model_n_batch(const rwkv_model *m)
+    int rwkv_model_set_n_batch(rwkv_model *m, int64_t n_batch, rwkv_error *err)
 
     struct rwkv_state:
         int64_t n_layer, n_embd, n_head, head_size

@@ -113,25 +113,28 @@ def gemm_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const 
     return out
 
 
-def gemv(str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not None, int n_threads=1,
-         int64_t n_mats=1):
-    """Benchmarks: W @ x with the active kernels and n_threads, as the model runs it; `w`
-    holds n_mats matrices stacked by rows, each multiplied in turn (the last y returned)."""
+def gemv(str wtype, const uint8_t[:, ::1] w not None, x not None, int n_threads=1, int64_t n_mats=1):
+    """Tests and benchmarks: W @ x with the active kernels and n_threads, as the model runs it:
+    x [cols] gives y [rows]; x [T, cols] gives Y [T, rows] (T tokens, tiled as in sequence
+    mode). `w` holds n_mats matrices stacked by rows, each multiplied in turn (the last
+    product returned)."""
     cdef rwkv_error err
     cdef int rc
+    cdef const float[:, ::1] xs = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32)
     tid, blk, nbytes = _wtype(wtype)
     cdef uint32_t t = tid
     if n_mats < 1 or w.shape[0] % n_mats:
         raise ValueError("the rows of w must split into n_mats equal matrices")
-    cdef int64_t rows = w.shape[0] // n_mats, cols = x.shape[0]
-    if cols % blk or w.shape[1] != cols // blk * nbytes or rows == 0 or cols == 0:
+    cdef int64_t rows = w.shape[0] // n_mats, cols = xs.shape[1], ntok = xs.shape[0]
+    if cols % blk or w.shape[1] != cols // blk * nbytes or rows == 0 or cols == 0 or ntok == 0:
         raise ValueError(f"w must be (rows, {nbytes} bytes per {blk} of len(x)) for {wtype}")
-    out = np.empty(rows, dtype=np.float32)
-    cdef float[::1] y = out
+    out = np.empty((ntok, rows), dtype=np.float32)
+    cdef float[:, ::1] y = out
     with nogil:
-        rc = rwkv_gemv_threaded(t, &w[0, 0], w.shape[1], &x[0], &y[0], rows, cols, n_mats, n_threads, &err)
+        rc = rwkv_gemv_threaded(t, &w[0, 0], w.shape[1], &xs[0, 0], &y[0, 0], rows, cols, ntok, n_mats, n_threads,
+                                &err)
     _check(rc, &err)
-    return out
+    return out if np.ndim(x) == 2 else out[0]
 
 
 def wkv6_at_level(str level, const float[::1] r not None, const float[::1] k not None,
@@ -411,7 +414,7 @@ cdef class _Model:
     cdef int active   # forward calls in flight; close() must wait for zero
     cdef int64_t n_vocab
 
-    def __cinit__(self, path, int n_threads=0, bint use_mmap=True):  # noqa
+    def __cinit__(self, path, int n_threads=0, bint use_mmap=True, int64_t n_batch=512):  # noqa
         cdef rwkv_error err
         cdef rwkv_model_info i
         cdef bytes p = _path_bytes(path)
@@ -420,6 +423,7 @@ cdef class _Model:
         with nogil:
             rc = rwkv_model_init_ex(&self.m, cp, n_threads, flags, &err)
         _check(rc, &err)
+        _check(rwkv_model_set_n_batch(self.m, n_batch, &err), &err)
         rwkv_model_get_info(self.m, &i)
         self.n_vocab = i.n_vocab
 
@@ -451,6 +455,7 @@ cdef class _Model:
             "rescale_every": i.rescale_every, "layer_norm_eps": i.layer_norm_eps,
             "weight_type": rwkv_type_name(i.weight_type).decode(), "file_size": i.file_size,
             "weight_bytes": i.weight_bytes, "n_threads": rwkv_model_n_threads(self.m),
+            "n_batch": rwkv_model_n_batch(self.m),
         }
 
     def gguf(self):

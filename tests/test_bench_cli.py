@@ -37,3 +37,17 @@ def test_bad_arguments(capsys, tmp_path):
     assert e.value.code == 2
     assert main(["-m", str(tmp_path / "none.gguf"), "-p", "8", "-n", "0", "-r", "1"]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_batch_sizes_are_a_dimension(capsys):
+    m = str(fixture_path("tiny/gguf/tiny-F32.gguf"))
+    assert main(["-m", m, "-p", "20", "-n", "0", "-b", "7,512", "-r", "1", "-o", "json"]) == 0
+    assert [r["n_batch"] for r in json.loads(capsys.readouterr().out)] == [7, 512]
+    assert main(["-m", m, "-p", "20", "-n", "0", "-b", "7", "-r", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "| n_batch |" in out[0] and "| 7 |" in out[2]
+    assert main(["-m", m, "-p", "20", "-n", "0", "-r", "1"]) == 0
+    assert "n_batch" not in capsys.readouterr().out  # the default is not a column, as in llama-bench
+    with pytest.raises(SystemExit) as e:
+        main(["-m", m, "-b", "0"])
+    assert e.value.code == 2

@@ -36,6 +36,8 @@ def test_guide_completion_command(model_path, capsys):
     assert "-ngl 99" in err and "all layers run on the CPU" in err and "tokens per second" in err
     assert main(argv) == 0
     assert capsys.readouterr().out == out  # same seed, same text
+    assert main(argv + ["-b", "3"]) == 0
+    assert capsys.readouterr().out == out  # the prompt in chunks of 3 tokens: the same text
 
 
 def test_guide_chat_command_from_a_pipe(model_path):
@@ -49,7 +51,7 @@ def test_guide_chat_command_from_a_pipe(model_path):
 
 @pytest.mark.parametrize("argv,msg", [(["--bogus"], "unrecognized arguments"), (["-n", "abc"], "invalid int"),
                                       (["-cnv", "-no-cnv"], "not allowed with"), (["--top-p", "2"], "top_p"),
-                                      (["--temp", "-1"], "temperature")])
+                                      (["--temp", "-1"], "temperature"), (["-b", "0"], "batch-size")])
 def test_bad_flags_give_usage_and_exit_2(model_path, capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
         main(["-m", model_path, *argv])

@@ -44,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="generation lengths (default 128; 0 skips)")
     ap.add_argument("-t", "--threads", type=_ints, action="append", default=None,
                     help=f"thread counts (default {os.cpu_count()})")
-    ap.add_argument("-b", "--batch-size", type=int, default=512,
-                    help="prompt chunk size accepted for llama-bench compatibility (rwkvfast chunks internally)")
+    ap.add_argument("-b", "--batch-size", type=_ints, action="append", default=None,
+                    help="prompt tokens processed together (comma-separated; default 512)")
     ap.add_argument("-r", "--repetitions", type=int, default=5)
     ap.add_argument("-o", "--output", choices=("md", "json", "csv"), default="md")
     return ap
@@ -83,32 +83,33 @@ def _run_test(model, kind: str, n: int, rng) -> float:
 def run(args) -> list[dict]:
     prompts, gens = _flat(args.n_prompt, [512]), _flat(args.n_gen, [128])
     threads = _flat(args.threads, [os.cpu_count() or 1])
+    batches = _flat(args.batch_size, [512])
     tests = [("pp", p) for p in prompts if p > 0] + [("tg", g) for g in gens if g > 0]
-    rows, total, done = [], len(args.model) * len(threads) * len(tests) * args.repetitions, 0
+    rows, total = [], len(args.model) * len(threads) * len(batches) * len(tests) * args.repetitions
+    done = 0
     rng = np.random.default_rng(0)
     tty = sys.stderr.isatty()
-    for path in args.model:
-        for t in threads:
-            with rwkvfast.Model(path, n_threads=t) as m:
-                meta = m.metadata
-                info = m.info
-                name = meta["metadata"].get("general.name") or os.path.basename(path)
-                for kind, n in tests:
-                    _run_test(m, kind, min(n, 8), rng)  # warm-up: page in the weights
-                    speeds = []
-                    for _ in range(args.repetitions):
-                        done += 1
-                        if tty:
-                            print(f"\rrwkvfast-bench: {done}/{total} {os.path.basename(path)} t={t} {kind}{n}   ",
-                                  end="", file=sys.stderr, flush=True)
-                        speeds.append(_run_test(m, kind, n, rng))
-                    rows.append({"model": f"{name} {info.get('file_type') or info['weight_type']}",
-                                 "model_filename": path, "size_bytes": os.path.getsize(path),
-                                 "n_params": _params(meta), "backend": f"CPU ({rwkvfast._core.cpu_level()})",
-                                 "threads": t, "n_batch": args.batch_size, "test": f"{kind}{n}",
-                                 "avg_ts": statistics.fmean(speeds),
-                                 "stddev_ts": statistics.stdev(speeds) if len(speeds) > 1 else 0.0,
-                                 "samples_ts": speeds})
+    for path, t, b in ((p, t, b) for p in args.model for t in threads for b in batches):
+        with rwkvfast.Model(path, n_threads=t, n_batch=b) as m:
+            meta = m.metadata
+            info = m.info
+            name = meta["metadata"].get("general.name") or os.path.basename(path)
+            for kind, n in tests:
+                _run_test(m, kind, min(n, 8), rng)  # warm-up: page in the weights
+                speeds = []
+                for _ in range(args.repetitions):
+                    done += 1
+                    if tty:
+                        print(f"\rrwkvfast-bench: {done}/{total} {os.path.basename(path)} t={t} b={b} {kind}{n}   ",
+                              end="", file=sys.stderr, flush=True)
+                    speeds.append(_run_test(m, kind, n, rng))
+                rows.append({"model": f"{name} {info.get('file_type') or info['weight_type']}",
+                             "model_filename": path, "size_bytes": os.path.getsize(path),
+                             "n_params": _params(meta), "backend": f"CPU ({rwkvfast._core.cpu_level()})",
+                             "threads": t, "n_batch": b, "test": f"{kind}{n}",
+                             "avg_ts": statistics.fmean(speeds),
+                             "stddev_ts": statistics.stdev(speeds) if len(speeds) > 1 else 0.0,
+                             "samples_ts": speeds})
     if tty:
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     return rows
@@ -124,11 +125,14 @@ def render(rows: list[dict], fmt: str) -> str:
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    head = "| model | size | params | backend | threads | test | t/s |"
-    lines = [head, "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    # like llama-bench: an n_batch column only when some run used a non-default size
+    nb = any(r["n_batch"] != 512 for r in rows)
+    head = "| model | size | params | backend | threads |" + (" n_batch |" if nb else "") + " test | t/s |"
+    lines = [head, "| --- | ---: | ---: | --- | ---: |" + (" ---: |" if nb else "") + " ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['size_bytes'] / 2**30:.2f} GiB | {_label(r['n_params'])} | {r['backend']} | "
-                     f"{r['threads']} | {r['test']} | {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} |")
+                     f"{r['threads']} |" + (f" {r['n_batch']} |" if nb else "") +
+                     f" {r['test']} | {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} |")
     return "\n".join(lines)
 
 
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.repetitions < 1:
         _parser().error("argument -r/--repetitions: must be >= 1")
+    if any(b < 1 for b in _flat(args.batch_size, [512])):
+        _parser().error("argument -b/--batch-size: must be >= 1")
     try:
         rows = run(args)
     except (ValueError, OSError) as e:

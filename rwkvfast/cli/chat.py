@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     a("-sys", "--system-prompt", default=None, help="system prompt (chat mode)")
     a("-n", "--n-predict", type=int, default=-1, help="tokens per answer (-1: until the answer ends)")
     a("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
+    a("-b", "--batch-size", type=int, default=512, help="prompt tokens processed together (default 512)")
     a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0, help="layers on the GPU (Vulkan builds)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("-cnv", "--conversation", dest="conversation", action="store_true", default=True,
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         ap.error(f"argument -t/--threads: must be >= 1, got {args.threads}")
+    if not 1 <= args.batch_size <= 1 << 20:
+        ap.error(f"argument -b/--batch-size: must be in 1..{1 << 20}, got {args.batch_size}")
     try:  # sampler values are checked before the model loads, as bad flags
         Sampler(2, _sampler_params(args, False))
     except ValueError as e:
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt = _unescape(prompt)
     t0 = time.perf_counter()
     try:
-        model = rwkvfast.Model(args.model, n_threads=args.threads)
+        model = rwkvfast.Model(args.model, n_threads=args.threads, n_batch=args.batch_size)
     except (ValueError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
