@@ -40,6 +40,15 @@ struct work {
 
 #define N_SLOTS 16
 
+/* Row stride of a [T][dim] scratch vector: dim rounded up to 16 floats, plus 16 more when
+ * that is a multiple of 1024 (4 KiB): rows 4 KiB apart fall into the same L1 sets, and a
+ * GEMM block reading 4 tokens' rows next to 4 weight rows (themselves 4 KiB apart at 2048
+ * F16 columns) then evicts its own data. */
+static int64_t stride(int64_t dim) {
+    const int64_t s = (dim + 15) & ~(int64_t)15;
+    return s % 1024 ? s : s + 16;
+}
+
 /* Bytes of the scratch for T tokens, and its division into vectors. The buffer lives in
  * the state (state->scratch), so decoding allocates nothing per token. */
 static size_t work_sizes(const struct rwkv_model_info *hp, int64_t T, size_t *sizes, int64_t *widest,
@@ -48,7 +57,7 @@ static size_t work_sizes(const struct rwkv_model_info *hp, int64_t T, size_t *si
     const size_t D = (size_t)hp->lora_mix, Dd = (size_t)hp->lora_decay;
     const size_t n[N_SLOTS] = {C, C, C, C, N_MIX * D, N_MIX * C, N_MIX * C, C, C, C, C, C, C, Dd, F, C};
     size_t total = 0;
-    for (size_t i = 0; i < N_SLOTS; i++) total += sizes[i] = ((n[i] + 15) & ~(size_t)15) * (size_t)T;
+    for (size_t i = 0; i < N_SLOTS; i++) total += sizes[i] = (size_t)stride((int64_t)n[i]) * (size_t)T;
     *widest = (int64_t)(C > F ? C : F); /* the widest matrix input is max(C, F, D, Dd) */
     if ((int64_t)D > *widest) *widest = (int64_t)D;
     if ((int64_t)Dd > *widest) *widest = (int64_t)Dd;
@@ -89,8 +98,6 @@ static void scratch_release(struct rwkv_state *st) {
     st->scratch_bytes = 0;
 }
 
-/* Row stride of a [T][dim] scratch vector (dim rounded up as in work_sizes). */
-static int64_t stride(int64_t dim) { return (dim + 15) & ~(int64_t)15; }
 
 /* A job over the chunk's T tokens: x rows xs apart, y rows ys apart. */
 static struct rwkv_gemv_job job(const struct rwkv_mat *w, const float *x, int64_t xs, float *y, int64_t ys, int post,

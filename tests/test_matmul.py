@@ -18,8 +18,9 @@ def _weights(wtype: str, rows: int, cols: int, rng) -> np.ndarray:
 
 @pytest.mark.parametrize("wtype", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_1", "Q2_K", "Q4_K", "Q6_K"])
 @pytest.mark.parametrize("rows,cols,ntok", [
-    (37, 8192, 21),   # 8 tokens per tile: two full tiles and a part; rows not a multiple of the 16-row unit
-    (50, 1024, 70),   # 64 tokens per tile and a 6-token remainder
+    (37, 8192, 70),   # 32 tokens per 1 MiB tile: two full tiles and 6; rows not a multiple of the 16-row unit
+    (20, 16384, 21),  # 16 tokens per tile and a 5-token remainder
+    (50, 1024, 70),   # one tile
     (16, 256, 3),
     (200, 512, 1),
 ])
