@@ -371,19 +371,26 @@ int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes
     void **bufs = NULL;
     const struct rwkv_kernels *k = rwkv_kernels_for_level(level);
     RWKV_CHECK(k, RWKV_ERR_FORMAT, "this CPU cannot run kernel level %s", rwkv_cpu_level_name(level));
-    rwkv_gemm_fn fn = rwkv_kernels_gemm_f(k, type);
-    rwkv_gemm_q_fn qfn = rwkv_kernels_gemm_q(k, type);
-    RWKV_CHECK(fn || qfn, RWKV_ERR_FORMAT, "no %s gemm kernel for type %s", rwkv_cpu_level_name(level),
+    rwkv_gemv_fn fn = rwkv_kernels_gemv_f(k, type);
+    rwkv_gemv_q_fn qfn = rwkv_kernels_gemv_q(k, type);
+    RWKV_CHECK(fn || qfn, RWKV_ERR_FORMAT, "no %s kernel for type %s", rwkv_cpu_level_name(level),
                rwkv_type_name(type));
     RWKV_CHECK(n_tok > 0, RWKV_ERR_FORMAT, "n_tok must be positive");
+    /* as the model runs it: the level's GEMM where it has one, else its GEMV per token */
+    rwkv_gemm_fn gemm = rwkv_kernels_gemm_f(k, type);
+    rwkv_gemm_q_fn gemm_q = rwkv_kernels_gemm_q(k, type);
     if (fn) {
-        fn(w, row_bytes, x, n_cols, y, n_rows, n_rows, n_cols, n_tok);
+        if (gemm) gemm(w, row_bytes, x, n_cols, y, n_rows, n_rows, n_cols, n_tok);
+        else
+            for (int64_t t = 0; t < n_tok; t++) fn(w, row_bytes, x + t * n_cols, y + t * n_rows, n_rows, n_cols);
     } else {
         xqs = calloc((size_t)n_tok, sizeof *xqs);
         bufs = calloc((size_t)n_tok, sizeof *bufs);
         RWKV_CHECK(xqs && bufs, RWKV_ERR_NOMEM, "out of memory");
         for (int64_t t = 0; t < n_tok; t++) RWKV_TRY(hook_xq(type, x + t * n_cols, n_cols, &xqs[t], &bufs[t], err));
-        qfn(w, row_bytes, xqs, y, n_rows, n_rows, n_cols, n_tok);
+        if (gemm_q) gemm_q(w, row_bytes, xqs, y, n_rows, n_rows, n_cols, n_tok);
+        else
+            for (int64_t t = 0; t < n_tok; t++) qfn(w, row_bytes, &xqs[t], y + t * n_rows, n_rows, n_cols);
     }
 fail:
     if (bufs)

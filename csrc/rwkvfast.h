@@ -64,8 +64,8 @@ void rwkv_system_info(char *buf, size_t size);
  * RWKV_ERR_FORMAT if this CPU cannot run `level` or no kernel handles `type`. */
 int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, struct rwkv_error *err);
-/* For tests: the several-token product with the kernel of `level` (float weights, and the
- * quantized types that have one: activations quantized per token as the model does):
+/* For tests: the several-token product with the kernels of `level` as the model runs it (the
+ * level's GEMM where it has one, else its GEMV per token; activations quantized per token):
  * Y[t] = W @ X[t] for t < n_tok, X and Y row-major [n_tok][n_cols] / [n_tok][n_rows]. */
 int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                        int64_t n_rows, int64_t n_cols, int64_t n_tok, struct rwkv_error *err);

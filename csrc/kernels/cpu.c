@@ -67,11 +67,14 @@ static void init_once(void) {
         for (int l = 0; l <= RWKV_CPU_AVX512_VNNI; l++)
             if (strcmp(cap, LEVEL_NAMES[l]) == 0 && l < g_level) g_level = l;
     }
-    /* Each slot takes the best level (up to the table's own) that implements it. */
+    /* Each slot takes the best level (up to the table's own) that implements it, except that a
+     * GEMM slot is kept only from the level of its type's GEMV: a GEMM promises the GEMV's sums
+     * bit for bit, so with another level's GEMV the product runs token after token instead. */
     const char *slot_level[64] = {0};
     int i;
     for (int top = 0; top <= g_supported; top++) {
         struct rwkv_kernels *dst = &g_filled[top];
+        int from[64], gemv_from[RWKV_TYPE_COUNT];
         dst->level = LEVEL_NAMES[top];
         for (int l = 0; l <= top; l++) {
             const struct rwkv_kernels *t = TABLES[l];
@@ -79,12 +82,27 @@ static void init_once(void) {
 #define FILL(name, wtype)                                        \
     if (t->name) {                                        \
         dst->name = t->name;                              \
-        if (top == g_level) slot_level[i] = LEVEL_NAMES[l]; \
+        from[i] = l;                                      \
     }                                                     \
     i++;
             RWKV_KERNEL_SLOTS(FILL)
 #undef FILL
             if (t->wkv6) dst->wkv6 = t->wkv6;
+        }
+        i = 0;
+#define GEMV_FROM(name, wtype) gemv_from[wtype] = dst->name ? from[i] : -1, i++;
+#define KEEP_GEMM(name, wtype)                                      \
+    if (dst->name && from[i] != gemv_from[wtype]) dst->name = NULL; \
+    i++;
+        RWKV_FLOAT_SLOTS(GEMV_FROM) RWKV_QUANT_SLOTS(GEMV_FROM)
+        RWKV_GEMM_SLOTS(KEEP_GEMM) RWKV_GEMM_Q_SLOTS(KEEP_GEMM)
+#undef GEMV_FROM
+#undef KEEP_GEMM
+        if (top == g_level) {
+            i = 0;
+#define NAME_LEVEL(name, wtype) slot_level[i] = dst->name ? LEVEL_NAMES[from[i]] : "gemv per token", i++;
+            RWKV_KERNEL_SLOTS(NAME_LEVEL)
+#undef NAME_LEVEL
         }
     }
     const char *wkv_level = "scalar";

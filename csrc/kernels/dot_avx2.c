@@ -84,9 +84,6 @@ DEFINE_GEMV(rwkv_gemv_f16_avx2, uint16_t, load8_f16, cvt1_f16)
 DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
 
 /* 16 ymm registers cannot hold a multi-token block: tokens one after another. */
-RWKV_GEMM_FROM_GEMV(rwkv_gemm_f32_avx2, rwkv_gemv_f32_avx2)
-RWKV_GEMM_FROM_GEMV(rwkv_gemm_f16_avx2, rwkv_gemv_f16_avx2)
-RWKV_GEMM_FROM_GEMV(rwkv_gemm_bf16_avx2, rwkv_gemv_bf16_avx2)
 
 /* WKV6 for one head, 8 values per vector (see rwkv_wkv6_fn); N not a multiple of 8
  * goes to the scalar twin. No FMA: rounded exactly like the scalar twin. */
@@ -113,9 +110,6 @@ static void rwkv_wkv6_avx2(int64_t N, const float *r, const float *k, const floa
 /* Quantized weights: qdot_avx2.c. */
 #include "qdot.h"
 
-RWKV_GEMM_Q_FROM_GEMV(rwkv_gemm_q8_0_avx2, rwkv_gemv_q8_0_avx2)
-RWKV_GEMM_Q_FROM_GEMV(rwkv_gemm_q4_k_avx2, rwkv_gemv_q4_k_avx2)
-RWKV_GEMM_Q_FROM_GEMV(rwkv_gemm_q5_k_avx2, rwkv_gemv_q5_k_avx2)
 
 const struct rwkv_kernels rwkv_kernels_avx2 = {
     .level = "avx2",
@@ -123,12 +117,6 @@ const struct rwkv_kernels rwkv_kernels_avx2 = {
     .gemv_f32 = rwkv_gemv_f32_avx2,
     .gemv_f16 = rwkv_gemv_f16_avx2,
     .gemv_bf16 = rwkv_gemv_bf16_avx2,
-    .gemm_f32 = rwkv_gemm_f32_avx2,
-    .gemm_f16 = rwkv_gemm_f16_avx2,
-    .gemm_bf16 = rwkv_gemm_bf16_avx2,
-    .gemm_q8_0 = rwkv_gemm_q8_0_avx2,
-    .gemm_q4_k = rwkv_gemm_q4_k_avx2,
-    .gemm_q5_k = rwkv_gemm_q5_k_avx2,
     .gemv_q4_0 = rwkv_gemv_q4_0_avx2,
     .gemv_q4_1 = rwkv_gemv_q4_1_avx2,
     .gemv_q5_0 = rwkv_gemv_q5_0_avx2,

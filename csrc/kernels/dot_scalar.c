@@ -91,12 +91,6 @@ static void wkv6_scalar(int64_t N, const float *r, const float *k, const float *
     }
 }
 
-RWKV_GEMM_FROM_GEMV(gemm_f32_scalar, gemv_f32_scalar)
-RWKV_GEMM_FROM_GEMV(gemm_f16_scalar, gemv_f16_scalar)
-RWKV_GEMM_FROM_GEMV(gemm_bf16_scalar, gemv_bf16_scalar)
-RWKV_GEMM_Q_FROM_GEMV(gemm_q8_0_scalar, gemv_q8_0_scalar)
-RWKV_GEMM_Q_FROM_GEMV(gemm_q4_k_scalar, gemv_q4_k_scalar)
-RWKV_GEMM_Q_FROM_GEMV(gemm_q5_k_scalar, gemv_q5_k_scalar)
 
 const struct rwkv_kernels rwkv_kernels_scalar = {
     .level = "scalar",
@@ -114,10 +108,4 @@ const struct rwkv_kernels rwkv_kernels_scalar = {
     .gemv_q4_k = gemv_q4_k_scalar,
     .gemv_q5_k = gemv_q5_k_scalar,
     .gemv_q6_k = gemv_q6_k_scalar,
-    .gemm_f32 = gemm_f32_scalar,
-    .gemm_f16 = gemm_f16_scalar,
-    .gemm_bf16 = gemm_bf16_scalar,
-    .gemm_q8_0 = gemm_q8_0_scalar,
-    .gemm_q4_k = gemm_q4_k_scalar,
-    .gemm_q5_k = gemm_q5_k_scalar,
 };

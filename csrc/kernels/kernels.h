@@ -52,14 +52,6 @@ struct rwkv_xq {
 typedef void (*rwkv_gemm_fn)(const void *w, size_t row_bytes, const float *x, int64_t xs, float *y, int64_t ys,
                              int64_t n_rows, int64_t n_cols, int64_t n_tok);
 
-/* A level's GEMM built from its own GEMV, one token after another (levels whose registers
- * cannot hold a multi-token block): the rows stay in cache between the calls. */
-#define RWKV_GEMM_FROM_GEMV(NAME, GEMV)                                                                  \
-    static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
-                     int64_t nc, int64_t nt) {                                                           \
-        for (int64_t t = 0; t < nt; t++) GEMV(w, rb, x + t * xs, y + t * ys, nr, nc);                     \
-    }
-
 /* y[r] = W[r] . x for a quantized W, x given as rwkv_xq (see unpack.h for the maths). */
 typedef void (*rwkv_gemv_q_fn)(const void *w, size_t row_bytes, const struct rwkv_xq *x, float *y,
                                int64_t n_rows, int64_t n_cols);
@@ -68,12 +60,6 @@ typedef void (*rwkv_gemv_q_fn)(const void *w, size_t row_bytes, const struct rwk
  * GEMV sums them). */
 typedef void (*rwkv_gemm_q_fn)(const void *w, size_t row_bytes, const struct rwkv_xq *x, float *y, int64_t ys,
                                int64_t n_rows, int64_t n_cols, int64_t n_tok);
-#define RWKV_GEMM_Q_FROM_GEMV(NAME, GEMV)                                                                \
-    static void NAME(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, int64_t nr,   \
-                     int64_t nc, int64_t nt) {                                                           \
-        for (int64_t t = 0; t < nt; t++) GEMV(w, rb, &x[t], y + t * ys, nr, nc);                          \
-    }
-
 /* One head of the WKV6 recurrence for one token (N = head_size): with i the key and
  * j the value index, y_j = sum_i r_i (u_i k_i v_j + S_ij), then S_ij <- w_i S_ij + k_i v_j.
  * S is [N][N] (row i contiguous). */
@@ -105,6 +91,10 @@ typedef void (*rwkv_wkv6_fn)(int64_t N, const float *r, const float *k, const fl
     X(gemm_f16, RWKV_TYPE_F16)        \
     X(gemm_bf16, RWKV_TYPE_BF16)
 #define RWKV_GEMM_Q_SLOTS(X)          \
+    X(gemm_q4_0, RWKV_TYPE_Q4_0)      \
+    X(gemm_q4_1, RWKV_TYPE_Q4_1)      \
+    X(gemm_q5_0, RWKV_TYPE_Q5_0)      \
+    X(gemm_q5_1, RWKV_TYPE_Q5_1)      \
     X(gemm_q8_0, RWKV_TYPE_Q8_0)      \
     X(gemm_q4_k, RWKV_TYPE_Q4_K)      \
     X(gemm_q5_k, RWKV_TYPE_Q5_K)
@@ -146,7 +136,8 @@ extern const struct rwkv_kernels rwkv_kernels_avx2;
 extern const struct rwkv_kernels rwkv_kernels_avx512;
 extern const struct rwkv_kernels rwkv_kernels_avx512vnni; /* only the slots VNNI speeds up */
 
-/* The table chosen at start-up (never NULL, every slot filled). */
+/* The table chosen at start-up (never NULL, every GEMV slot filled; a GEMM slot is NULL
+ * where the level of the type's GEMV has none: the product then runs token after token). */
 const struct rwkv_kernels *rwkv_kernels_active(void);
 /* The table of `level` (slots it lacks filled from lower levels) if this CPU can
  * run it, else NULL (for tests and benchmarks). */

@@ -48,14 +48,24 @@ static inline __m256 planes_f32(__m256i hi, __m256i lo) {
 
 /* ------------------------------------------------ Q4_0, Q4_1, Q5_0, Q5_1 -- */
 
+/* Byte-plane dot products of a pair of blocks A, B (weights as unsigned bytes, [A0..15 |
+ * B0..15] in lo and [A16..31 | B16..31] in hi, the pair order of the planes): A's sums in
+ * lanes 0..3, B's in lanes 4..7, as f32. */
+static inline __attribute__((always_inline)) __m256 pair_dot(__m256i lo, __m256i hi, const int8_t *xl, const int8_t *xh) {
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i il = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xl)),
+                                           hi, _mm256_loadu_si256((const __m256i *)(xl + 32)));
+    const __m256i ih = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xh)),
+                                           hi, _mm256_loadu_si256((const __m256i *)(xh + 32)));
+    return planes_f32(ih, il);
+}
+
 /* Two blocks A, B per step: their 16 packed bytes side by side give, with `& 15`,
  * elements 0..15 of A and B, and with `>> 4` elements 16..31: the pair order of the
- * activation planes. vpdpbusd leaves A's sums in lanes 0..3 and B's in lanes 4..7.
- * Returns the pair's integer sums as f32. */
-static inline __attribute__((always_inline)) __m256 q4q5_pair(const uint8_t *a, const int8_t *xl,
-                                                             const int8_t *xh, const int BB, const int QS,
-                                                             const int QH) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16), zero = _mm256_setzero_si256();
+ * activation planes. */
+static inline __attribute__((always_inline)) void q4q5_weights(const uint8_t *a, const int BB, const int QS,
+                                                              const int QH, __m256i *plo, __m256i *phi) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
     const uint8_t *bb = a + BB;
     _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
     const __m256i packed = _mm256_loadu2_m128i((const __m128i *)(bb + QS), (const __m128i *)(a + QS));
@@ -68,11 +78,7 @@ static inline __attribute__((always_inline)) __m256 q4q5_pair(const uint8_t *a, 
         lo = _mm256_mask_add_epi8(lo, (__mmask32)((ha & 0xffffu) | (hb << 16)), lo, b16);
         hi = _mm256_mask_add_epi8(hi, (__mmask32)((ha >> 16) | (hb & 0xffff0000u)), hi, b16);
     }
-    const __m256i il = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xl)),
-                                           hi, _mm256_loadu_si256((const __m256i *)(xl + 32)));
-    const __m256i ih = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xh)),
-                                           hi, _mm256_loadu_si256((const __m256i *)(xh + 32)));
-    return planes_f32(ih, il);
+    *plo = lo, *phi = hi;
 }
 
 /* The f16 scales of the blocks at b, b + BB (, b + 2 BB, b + 3 BB) packed into 64
@@ -98,147 +104,103 @@ static inline __m256 pair_lanes(__m256 f, const int i) {
     return _mm256_permutexvar_ps(_mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1), f);
 }
 
-/* HAS_M: value = d*q + m (Q4_1, Q5_1); else d*(q - BIAS) (Q4_0: 8, Q5_0: 16), the bias
- * applied per block through the integer sum of x. Four blocks per step: their f16
- * scales (and mins) converted at once, times dx. Named accumulators: an indexed pair of
- * them is kept in memory by the compiler, which puts a store-load chain on every FMA. */
-static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH, const int HAS_M,
-                                                           const int BIAS,
-                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
-                                                                          float *)) {
-    const int64_t nb = nc / 32;
-    for (int64_t r = 0; r < nr; r++) {
-        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, side = acc0;
-        int64_t b = 0;
-        for (; b + 2 <= nb; b += 4) {
-            const uint8_t *a = row + b * BB;
-            const int two = b + 4 > nb; /* only one pair left */
-            const int8_t *xl = x->lo + b * 32, *xh = x->hi + b * 32;
-            __m256 f; /* d * dx of the four blocks in lanes 0..3 */
-            if (HAS_M) {
-                /* [d0 m0 d1 m1 d2 m2 d3 m3] * [dx0 s0 dx1 s1 ...]: scales in even lanes, the
-                 * mins' term m * sum32(x) in odd lanes */
-                const __m128i dm = _mm_set_epi64x(two ? 0 : (long long)dm2(a + 2 * BB, BB), (long long)dm2(a, BB));
-                const __m256 p = _mm256_mul_ps(_mm256_cvtph_ps(dm),
-                                               _mm256_maskz_loadu_ps(two ? 0x0f : 0xff, x->dxs + 2 * b));
-                side = _mm256_mask_add_ps(side, 0xaa, side, p);
-                f = _mm256_permutexvar_ps(_mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), p);
-            } else {
-                const uint64_t h = two ? f16x2(a, BB) : f16x4(a, BB);
-                const __mmask8 m = two ? 0x3 : 0xf;
-                const __m128 f4 = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)), _mm_maskz_loadu_ps(m, x->d + b));
-                side = _mm256_castps128_ps256(_mm_fmadd_ps(
-                    f4, _mm_cvtepi32_ps(_mm_maskz_loadu_epi32(m, x->qsum + b)), _mm256_castps256_ps128(side)));
-                f = _mm256_castps128_ps256(f4);
-            }
-            acc0 = _mm256_fmadd_ps(q4q5_pair(a, xl, xh, BB, QS, QH), pair_lanes(f, 0), acc0);
-            if (!two)
-                acc1 = _mm256_fmadd_ps(q4q5_pair(a + 2 * BB, xl + 64, xh + 64, BB, QS, QH), pair_lanes(f, 2), acc1);
-        }
-        float out = hsum256(_mm256_add_ps(acc0, acc1)) + (HAS_M ? 1.0f : -(float)BIAS) * hsum256(side);
-        if (nb & 1) out += block32_dot(unpack, row + (nb - 1) * BB, x, (nb - 1) * 32);
-        y[r] = out;
-    }
-}
-
-RWKV_DEFINE_Q4Q5_WRAPPERS(avx512vnni)
-
-/* ---------------------------------------------------------------- Q8_0 -- */
-
-/* Q8_0, 34 bytes: f16 d | i8 qs[32]. A pair of blocks A, B as the pair order of the
+/* Q8_0, 34 bytes: f16 d | i8 qs[32]. A pair of blocks A, B in the pair order of the
  * planes: [A0..15 | B0..15] and [A16..31 | B16..31]. The signed weights are flipped to
  * unsigned (w ^ 0x80 = w + 128) for vpdpbusd and the 128 q taken back per block
  * through qsum: the flip is one op per 32 weights, against three for vpsignb's
- * |w| . sign(x) form. Returns the pair's integer sums (with the +128) as f32. */
+ * |w| . sign(x) form. */
 static inline __attribute__((always_inline)) void q8_weights(const uint8_t *a, __m256i *lo, __m256i *hi) {
     const __m256i flip = _mm256_set1_epi8((char)0x80);
     _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
     *lo = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + 36), (const __m128i *)(a + 2)), flip);
     *hi = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + 52), (const __m128i *)(a + 18)), flip);
 }
-static inline __attribute__((always_inline)) __m256 q8_dot(__m256i lo, __m256i hi, const int8_t *xl, const int8_t *xh) {
-    const __m256i zero = _mm256_setzero_si256();
-    const __m256i il = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xl)),
-                                           hi, _mm256_loadu_si256((const __m256i *)(xl + 32)));
-    const __m256i ih = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xh)),
-                                           hi, _mm256_loadu_si256((const __m256i *)(xh + 32)));
-    return planes_f32(ih, il);
-}
-static inline __attribute__((always_inline)) __m256 q8_pair(const uint8_t *a, const int8_t *xl, const int8_t *xh) {
-    __m256i lo, hi;
-    q8_weights(a, &lo, &hi);
-    return q8_dot(lo, hi, xl, xh);
-}
 
-/* Four blocks per step, as gemv_q4q5 without the min: d * dx of the four blocks at
- * once, the flip's 128 q through qsum in `side`. */
-void rwkv_gemv_q8_0_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+/* Tokens per pass of the block-32 GEMMs: each step's weights are unpacked once for them. */
+#define Q32_TB 4
+
+/* HAS_M: value = d*q + m (Q4_1, Q5_1); else d*(q - BIAS) (Q4_0: 8, Q5_0: 16, Q8_0 after
+ * its flip: 128), the bias applied per block through the integer sum of x. Four blocks per
+ * step: their f16 scales (and mins) converted at once, times dx. tb tokens per pass (x[k],
+ * y + k * ys): the weights of each step are unpacked once and every token runs the same
+ * operations as alone, so the GEMV (tb = 1) and the GEMM agree to the bit. Named
+ * accumulators per token: an indexed pair of them is kept in memory by the compiler,
+ * which puts a store-load chain on every FMA. */
+static inline __attribute__((always_inline)) void gemm_q32(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
+                                                          const int BB, const int QS, const int QH, const int HAS_M,
+                                                          const int BIAS, const int Q8,
+                                                          void (*unpack)(const uint8_t *, int16_t *, float *,
+                                                                         float *)) {
     const int64_t nb = nc / 32;
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, side = acc0;
+        __m256 acc0[Q32_TB], acc1[Q32_TB], side[Q32_TB];
+        for (int k = 0; k < tb; k++) acc0[k] = acc1[k] = side[k] = _mm256_setzero_ps();
         for (int64_t b = 0; b + 2 <= nb; b += 4) {
-            const uint8_t *a = row + b * 34;
+            const uint8_t *a = row + b * BB;
             const int two = b + 4 > nb; /* only one pair left */
-            const int8_t *xl = x->lo + b * 32, *xh = x->hi + b * 32;
-            const uint64_t h = two ? f16x2(a, 34) : f16x4(a, 34);
-            const __mmask8 m = two ? 0x3 : 0xf;
-            const __m128 f4 = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)), _mm_maskz_loadu_ps(m, x->d + b));
-            side = _mm256_castps128_ps256(
-                _mm_fmadd_ps(f4, _mm_cvtepi32_ps(_mm_maskz_loadu_epi32(m, x->qsum + b)), _mm256_castps256_ps128(side)));
-            const __m256 f = _mm256_castps128_ps256(f4);
-            acc0 = _mm256_fmadd_ps(q8_pair(a, xl, xh), pair_lanes(f, 0), acc0);
-            if (!two) acc1 = _mm256_fmadd_ps(q8_pair(a + 68, xl + 64, xh + 64), pair_lanes(f, 2), acc1);
+            __m256i lo0, hi0, lo1 = _mm256_setzero_si256(), hi1 = lo1;
+            if (Q8) {
+                q8_weights(a, &lo0, &hi0);
+                if (!two) q8_weights(a + 2 * BB, &lo1, &hi1);
+            } else {
+                q4q5_weights(a, BB, QS, QH, &lo0, &hi0);
+                if (!two) q4q5_weights(a + 2 * BB, BB, QS, QH, &lo1, &hi1);
+            }
+            /* HAS_M: [d0 m0 d1 m1 d2 m2 d3 m3]; else d0..d3 in the low lanes */
+            const __m256 wd = HAS_M ? _mm256_cvtph_ps(_mm_set_epi64x(two ? 0 : (long long)dm2(a + 2 * BB, BB),
+                                                                     (long long)dm2(a, BB)))
+                                    : _mm256_castps128_ps256(_mm_cvtph_ps(
+                                          _mm_cvtsi64_si128((long long)(two ? f16x2(a, BB) : f16x4(a, BB)))));
+            for (int k = 0; k < tb; k++) {
+                const int8_t *xl = x[k].lo + b * 32, *xh = x[k].hi + b * 32;
+                __m256 f; /* d * dx of the four blocks in lanes 0..3 */
+                if (HAS_M) {
+                    /* times [dx0 s0 dx1 s1 ...]: scales in even lanes, the mins' term
+                     * m * sum32(x) in odd lanes */
+                    const __m256 p = _mm256_mul_ps(wd, _mm256_maskz_loadu_ps(two ? 0x0f : 0xff, x[k].dxs + 2 * b));
+                    side[k] = _mm256_mask_add_ps(side[k], 0xaa, side[k], p);
+                    f = _mm256_permutexvar_ps(_mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), p);
+                } else {
+                    const __mmask8 m = two ? 0x3 : 0xf;
+                    const __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(wd), _mm_maskz_loadu_ps(m, x[k].d + b));
+                    side[k] = _mm256_castps128_ps256(_mm_fmadd_ps(
+                        f4, _mm_cvtepi32_ps(_mm_maskz_loadu_epi32(m, x[k].qsum + b)), _mm256_castps256_ps128(side[k])));
+                    f = _mm256_castps128_ps256(f4);
+                }
+                acc0[k] = _mm256_fmadd_ps(pair_dot(lo0, hi0, xl, xh), pair_lanes(f, 0), acc0[k]);
+                if (!two) acc1[k] = _mm256_fmadd_ps(pair_dot(lo1, hi1, xl + 64, xh + 64), pair_lanes(f, 2), acc1[k]);
+            }
         }
-        float out = hsum256(_mm256_add_ps(acc0, acc1)) - 128.0f * hsum256(side);
-        if (nb & 1) out += block32_dot(unpack_q8_0, row + (nb - 1) * 34, x, (nb - 1) * 32);
-        y[r] = out;
+        for (int k = 0; k < tb; k++) {
+            float out = hsum256(_mm256_add_ps(acc0[k], acc1[k])) + (HAS_M ? 1.0f : -(float)BIAS) * hsum256(side[k]);
+            if (nb & 1) out += block32_dot(unpack, row + (nb - 1) * BB, &x[k], (nb - 1) * 32);
+            y[k * ys + r] = out;
+        }
     }
 }
 
-/* Two tokens per row pass (the weights of each pair of blocks loaded and flipped once), each
- * token summed with exactly rwkv_gemv_q8_0_avx512vnni's operations: bit-identical to it. */
-static void rwkv_gemm_q8_0_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,
-                                      int64_t nr, int64_t nc, int64_t nt) {
-    const int64_t nb = nc / 32;
-    int64_t t = 0;
-    for (; t + 2 <= nt; t += 2) {
-        const struct rwkv_xq *X[2] = {&x[t], &x[t + 1]};
-        for (int64_t r = 0; r < nr; r++) {
-            const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-            __m256 acc0[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, acc1[2] = {acc0[0], acc0[0]};
-            __m256 side[2] = {acc0[0], acc0[0]};
-            for (int64_t b = 0; b + 2 <= nb; b += 4) {
-                const uint8_t *a = row + b * 34;
-                const int two = b + 4 > nb;
-                const uint64_t h = two ? f16x2(a, 34) : f16x4(a, 34);
-                const __mmask8 m = two ? 0x3 : 0xf;
-                const __m128 dw = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
-                __m256i lo0, hi0, lo1 = _mm256_setzero_si256(), hi1 = lo1;
-                q8_weights(a, &lo0, &hi0);
-                if (!two) q8_weights(a + 68, &lo1, &hi1);
-                for (int k = 0; k < 2; k++) {
-                    const int8_t *xl = X[k]->lo + b * 32, *xh = X[k]->hi + b * 32;
-                    const __m128 f4 = _mm_mul_ps(dw, _mm_maskz_loadu_ps(m, X[k]->d + b));
-                    side[k] = _mm256_castps128_ps256(_mm_fmadd_ps(
-                        f4, _mm_cvtepi32_ps(_mm_maskz_loadu_epi32(m, X[k]->qsum + b)), _mm256_castps256_ps128(side[k])));
-                    const __m256 f = _mm256_castps128_ps256(f4);
-                    acc0[k] = _mm256_fmadd_ps(q8_dot(lo0, hi0, xl, xh), pair_lanes(f, 0), acc0[k]);
-                    if (!two) acc1[k] = _mm256_fmadd_ps(q8_dot(lo1, hi1, xl + 64, xh + 64), pair_lanes(f, 2), acc1[k]);
-                }
-            }
-            for (int k = 0; k < 2; k++) {
-                float out = hsum256(_mm256_add_ps(acc0[k], acc1[k])) - 128.0f * hsum256(side[k]);
-                if (nb & 1) out += block32_dot(unpack_q8_0, row + (nb - 1) * 34, X[k], (nb - 1) * 32);
-                y[(t + k) * ys + r] = out;
-            }
-        }
+/* The GEMV (one token) and the GEMM (passes of TB <= Q32_TB tokens, then 2, then the GEMV)
+ * of a block-32 type. */
+#define DEFINE_Q32(TYPE, TB, ...)                                                                            \
+    void rwkv_gemv_##TYPE##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, \
+                                       int64_t nc) {                                                     \
+        gemm_q32(w, rb, x, y, 0, nr, nc, 1, __VA_ARGS__);                                                \
+    }                                                                                                    \
+    static void rwkv_gemm_##TYPE##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y,  \
+                                              int64_t ys, int64_t nr, int64_t nc, int64_t nt) {          \
+        int64_t t = 0;                                                                                   \
+        for (; t + TB <= nt; t += TB) gemm_q32(w, rb, x + t, y + t * ys, ys, nr, nc, TB, __VA_ARGS__);   \
+        if (t + 2 <= nt) gemm_q32(w, rb, x + t, y + t * ys, ys, nr, nc, 2, __VA_ARGS__), t += 2;         \
+        if (t < nt) gemm_q32(w, rb, x + t, y + t * ys, ys, nr, nc, 1, __VA_ARGS__);                      \
     }
-    if (t < nt) rwkv_gemv_q8_0_avx512vnni(w, rb, &x[t], y + t * ys, nr, nc);
-}
+
+DEFINE_Q32(q4_0, 4, 18, 2, 0, 0, 8, 0, unpack_q4_0)
+DEFINE_Q32(q4_1, 4, 20, 4, 0, 1, 0, 0, unpack_q4_1)
+DEFINE_Q32(q5_0, 4, 22, 6, 2, 0, 16, 0, unpack_q5_0)
+DEFINE_Q32(q5_1, 4, 24, 8, 4, 1, 0, 0, unpack_q5_1)
+DEFINE_Q32(q8_0, 2, 34, 2, 0, 0, 128, 1, unpack_q8_0)
 
 /* ------------------------------------------------------------- K types -- */
 
@@ -518,6 +480,10 @@ const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .gemv_q2_k = rwkv_gemv_q2_k_avx512vnni,
     .gemv_q3_k = rwkv_gemv_q3_k_avx512vnni,
     .gemv_q4_k = rwkv_gemv_q4_k_avx512vnni,
+    .gemm_q4_0 = rwkv_gemm_q4_0_avx512vnni,
+    .gemm_q4_1 = rwkv_gemm_q4_1_avx512vnni,
+    .gemm_q5_0 = rwkv_gemm_q5_0_avx512vnni,
+    .gemm_q5_1 = rwkv_gemm_q5_1_avx512vnni,
     .gemm_q8_0 = rwkv_gemm_q8_0_avx512vnni,
     .gemm_q4_k = rwkv_gemm_q4_k_avx512vnni,
     .gemm_q5_k = rwkv_gemm_q5_k_avx512vnni,
