@@ -247,99 +247,84 @@ static inline __attribute__((always_inline)) void k45_weights(const uint8_t *blk
     }
 }
 
+/* Tokens per pass of the Q4_K/Q5_K GEMM. */
+#define K45_TB 4
+
 /* Q4_K, Q5_K: per 64 elements 32 bytes of nibbles: `& 15` is sub-block 2j (natural
  * order), `>> 4` sub-block 2j+1; Q5_K's fifth bits are bits 2j, 2j+1 of qh[l]. The
- * mins' term goes through sum32(x) (k4_superblock). */
-static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH) {
+ * mins' term goes through sum32(x) (as k4_superblock). tb tokens per pass (x[k], y + k * ys):
+ * each super-block's scales, nibbles and fifth bits are unpacked once and every token runs
+ * the operations it runs alone, so the GEMV (tb = 1) and the GEMM agree to the bit. */
+static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
+                                                           const int BB, const int QS, const int QH) {
     const int64_t nsb = nc / 256;
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps(), side = _mm256_setzero_ps();
+        __m256 acc[K45_TB], side[K45_TB];
+        for (int k = 0; k < tb; k++) acc[k] = side[k] = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * BB;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
+            const __m128i bytes = k4_scales_mins(blk + 4);
+            const __m256 md = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),
+                                            _mm256_set1_ps(rd_f16(blk + 2)));
             /* the 8 scales as int16 in both 128-bit lanes: vpshufb then broadcasts one of them
              * (a lane-local shuffle, cheaper than vpermw on Zen 4) */
-            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(k4_superblock(blk, x->sum32 + sb * 8, &side)));
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(bytes));
             const __m256i qh = QH ? _mm256_loadu_si256((const __m256i *)(blk + QH)) : _mm256_setzero_si256();
-            const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
-            __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
+            __m256i aL[K45_TB][2], aH[K45_TB][2];
+            for (int k = 0; k < tb; k++) {
+                side[k] = _mm256_fmadd_ps(md, _mm256_loadu_ps(x[k].sum32 + sb * 8), side[k]);
+                aL[k][0] = aL[k][1] = aH[k][0] = aH[k][1] = _mm256_setzero_si256();
+            }
             for (int j = 0; j < 4; j++) {
                 __m256i ulo, uhi;
                 k45_weights(blk, j, QS, QH, qh, &ulo, &uhi);
-                k_group(ulo, xl + 64 * j, xh + 64 * j, _mm256_shuffle_epi8(sc16, scale_bytes(2 * j)), &aL[0], &aH[0]);
-                k_group(uhi, xl + 64 * j + 32, xh + 64 * j + 32, _mm256_shuffle_epi8(sc16, scale_bytes(2 * j + 1)),
-                        &aL[1], &aH[1]);
+                const __m256i s0 = _mm256_shuffle_epi8(sc16, scale_bytes(2 * j));
+                const __m256i s1 = _mm256_shuffle_epi8(sc16, scale_bytes(2 * j + 1));
+                for (int k = 0; k < tb; k++) {
+                    const int8_t *xl = x[k].lo + sb * 256 + 64 * j, *xh = x[k].hi + sb * 256 + 64 * j;
+                    k_group(ulo, xl, xh, s0, &aL[k][0], &aH[k][0]);
+                    k_group(uhi, xl + 32, xh + 32, s1, &aL[k][1], &aH[k][1]);
+                }
             }
-            acc = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])), _mm256_set1_ps(rd_f16(blk) * x->d[sb]), acc);
+            const float d = rd_f16(blk);
+            for (int k = 0; k < tb; k++)
+                acc[k] = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[k][0], aH[k][1]), _mm256_add_epi32(aL[k][0], aL[k][1])),
+                                         _mm256_set1_ps(d * x[k].d[sb]), acc[k]);
         }
-        y[r] = hsum256(_mm256_sub_ps(acc, side));
+        for (int k = 0; k < tb; k++) y[k * ys + r] = hsum256(_mm256_sub_ps(acc[k], side[k]));
     }
+}
+
+static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH) {
+    gemm_q45k(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH);
 }
 
 RWKV_DEFINE_Q45K_WRAPPERS(avx512vnni)
 
-/* Two tokens per row pass: the weights of each super-block are unpacked once (scales, nibbles,
- * fifth bits) and each token's sums run through exactly the GEMV's operations, so the result is
- * bit-identical to gemv_q45k per token; an odd last token goes through the GEMV. */
-static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t ys, int64_t nr, int64_t nc, int64_t nt,
-                                                           const int BB, const int QS, const int QH) {
-    const int64_t nsb = nc / 256;
+/* Passes of K45_TB tokens, then 2, then the GEMV. */
+static inline __attribute__((always_inline)) void gemm_q45k_all(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                               float *y, int64_t ys, int64_t nr, int64_t nc,
+                                                               int64_t nt, const int BB, const int QS, const int QH) {
     int64_t t = 0;
-    for (; t + 2 <= nt; t += 2) {
-        const struct rwkv_xq *xa = &x[t], *xb = &x[t + 1];
-        for (int64_t r = 0; r < nr; r++) {
-            const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-            __m256 acc_a = _mm256_setzero_ps(), side_a = acc_a, acc_b = acc_a, side_b = acc_a;
-            for (int64_t sb = 0; sb < nsb; sb++) {
-                const uint8_t *blk = row + sb * BB;
-                /* k4_superblock, with its mins' term once per token */
-                const __m128i bytes = k4_scales_mins(blk + 4);
-                const __m256 md = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))),
-                                                _mm256_set1_ps(rd_f16(blk + 2)));
-                side_a = _mm256_fmadd_ps(md, _mm256_loadu_ps(xa->sum32 + sb * 8), side_a);
-                side_b = _mm256_fmadd_ps(md, _mm256_loadu_ps(xb->sum32 + sb * 8), side_b);
-                const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(bytes));
-                const __m256i qh = QH ? _mm256_loadu_si256((const __m256i *)(blk + QH)) : _mm256_setzero_si256();
-                const int8_t *al = xa->lo + sb * 256, *ah = xa->hi + sb * 256;
-                const int8_t *bl = xb->lo + sb * 256, *bh = xb->hi + sb * 256;
-                __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
-                __m256i bL[2] = {aL[0], aL[0]}, bH[2] = {aL[0], aL[0]};
-                for (int j = 0; j < 4; j++) {
-                    __m256i ulo, uhi;
-                    k45_weights(blk, j, QS, QH, qh, &ulo, &uhi);
-                    const __m256i s0 = _mm256_shuffle_epi8(sc16, scale_bytes(2 * j));
-                    const __m256i s1 = _mm256_shuffle_epi8(sc16, scale_bytes(2 * j + 1));
-                    k_group(ulo, al + 64 * j, ah + 64 * j, s0, &aL[0], &aH[0]);
-                    k_group(uhi, al + 64 * j + 32, ah + 64 * j + 32, s1, &aL[1], &aH[1]);
-                    k_group(ulo, bl + 64 * j, bh + 64 * j, s0, &bL[0], &bH[0]);
-                    k_group(uhi, bl + 64 * j + 32, bh + 64 * j + 32, s1, &bL[1], &bH[1]);
-                }
-                const float d = rd_f16(blk);
-                acc_a = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])),
-                                        _mm256_set1_ps(d * xa->d[sb]), acc_a);
-                acc_b = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(bH[0], bH[1]), _mm256_add_epi32(bL[0], bL[1])),
-                                        _mm256_set1_ps(d * xb->d[sb]), acc_b);
-            }
-            y[t * ys + r] = hsum256(_mm256_sub_ps(acc_a, side_a));
-            y[(t + 1) * ys + r] = hsum256(_mm256_sub_ps(acc_b, side_b));
-        }
-    }
-    if (t < nt) gemv_q45k(w, rb, &x[t], y + t * ys, nr, nc, BB, QS, QH);
+    for (; t + K45_TB <= nt; t += K45_TB) gemm_q45k(w, rb, x + t, y + t * ys, ys, nr, nc, K45_TB, BB, QS, QH);
+    if (t + 2 <= nt) gemm_q45k(w, rb, x + t, y + t * ys, ys, nr, nc, 2, BB, QS, QH), t += 2;
+    if (t < nt) gemm_q45k(w, rb, x + t, y + t * ys, ys, nr, nc, 1, BB, QS, QH);
 }
 
 static void rwkv_gemm_q4_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,
                                       int64_t nr, int64_t nc, int64_t nt) {
-    gemm_q45k(w, rb, x, y, ys, nr, nc, nt, 144, 16, 0);
+    gemm_q45k_all(w, rb, x, y, ys, nr, nc, nt, 144, 16, 0);
 }
 static void rwkv_gemm_q5_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,
                                       int64_t nr, int64_t nc, int64_t nt) {
-    gemm_q45k(w, rb, x, y, ys, nr, nc, nt, 176, 48, 16);
+    gemm_q45k_all(w, rb, x, y, ys, nr, nc, nt, 176, 48, 16);
 }
 
 /* The bias term of Q3_K/Q6_K's offset weights: sum over the 16 sub-blocks of
