@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -25,7 +26,7 @@ from rwkvfast import _core
 
 from conftest import model_1b6
 
-PP = 128
+PP = int(os.environ.get("RWKVFAST_BENCH_PP", "512"))  # the issue measures pp512; smaller for a quick look
 _LLAMA = textwrap.dedent("""
     import json, sys, time, numpy as np, llama_cpp
     llm = llama_cpp.Llama(model_path=sys.argv[1], n_threads=int(sys.argv[2]), n_threads_batch=int(sys.argv[2]),
