@@ -342,30 +342,11 @@ fail:
     return rc;
 }
 
-int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
-                       int64_t n_rows, int64_t n_cols, struct rwkv_error *err) {
-    int rc = RWKV_OK;
-    void *buf = NULL;
-    const struct rwkv_kernels *k = rwkv_kernels_for_level(level);
-    RWKV_CHECK(k, RWKV_ERR_FORMAT, "this CPU cannot run kernel level %s", rwkv_cpu_level_name(level));
-    rwkv_gemv_fn fn = rwkv_kernels_gemv_f(k, type);
-    rwkv_gemv_q_fn qfn = rwkv_kernels_gemv_q(k, type);
-    RWKV_CHECK(fn || qfn, RWKV_ERR_FORMAT, "no %s gemv kernel for type %s", rwkv_cpu_level_name(level),
-               rwkv_type_name(type));
-    if (fn) {
-        fn(w, row_bytes, x, y, n_rows, n_cols);
-    } else {
-        struct rwkv_xq xq;
-        RWKV_TRY(hook_xq(type, x, n_cols, &xq, &buf, err));
-        qfn(w, row_bytes, &xq, y, n_rows, n_cols);
-    }
-fail:
-    free(buf);
-    return rc;
-}
-
-int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
-                       int64_t n_rows, int64_t n_cols, int64_t n_tok, struct rwkv_error *err) {
+/* The test hooks' products with the kernels of `level`: W @ X[t] for n_tok tokens (X and Y
+ * row-major), through the level's GEMM when `gemm` is set and the level has one for `type`,
+ * else its GEMV token after token (as the model runs it). */
+static int at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
+                    int64_t n_rows, int64_t n_cols, int64_t n_tok, int use_gemm, struct rwkv_error *err) {
     int rc = RWKV_OK;
     struct rwkv_xq *xqs = NULL;
     void **bufs = NULL;
@@ -376,9 +357,8 @@ int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes
     RWKV_CHECK(fn || qfn, RWKV_ERR_FORMAT, "no %s kernel for type %s", rwkv_cpu_level_name(level),
                rwkv_type_name(type));
     RWKV_CHECK(n_tok > 0, RWKV_ERR_FORMAT, "n_tok must be positive");
-    /* as the model runs it: the level's GEMM where it has one, else its GEMV per token */
-    rwkv_gemm_fn gemm = rwkv_kernels_gemm_f(k, type);
-    rwkv_gemm_q_fn gemm_q = rwkv_kernels_gemm_q(k, type);
+    rwkv_gemm_fn gemm = use_gemm ? rwkv_kernels_gemm_f(k, type) : NULL;
+    rwkv_gemm_q_fn gemm_q = use_gemm ? rwkv_kernels_gemm_q(k, type) : NULL;
     if (fn) {
         if (gemm) gemm(w, row_bytes, x, n_cols, y, n_rows, n_rows, n_cols, n_tok);
         else
@@ -398,6 +378,16 @@ fail:
     free(bufs);
     free(xqs);
     return rc;
+}
+
+int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
+                       int64_t n_rows, int64_t n_cols, struct rwkv_error *err) {
+    return at_level(level, type, w, row_bytes, x, y, n_rows, n_cols, 1, 0, err);
+}
+
+int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
+                       int64_t n_rows, int64_t n_cols, int64_t n_tok, struct rwkv_error *err) {
+    return at_level(level, type, w, row_bytes, x, y, n_rows, n_cols, n_tok, 1, err);
 }
 
 void rwkv_mat_row_f32(const struct rwkv_mat *w, int64_t r, float *out) {

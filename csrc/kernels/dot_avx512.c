@@ -105,6 +105,23 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
  * per 16 outputs) outweighs the loads they save: the LoRA products with 32 or 64 columns
  * ran 4x slower as blocks than as 2 x 2 register blocks (narrow). */
 #define GEMM_MIN_COLS 256
+/* One 16-column step (mask M) of a block: 4 weight vectors against tb token vectors. */
+#define GEMM_STEP(LOAD16, C, M)                                                                     \
+    {                                                                                              \
+        __m512 wv[GEMM_RB];                                                                         \
+        for (int r = 0; r < GEMM_RB; r++) wv[r] = LOAD16(wr[r] + (C), M);                            \
+        for (int t = 0; t < tb; t++) {                                                              \
+            const __m512 xv = _mm512_maskz_loadu_ps(M, xt[t] + (C));                                \
+            for (int r = 0; r < GEMM_RB; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);    \
+        }                                                                                           \
+    }
+/* acc <-> one of the four partial sums of every (row, token) */
+#define GEMM_ACC_LOAD(P)                                                                            \
+    for (int r = 0; r < GEMM_RB; r++)                                                               \
+        for (int t = 0; t < tb; t++) acc[r][t] = (P)[r][t];
+#define GEMM_ACC_STORE(P)                                                                           \
+    for (int r = 0; r < GEMM_RB; r++)                                                               \
+        for (int t = 0; t < tb; t++) (P)[r][t] = acc[r][t];
 #define DEFINE_GEMM_BLOCK(NAME, T, LOAD16)                                                          \
     static inline __attribute__((always_inline)) void NAME(                                         \
         const T *const *wr, const float *x, int64_t xs, float *y, int64_t ys, int64_t nc, const int tb) { \
@@ -117,22 +134,8 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
         if (nc > ROW_ALONE_MAX_COLS) {                                                              \
             for (int r = 0; r < GEMM_RB; r++)                                                       \
                 for (int t = 0; t < tb; t++) acc[r][t] = _mm512_setzero_ps();                       \
-            for (int64_t c = 0; c < nfull; c += 16) {                                               \
-                __m512 wv[GEMM_RB];                                                                 \
-                for (int r = 0; r < GEMM_RB; r++) wv[r] = LOAD16(wr[r] + c, all);                    \
-                for (int t = 0; t < tb; t++) {                                                      \
-                    const __m512 xv = _mm512_loadu_ps(xt[t] + c);                                   \
-                    for (int r = 0; r < GEMM_RB; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]); \
-                }                                                                                   \
-            }                                                                                       \
-            if (tail) {                                                                             \
-                __m512 wv[GEMM_RB];                                                                 \
-                for (int r = 0; r < GEMM_RB; r++) wv[r] = LOAD16(wr[r] + nfull, tail);               \
-                for (int t = 0; t < tb; t++) {                                                      \
-                    const __m512 xv = _mm512_maskz_loadu_ps(tail, xt[t] + nfull);                   \
-                    for (int r = 0; r < GEMM_RB; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]); \
-                }                                                                                   \
-            }                                                                                       \
+            for (int64_t c = 0; c < nfull; c += 16) GEMM_STEP(LOAD16, c, all)                       \
+            if (tail) GEMM_STEP(LOAD16, nfull, tail)                                                \
             for (int t = 0; t < tb; t++)                                                            \
                 for (int r = 0; r < GEMM_RB; r++) y[t * ys + r] = _mm512_reduce_add_ps(acc[r][t]);   \
             return;                                                                                 \
@@ -141,45 +144,22 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
         for (int j = 0; j < 4; j++)                                                                 \
             for (int r = 0; r < GEMM_RB; r++)                                                       \
                 for (int t = 0; t < tb; t++) part[j][r][t] = _mm512_setzero_ps();                   \
-                for (int64_t c0 = 0; c0 < n64; c0 += GEMM_PANEL) {                                          \
+        for (int64_t c0 = 0; c0 < n64; c0 += GEMM_PANEL) {                                          \
             const int64_t c1 = c0 + GEMM_PANEL < n64 ? c0 + GEMM_PANEL : n64;                       \
             for (int j = 0; j < 4; j++) {                                                           \
-                for (int r = 0; r < GEMM_RB; r++)                                                   \
-                    for (int t = 0; t < tb; t++) acc[r][t] = part[j][r][t];                         \
-                for (int64_t c = c0 + 16 * j; c < c1; c += 64) {                                    \
-                    __m512 wv[GEMM_RB];                                                             \
-                    for (int r = 0; r < GEMM_RB; r++) wv[r] = LOAD16(wr[r] + c, all);                \
-                    for (int t = 0; t < tb; t++) {                                                  \
-                        const __m512 xv = _mm512_loadu_ps(xt[t] + c);                               \
-                        for (int r = 0; r < GEMM_RB; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]); \
-                    }                                                                               \
-                }                                                                                   \
-                for (int r = 0; r < GEMM_RB; r++)                                                   \
-                    for (int t = 0; t < tb; t++) part[j][r][t] = acc[r][t];                         \
+                GEMM_ACC_LOAD(part[j])                                                              \
+                for (int64_t c = c0 + 16 * j; c < c1; c += 64) GEMM_STEP(LOAD16, c, all)            \
+                GEMM_ACC_STORE(part[j])                                                             \
             }                                                                                       \
         }                                                                                           \
-        for (int j = 0; j < 2; j++) {                                                               \
-            for (int r = 0; r < GEMM_RB; r++)                                                       \
-                for (int t = 0; t < tb; t++) acc[r][t] = part[j][r][t];                             \
-            if (j == 0)                                                                             \
-                for (int64_t c = n64; c < nfull; c += 16) {                                         \
-                    __m512 wv[GEMM_RB];                                                             \
-                    for (int r = 0; r < GEMM_RB; r++) wv[r] = LOAD16(wr[r] + c, all);                \
-                    for (int t = 0; t < tb; t++) {                                                  \
-                        const __m512 xv = _mm512_loadu_ps(xt[t] + c);                               \
-                        for (int r = 0; r < GEMM_RB; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]); \
-                    }                                                                               \
-                }                                                                                   \
-            if (j == 1 && tail) {                                                                   \
-                __m512 wv[GEMM_RB];                                                                 \
-                for (int r = 0; r < GEMM_RB; r++) wv[r] = LOAD16(wr[r] + nfull, tail);               \
-                for (int t = 0; t < tb; t++) {                                                      \
-                    const __m512 xv = _mm512_maskz_loadu_ps(tail, xt[t] + nfull);                   \
-                    for (int r = 0; r < GEMM_RB; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]); \
-                }                                                                                   \
-            }                                                                                       \
-            for (int r = 0; r < GEMM_RB; r++)                                                       \
-                for (int t = 0; t < tb; t++) part[j][r][t] = acc[r][t];                             \
+        /* as the GEMV: full 16-blocks past the last 64 into the first sum, the tail into the second */ \
+        GEMM_ACC_LOAD(part[0])                                                                      \
+        for (int64_t c = n64; c < nfull; c += 16) GEMM_STEP(LOAD16, c, all)                         \
+        GEMM_ACC_STORE(part[0])                                                                     \
+        if (tail) {                                                                                 \
+            GEMM_ACC_LOAD(part[1])                                                                  \
+            GEMM_STEP(LOAD16, nfull, tail)                                                          \
+            GEMM_ACC_STORE(part[1])                                                                 \
         }                                                                                           \
         for (int t = 0; t < tb; t++)                                                                \
             for (int r = 0; r < GEMM_RB; r++)                                                       \
