@@ -140,8 +140,18 @@ def test_chat_through_a_terminal_save_load_continue_identically(model_path, tmp_
 def test_ctrl_c_at_the_prompt_exits_cleanly(model_path):
     t = Pty(["-m", model_path, "-n", "4", "-t", "1"])
     t.expect(b"> ")
-    t.send("\x03")  # Ctrl-C: the terminal sends SIGINT
-    t.expect(b"tokens per second")
+    # CPython's readline can miss a SIGINT that lands after the prompt is printed but before its select() starts
+    # (the signal is noted, select() still waits for a key). A person presses Ctrl-C again; so does this test.
+    for _ in range(5):
+        t.send("\x03")  # Ctrl-C: the terminal sends SIGINT
+        try:
+            t.expect(b"tokens per second", timeout=5.0)
+            break
+        except AssertionError:
+            if t.p.poll() is not None:
+                raise
+    else:
+        pytest.fail("five Ctrl-C at the prompt did not end the chat")
     assert t.close() == 0
 
 
