@@ -97,7 +97,10 @@ typedef void (*rwkv_wkv6_fn)(int64_t N, const float *r, const float *k, const fl
     X(gemm_q5_1, RWKV_TYPE_Q5_1)      \
     X(gemm_q8_0, RWKV_TYPE_Q8_0)      \
     X(gemm_q4_k, RWKV_TYPE_Q4_K)      \
-    X(gemm_q5_k, RWKV_TYPE_Q5_K)
+    X(gemm_q5_k, RWKV_TYPE_Q5_K)      \
+    X(gemm_q2_k, RWKV_TYPE_Q2_K)      \
+    X(gemm_q3_k, RWKV_TYPE_Q3_K)      \
+    X(gemm_q6_k, RWKV_TYPE_Q6_K)
 #define RWKV_KERNEL_SLOTS(X) RWKV_FLOAT_SLOTS(X) RWKV_QUANT_SLOTS(X) RWKV_GEMM_SLOTS(X) RWKV_GEMM_Q_SLOTS(X)
 
 struct rwkv_kernels {

@@ -334,18 +334,24 @@ static inline __m512 k_bias(__m512i sc32, const int32_t *qsum16, float d_dx, __m
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(d_dx), side);
 }
 
+/* Tokens per pass of the Q2_K, Q3_K and Q6_K GEMMs. */
+#define K236_TB 4
+
 /* Q6_K, 210 bytes: ql[128] | qh[64] | i8 scales[16] | f16 d. Per 128 elements (half
  * h), element 32k + l (k = 0..3) is nibble (k >> 1) of ql[64h + 32(k & 1) + l] with
- * bits 2k..2k+1 of qh[32h + l] on top; value = d * sc * (u - 32). */
-void rwkv_gemv_q6_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+ * bits 2k..2k+1 of qh[32h + l] on top; value = d * sc * (u - 32). tb tokens per pass, each
+ * running the operations it runs alone (as gemm_q45k). */
+static inline __attribute__((always_inline)) void gemm_q6k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
     const __m256i low4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     __m256i idx[8];
     for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps();
-        __m512 side = _mm512_setzero_ps();
+        __m256 acc[K236_TB];
+        __m512 side[K236_TB];
+        for (int k = 0; k < tb; k++) acc[k] = _mm256_setzero_ps(), side[k] = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 210;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
@@ -354,9 +360,14 @@ void rwkv_gemv_q6_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 192, _MM_HINT_T0);
             const __m128i scb = _mm_loadu_si128((const __m128i *)(blk + 192));
             const __m256i sc16 = _mm256_cvtepi8_epi16(scb);
-            const float d_dx = rd_f16(blk + 208) * x->d[sb];
-            side = k_bias(_mm512_cvtepi8_epi32(scb), x->qsum16 + sb * 16, d_dx, side);
-            const __m256 vd = _mm256_set1_ps(d_dx);
+            const __m512i sc32 = _mm512_cvtepi8_epi32(scb);
+            const float d = rd_f16(blk + 208);
+            __m256 vd[K236_TB];
+            for (int k = 0; k < tb; k++) {
+                const float d_dx = d * x[k].d[sb];
+                side[k] = k_bias(sc32, x[k].qsum16 + sb * 16, d_dx, side[k]);
+                vd[k] = _mm256_set1_ps(d_dx);
+            }
             for (int h = 0; h < 2; h++) {
                 const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
                 const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
@@ -368,29 +379,35 @@ void rwkv_gemv_q6_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, m30)),
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
                                     _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
-                const int8_t *xl = x->lo + sb * 256 + 128 * h, *xh = x->hi + sb * 256 + 128 * h;
-                __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
-                for (int k = 0; k < 4; k++)
-                    k_group(u[k], xl + 32 * k, xh + 32 * k, _mm256_permutexvar_epi16(idx[4 * h + k], sc16), &aL[k & 1], &aH[k & 1]);
-                acc = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])), vd, acc);
+                __m256i S[4];
+                for (int j = 0; j < 4; j++) S[j] = _mm256_permutexvar_epi16(idx[4 * h + j], sc16);
+                for (int k = 0; k < tb; k++) {
+                    const int8_t *xl = x[k].lo + sb * 256 + 128 * h, *xh = x[k].hi + sb * 256 + 128 * h;
+                    __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
+                    for (int j = 0; j < 4; j++) k_group(u[j], xl + 32 * j, xh + 32 * j, S[j], &aL[j & 1], &aH[j & 1]);
+                    acc[k] = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])),
+                                             vd[k], acc[k]);
+                }
             }
         }
-        y[r] = hsum256(acc) - 32.0f * _mm512_reduce_add_ps(side);
+        for (int k = 0; k < tb; k++) y[k * ys + r] = hsum256(acc[k]) - 32.0f * _mm512_reduce_add_ps(side[k]);
     }
 }
 
 /* Q2_K, 84 bytes: scales[16] (low 4 bits scale, high 4 bits min) | qs[64] | f16 d |
  * f16 dmin. Element 128n + 32j + l is bits 2j..2j+1 of qs[32n + l], in sub-block
  * 8n + 2j + l / 16; value = d * sc * u - dmin * m, mins through sum16(x). */
-void rwkv_gemv_q2_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q2k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
     const __m256i three = _mm256_set1_epi8(3);
     __m256i idx[8];
     for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps();
-        __m512 side = _mm512_setzero_ps();
+        __m256 acc[K236_TB];
+        __m512 side[K236_TB];
+        for (int k = 0; k < tb; k++) acc[k] = _mm256_setzero_ps(), side[k] = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 84;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
@@ -398,36 +415,45 @@ void rwkv_gemv_q2_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
             const __m128i scb = _mm_loadu_si128((const __m128i *)blk);
             const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(scb, _mm_set1_epi8(15)));
             const __m512 mins = _mm512_cvtepi32_ps(_mm512_srli_epi32(_mm512_cvtepu8_epi32(scb), 4));
-            side = _mm512_fmadd_ps(_mm512_mul_ps(mins, _mm512_set1_ps(rd_f16(blk + 82))),
-                                   _mm512_loadu_ps(x->sum16 + sb * 16), side);
-            const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
-            __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
+            const __m512 md = _mm512_mul_ps(mins, _mm512_set1_ps(rd_f16(blk + 82)));
+            const float d = rd_f16(blk + 80);
+            __m256i aL[K236_TB][2], aH[K236_TB][2];
+            for (int k = 0; k < tb; k++) {
+                side[k] = _mm512_fmadd_ps(md, _mm512_loadu_ps(x[k].sum16 + sb * 16), side[k]);
+                aL[k][0] = aL[k][1] = aH[k][0] = aH[k][1] = _mm256_setzero_si256();
+            }
             for (int n = 0; n < 2; n++) {
                 const __m256i bits = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * n));
                 for (int j = 0; j < 4; j++) {
                     const __m256i u = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), three);
+                    const __m256i S = _mm256_permutexvar_epi16(idx[4 * n + j], sc16);
                     const int o = 128 * n + 32 * j;
-                    k_group(u, xl + o, xh + o, _mm256_permutexvar_epi16(idx[4 * n + j], sc16), &aL[j & 1], &aH[j & 1]);
+                    for (int k = 0; k < tb; k++)
+                        k_group(u, x[k].lo + sb * 256 + o, x[k].hi + sb * 256 + o, S, &aL[k][j & 1], &aH[k][j & 1]);
                 }
             }
-            acc = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])), _mm256_set1_ps(rd_f16(blk + 80) * x->d[sb]), acc);
+            for (int k = 0; k < tb; k++)
+                acc[k] = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[k][0], aH[k][1]), _mm256_add_epi32(aL[k][0], aL[k][1])),
+                                         _mm256_set1_ps(d * x[k].d[sb]), acc[k]);
         }
-        y[r] = hsum256(acc) - _mm512_reduce_add_ps(side);
+        for (int k = 0; k < tb; k++) y[k * ys + r] = hsum256(acc[k]) - _mm512_reduce_add_ps(side[k]);
     }
 }
 
 /* Q3_K, 110 bytes: hmask[32] | qs[64] | scales[12] | f16 d. Element 128n + 32j + l has
  * low bits 2j..2j+1 of qs[32n + l] and high bit 4n + j of hmask[l]; value =
  * d * sc * (u - 4) with u = low | high << 2 and sc six-bit signed (q3_k_scales). */
-void rwkv_gemv_q3_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
     const __m256i three = _mm256_set1_epi8(3);
     __m256i idx[8];
     for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc = _mm256_setzero_ps();
-        __m512 side = _mm512_setzero_ps();
+        __m256 acc[K236_TB];
+        __m512 side[K236_TB];
+        for (int k = 0; k < tb; k++) acc[k] = _mm256_setzero_ps(), side[k] = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 110;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
@@ -435,25 +461,52 @@ void rwkv_gemv_q3_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
             const __m128i scb = _mm_sub_epi8(q3_k_scales_biased(blk), _mm_set1_epi8(32));
             const __m512i sc32 = _mm512_cvtepi8_epi32(scb);
             const __m256i sc16 = _mm256_cvtepi8_epi16(scb);
-            const float d_dx = rd_f16(blk + 108) * x->d[sb];
-            side = k_bias(sc32, x->qsum16 + sb * 16, d_dx, side);
+            const float d = rd_f16(blk + 108);
+            float d_dx[K236_TB];
+            __m256i aL[K236_TB][2], aH[K236_TB][2];
+            for (int k = 0; k < tb; k++) {
+                d_dx[k] = d * x[k].d[sb];
+                side[k] = k_bias(sc32, x[k].qsum16 + sb * 16, d_dx[k], side[k]);
+                aL[k][0] = aL[k][1] = aH[k][0] = aH[k][1] = _mm256_setzero_si256();
+            }
             const __m256i hm = _mm256_loadu_si256((const __m256i *)blk);
-            const int8_t *xl = x->lo + sb * 256, *xh = x->hi + sb * 256;
-            __m256i aL[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, aH[2] = {aL[0], aL[0]};
             for (int n = 0; n < 2; n++) {
                 const __m256i bits = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * n));
                 for (int j = 0; j < 4; j++) {
                     __m256i u = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), three);
                     u = _mm256_or_si256(u, bit_to(hm, 4 * n + j, 2));
+                    const __m256i S = _mm256_permutexvar_epi16(idx[4 * n + j], sc16);
                     const int o = 128 * n + 32 * j;
-                    k_group(u, xl + o, xh + o, _mm256_permutexvar_epi16(idx[4 * n + j], sc16), &aL[j & 1], &aH[j & 1]);
+                    for (int k = 0; k < tb; k++)
+                        k_group(u, x[k].lo + sb * 256 + o, x[k].hi + sb * 256 + o, S, &aL[k][j & 1], &aH[k][j & 1]);
                 }
             }
-            acc = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[0], aH[1]), _mm256_add_epi32(aL[0], aL[1])), _mm256_set1_ps(d_dx), acc);
+            for (int k = 0; k < tb; k++)
+                acc[k] = _mm256_fmadd_ps(planes_f32(_mm256_add_epi32(aH[k][0], aH[k][1]), _mm256_add_epi32(aL[k][0], aL[k][1])),
+                                         _mm256_set1_ps(d_dx[k]), acc[k]);
         }
-        y[r] = hsum256(acc) - 4.0f * _mm512_reduce_add_ps(side);
+        for (int k = 0; k < tb; k++) y[k * ys + r] = hsum256(acc[k]) - 4.0f * _mm512_reduce_add_ps(side[k]);
     }
 }
+
+/* The GEMV (one token) and the GEMM (passes of K236_TB tokens, then 2, then 1) of Q2_K,
+ * Q3_K, Q6_K. */
+#define DEFINE_K236(TYPE, BODY)                                                                              \
+    void rwkv_gemv_##TYPE##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, \
+                                       int64_t nc) {                                                     \
+        BODY(w, rb, x, y, 0, nr, nc, 1);                                                                 \
+    }                                                                                                    \
+    static void rwkv_gemm_##TYPE##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y,  \
+                                              int64_t ys, int64_t nr, int64_t nc, int64_t nt) {          \
+        int64_t t = 0;                                                                                   \
+        for (; t + K236_TB <= nt; t += K236_TB) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, K236_TB);      \
+        if (t + 2 <= nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 2), t += 2;                          \
+        if (t < nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 1);                                       \
+    }
+
+DEFINE_K236(q2_k, gemm_q2k)
+DEFINE_K236(q3_k, gemm_q3k)
+DEFINE_K236(q6_k, gemm_q6k)
 
 const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .level = "avx512vnni",
@@ -472,6 +525,9 @@ const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .gemm_q8_0 = rwkv_gemm_q8_0_avx512vnni,
     .gemm_q4_k = rwkv_gemm_q4_k_avx512vnni,
     .gemm_q5_k = rwkv_gemm_q5_k_avx512vnni,
+    .gemm_q2_k = rwkv_gemm_q2_k_avx512vnni,
+    .gemm_q3_k = rwkv_gemm_q3_k_avx512vnni,
+    .gemm_q6_k = rwkv_gemm_q6_k_avx512vnni,
     .gemv_q5_k = rwkv_gemv_q5_k_avx512vnni,
     .gemv_q6_k = rwkv_gemv_q6_k_avx512vnni,
 };
