@@ -83,7 +83,109 @@ DEFINE_GEMV(rwkv_gemv_f32_avx2, float, load8_f32, cvt1_f32)
 DEFINE_GEMV(rwkv_gemv_f16_avx2, uint16_t, load8_f16, cvt1_f16)
 DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
 
-/* 16 ymm registers cannot hold a multi-token block: tokens one after another. */
+/* Several tokens, bit-identical to the GEMV per token (every (row, token) sum runs the
+ * GEMV's operations in its order). 16 ymm registers shape the blocks:
+ * - rows up to ROW_ALONE_MAX_COLS: one row x up to 3 tokens with the GEMV's four partial
+ *   sums each (12 accumulators): each weight vector is loaded and converted once for
+ *   three tokens;
+ * - wider rows in the GEMV's 4-row blocks: up to 3 rows x 3 tokens, one accumulator each
+ *   over every 8 columns as there (9 accumulators), 6 loads per 9 FMAs; rows past the
+ *   last 4-row block take the GEMV's one-row form, so they go through the GEMV. */
+#define GEMM_TB 3
+#define DEFINE_GEMM(NAME, GEMV, T, LOAD8, CVT1)                                                     \
+    static inline __attribute__((always_inline)) void NAME##_row(const T *w0, const float *x, int64_t xs, \
+                                                                 float *y, int64_t ys, int64_t nc, const int tb) { \
+        __m256 a[4][GEMM_TB];                                                                       \
+        for (int j = 0; j < 4; j++)                                                                 \
+            for (int t = 0; t < tb; t++) a[j][t] = _mm256_setzero_ps();                             \
+        int64_t c = 0;                                                                              \
+        for (; c + 32 <= nc; c += 32)                                                               \
+            for (int j = 0; j < 4; j++) {                                                           \
+                const __m256 wv = LOAD8(w0 + c + 8 * j);                                            \
+                for (int t = 0; t < tb; t++)                                                        \
+                    a[j][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + c + 8 * j), a[j][t]); \
+            }                                                                                       \
+        for (; c + 8 <= nc; c += 8) {                                                               \
+            const __m256 wv = LOAD8(w0 + c);                                                        \
+            for (int t = 0; t < tb; t++) a[0][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + c), a[0][t]); \
+        }                                                                                           \
+        for (int t = 0; t < tb; t++) {                                                              \
+            const float *xt = x + t * xs;                                                           \
+            float s0 = hsum8(_mm256_add_ps(_mm256_add_ps(a[0][t], a[1][t]), _mm256_add_ps(a[2][t], a[3][t]))); \
+            for (int64_t cc = c; cc < nc; cc++) s0 += CVT1(w0[cc]) * xt[cc];                        \
+            y[t * ys] = s0;                                                                         \
+        }                                                                                           \
+    }                                                                                               \
+    static inline __attribute__((always_inline)) void NAME##_wide(const T *const *wr, const float *x, int64_t xs, \
+                                                                  float *y, int64_t ys, int64_t nc, const int rb, \
+                                                                  const int tb) {                   \
+        __m256 a[3][GEMM_TB];                                                                       \
+        for (int r = 0; r < rb; r++)                                                                \
+            for (int t = 0; t < tb; t++) a[r][t] = _mm256_setzero_ps();                             \
+        int64_t c = 0;                                                                              \
+        for (; c + 8 <= nc; c += 8) {                                                               \
+            __m256 wv[3];                                                                           \
+            for (int r = 0; r < rb; r++) wv[r] = LOAD8(wr[r] + c);                                  \
+            for (int t = 0; t < tb; t++) {                                                          \
+                const __m256 xv = _mm256_loadu_ps(x + t * xs + c);                                  \
+                for (int r = 0; r < rb; r++) a[r][t] = _mm256_fmadd_ps(wv[r], xv, a[r][t]);         \
+            }                                                                                       \
+        }                                                                                           \
+        for (int t = 0; t < tb; t++)                                                                \
+            for (int r = 0; r < rb; r++) {                                                          \
+                const float *xt = x + t * xs;                                                       \
+                float s = hsum8(a[r][t]);                                                           \
+                for (int64_t cc = c; cc < nc; cc++) s += CVT1(wr[r][cc]) * xt[cc];                  \
+                y[t * ys + r] = s;                                                                  \
+            }                                                                                       \
+    }                                                                                               \
+    static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
+                     int64_t nc, int64_t nt) {                                                      \
+        if (nc <= ROW_ALONE_MAX_COLS) {                                                             \
+            /* tokens outer: their activations stay in L1 while the rows stream past */            \
+            int64_t t = 0;                                                                          \
+            for (; t + 3 <= nt; t += 3)                                                             \
+                for (int64_t r = 0; r < nr; r++)                                                    \
+                    NAME##_row((const T *)((const char *)w + (size_t)r * rb), x + t * xs, xs, y + t * ys + r, ys, nc, 3); \
+            for (int64_t r = 0; nt - t == 2 && r < nr; r++)                                         \
+                NAME##_row((const T *)((const char *)w + (size_t)r * rb), x + t * xs, xs, y + t * ys + r, ys, nc, 2); \
+            for (int64_t r = 0; nt - t == 1 && r < nr; r++)                                         \
+                NAME##_row((const T *)((const char *)w + (size_t)r * rb), x + t * xs, xs, y + t * ys + r, ys, nc, 1); \
+            return;                                                                                 \
+        }                                                                                           \
+        const int64_t nr4 = nr & ~(int64_t)3;                                                       \
+        for (int64_t r = 0; r < nr4; r += 3) {                                                      \
+            const int64_t n = nr4 - r < 3 ? nr4 - r : 3;                                            \
+            const T *wr[3];                                                                         \
+            for (int i = 0; i < 3; i++) wr[i] = (const T *)((const char *)w + (size_t)(r + (i < n ? i : 0)) * rb); \
+            for (int64_t t = 0; t < nt; t += 3) {                                                   \
+                const float *xt = x + t * xs;                                                       \
+                float *yt = y + t * ys + r;                                                         \
+                const int64_t m = nt - t < 3 ? nt - t : 3;                                          \
+                /* constant block shapes, so the accumulators stay in registers */                 \
+                if (n == 3) {                                                                       \
+                    if (m == 3) NAME##_wide(wr, xt, xs, yt, ys, nc, 3, 3);                          \
+                    else if (m == 2) NAME##_wide(wr, xt, xs, yt, ys, nc, 3, 2);                     \
+                    else NAME##_wide(wr, xt, xs, yt, ys, nc, 3, 1);                                 \
+                } else if (n == 2) {                                                                \
+                    if (m == 3) NAME##_wide(wr, xt, xs, yt, ys, nc, 2, 3);                          \
+                    else if (m == 2) NAME##_wide(wr, xt, xs, yt, ys, nc, 2, 2);                     \
+                    else NAME##_wide(wr, xt, xs, yt, ys, nc, 2, 1);                                 \
+                } else {                                                                            \
+                    if (m == 3) NAME##_wide(wr, xt, xs, yt, ys, nc, 1, 3);                          \
+                    else if (m == 2) NAME##_wide(wr, xt, xs, yt, ys, nc, 1, 2);                     \
+                    else NAME##_wide(wr, xt, xs, yt, ys, nc, 1, 1);                                 \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+        if (nr4 < nr)                                                                               \
+            for (int64_t t = 0; t < nt; t++)                                                        \
+                GEMV((const char *)w + (size_t)nr4 * rb, rb, x + t * xs, y + t * ys + nr4, nr - nr4, nc); \
+    }
+
+DEFINE_GEMM(rwkv_gemm_f32_avx2, rwkv_gemv_f32_avx2, float, load8_f32, cvt1_f32)
+DEFINE_GEMM(rwkv_gemm_f16_avx2, rwkv_gemv_f16_avx2, uint16_t, load8_f16, cvt1_f16)
+DEFINE_GEMM(rwkv_gemm_bf16_avx2, rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
 
 /* WKV6 for one head, 8 values per vector (see rwkv_wkv6_fn); N not a multiple of 8
  * goes to the scalar twin. No FMA: rounded exactly like the scalar twin. */
@@ -117,6 +219,9 @@ const struct rwkv_kernels rwkv_kernels_avx2 = {
     .gemv_f32 = rwkv_gemv_f32_avx2,
     .gemv_f16 = rwkv_gemv_f16_avx2,
     .gemv_bf16 = rwkv_gemv_bf16_avx2,
+    .gemm_f32 = rwkv_gemm_f32_avx2,
+    .gemm_f16 = rwkv_gemm_f16_avx2,
+    .gemm_bf16 = rwkv_gemm_bf16_avx2,
     .gemv_q4_0 = rwkv_gemv_q4_0_avx2,
     .gemv_q4_1 = rwkv_gemv_q4_1_avx2,
     .gemv_q5_0 = rwkv_gemv_q5_0_avx2,
