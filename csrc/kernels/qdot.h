@@ -49,6 +49,20 @@
     }
 
 RWKV_DECLARE_QDOT(avx2)
+/* AVX2 GEMMs: qdot_avx2.c (the AVX512-VNNI ones are static in their own file with its table). */
+#define RWKV_DECLARE_QGEMM(level, type)                                                                     \
+    void rwkv_gemm_##type##_##level(const void *, size_t, const struct rwkv_xq *, float *, int64_t, int64_t, \
+                                    int64_t, int64_t);
+RWKV_DECLARE_QGEMM(avx2, q4_0)
+RWKV_DECLARE_QGEMM(avx2, q4_1)
+RWKV_DECLARE_QGEMM(avx2, q5_0)
+RWKV_DECLARE_QGEMM(avx2, q5_1)
+RWKV_DECLARE_QGEMM(avx2, q8_0)
+RWKV_DECLARE_QGEMM(avx2, q2_k)
+RWKV_DECLARE_QGEMM(avx2, q3_k)
+RWKV_DECLARE_QGEMM(avx2, q4_k)
+RWKV_DECLARE_QGEMM(avx2, q5_k)
+RWKV_DECLARE_QGEMM(avx2, q6_k)
 RWKV_DECLARE_QDOT(avx512)
 
 RWKV_DECLARE_QDOT(avx512vnni)

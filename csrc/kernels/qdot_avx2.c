@@ -33,23 +33,35 @@ static inline __m256i bits_to_16(uint32_t bits) {
     return _mm256_and_si256(_mm256_cmpeq_epi16(b, sel), _mm256_set1_epi16(16));
 }
 
+/* Tokens per pass of the GEMMs: the weights of each block are widened once for them and
+ * every token runs the operations it runs alone (so the GEMV, tb = 1, and the GEMM agree
+ * to the bit). Two, as 16 ymm registers hold two tokens' accumulators beside the widened
+ * weights. */
+#define QTB 2
+
 /* ---------------------------------------------------------------- Q8_0 -- */
 
-void rwkv_gemv_q8_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q8_0(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nb = nc / 32;
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
         /* several accumulators: one FMA chain would be bound by FMA latency */
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256 acc[QTB][4];
+        for (int k = 0; k < tb; k++)
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm256_setzero_ps();
 #define Q8_0_BLOCK(b, a)                                                                              \
     do {                                                                                              \
         const uint8_t *blk = row + (b) * 34;                                                          \
         _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);                                \
-        const int16_t *q = x->q + (b) * 32;                                                           \
-        __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));               \
-        __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));              \
-        __m256i p = _mm256_add_epi32(madd16(w0, q), madd16(w1, q + 16));                              \
-        acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(rd_f16(blk) * x->d[b]), acc[a]); \
+        const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));         \
+        const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));        \
+        const float d = rd_f16(blk);                                                                  \
+        for (int k = 0; k < tb; k++) {                                                                \
+            const int16_t *q = x[k].q + (b) * 32;                                                     \
+            const __m256i p = _mm256_add_epi32(madd16(w0, q), madd16(w1, q + 16));                    \
+            acc[k][a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * x[k].d[b]), acc[k][a]); \
+        }                                                                                             \
     } while (0)
         int64_t b = 0;
         for (; b + 4 <= nb; b += 4) {
@@ -60,31 +72,29 @@ void rwkv_gemv_q8_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
         }
         for (; b < nb; b++) Q8_0_BLOCK(b, 0);
 #undef Q8_0_BLOCK
-        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[k][0], acc[k][1]), _mm256_add_ps(acc[k][2], acc[k][3])));
     }
 }
 
 /* ------------------------------------------------ Q4_0, Q4_1, Q5_0, Q5_1 -- */
 
 /* 16 packed bytes widen to 16 int16 lanes: `& 15` is elements 0..15, `>> 4` 16..31. */
-static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH, const int HAS_M,
-                                                           const int BIAS,
-                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
-                                                                          float *)) {
-    (void)unpack; /* one block per step: an odd block count needs no tail */
+static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
+                                                           const int BB, const int QS, const int QH, const int HAS_M,
+                                                           const int BIAS) {
     const int64_t nb = nc / 32;
     const __m256i low4 = _mm256_set1_epi16(0x0f);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        float side = 0.0f;
+        __m256 acc[QTB][2];
+        float side[QTB];
+        for (int k = 0; k < tb; k++) acc[k][0] = acc[k][1] = _mm256_setzero_ps(), side[k] = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
             const int ai = (int)(b & 1);
             const uint8_t *blk = row + b * BB;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
-            const int16_t *q = x->q + b * 32;
             __m256i wide = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + QS)));
             __m256i lo = _mm256_and_si256(wide, low4), hi = _mm256_srli_epi16(wide, 4);
             if (QH) {
@@ -93,37 +103,57 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
                 lo = _mm256_add_epi16(lo, bits_to_16(qh & 0xffffu));
                 hi = _mm256_add_epi16(hi, bits_to_16(qh >> 16));
             }
-            __m256i p = _mm256_add_epi32(madd16(lo, q), madd16(hi, q + 16));
-            const float f = rd_f16(blk) * x->d[b];
-            if (ai) acc[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[1]);
-            else acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[0]);
-            side += HAS_M ? rd_f16(blk + 2) * x->sum32[b] : f * (float)x->qsum[b];
+            const float d = rd_f16(blk), m = HAS_M ? rd_f16(blk + 2) : 0.0f;
+            for (int k = 0; k < tb; k++) {
+                const int16_t *q = x[k].q + b * 32;
+                const __m256i p = _mm256_add_epi32(madd16(lo, q), madd16(hi, q + 16));
+                const float f = d * x[k].d[b];
+                if (ai) acc[k][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[k][1]);
+                else acc[k][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[k][0]);
+                side[k] += HAS_M ? m * x[k].sum32[b] : f * (float)x[k].qsum[b];
+            }
         }
-        y[r] = hsum8(_mm256_add_ps(acc[0], acc[1])) + (HAS_M ? side : -(float)BIAS * side);
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] = hsum8(_mm256_add_ps(acc[k][0], acc[k][1])) + (HAS_M ? side[k] : -(float)BIAS * side[k]);
     }
+}
+
+/* one block per step: an odd block count needs no tail, so no decoder is taken */
+static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH, const int HAS_M,
+                                                           const int BIAS,
+                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
+                                                                          float *)) {
+    (void)unpack;
+    gemm_q4q5(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH, HAS_M, BIAS);
 }
 
 RWKV_DEFINE_Q4Q5_WRAPPERS(avx2)
 
 /* ---------------------------------------------------------- Q4_K, Q5_K -- */
 
-static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH) {
+static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
+                                                           const int BB, const int QS, const int QH) {
     const int64_t nsb = nc / 256;
     const __m256i low4 = _mm256_set1_epi16(0x0f), sixteen = _mm256_set1_epi16(16);
-    float fs[8] __attribute__((aligned(32)));
+    float fs[QTB][8] __attribute__((aligned(32)));
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        __m256 side = _mm256_setzero_ps();
+        __m256 acc[QTB][4], side[QTB];
+        for (int k = 0; k < tb; k++) {
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm256_setzero_ps();
+            side[k] = _mm256_setzero_ps();
+        }
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * BB;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            _mm256_store_ps(fs, k4_scales_f32(k4_superblock(blk, x->sum32 + sb * 8, &side), rd_f16(blk) * x->d[sb]));
-            const int16_t *q = x->q + sb * 256;
+            for (int k = 0; k < tb; k++)
+                _mm256_store_ps(fs[k], k4_scales_f32(k4_superblock(blk, x[k].sum32 + sb * 8, &side[k]),
+                                                     rd_f16(blk) * x[k].d[sb]));
             for (int j = 0; j < 4; j++) {
                 const uint8_t *qs = blk + QS + 32 * j;
                 __m256i wa = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
@@ -139,37 +169,50 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
                     ha = _mm256_add_epi16(ha, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(qa, bh), bh), sixteen));
                     hb = _mm256_add_epi16(hb, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(qb, bh), bh), sixteen));
                 }
-                const int16_t *qj = q + 64 * j;
-                __m256i plo = _mm256_add_epi32(madd16(la, qj), madd16(lb, qj + 16));
-                __m256i phi = _mm256_add_epi32(madd16(ha, qj + 32), madd16(hb, qj + 48));
-                acc[(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(plo), _mm256_set1_ps(fs[2 * j]), acc[(2 * j) & 3]);
-                acc[(2 * j + 1) & 3] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(phi), _mm256_set1_ps(fs[2 * j + 1]), acc[(2 * j + 1) & 3]);
+                for (int k = 0; k < tb; k++) {
+                    const int16_t *qj = x[k].q + sb * 256 + 64 * j;
+                    __m256i plo = _mm256_add_epi32(madd16(la, qj), madd16(lb, qj + 16));
+                    __m256i phi = _mm256_add_epi32(madd16(ha, qj + 32), madd16(hb, qj + 48));
+                    acc[k][(2 * j) & 3] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(plo), _mm256_set1_ps(fs[k][2 * j]), acc[k][(2 * j) & 3]);
+                    acc[k][(2 * j + 1) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(phi), _mm256_set1_ps(fs[k][2 * j + 1]),
+                                                              acc[k][(2 * j + 1) & 3]);
+                }
             }
         }
-        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) - hsum8(side);
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[k][0], acc[k][1]), _mm256_add_ps(acc[k][2], acc[k][3]))) -
+                            hsum8(side[k]);
     }
+}
+
+static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH) {
+    gemm_q45k(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH);
 }
 
 RWKV_DEFINE_Q45K_WRAPPERS(avx2)
 
 /* ---------------------------------------------------------------- Q6_K -- */
 
-void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q6k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
     const __m256i low4 = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), b32 = _mm256_set1_epi8(32);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256 acc[QTB][4];
+        for (int k = 0; k < tb; k++)
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 210;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 192, _MM_HINT_T0);
-            const float d = rd_f16(blk + 208) * x->d[sb];
+            const float dw = rd_f16(blk + 208);
             const int8_t *sc = (const int8_t *)(blk + 192);
-            const int16_t *q = x->q + sb * 256;
             for (int h = 0; h < 2; h++) {
                 const uint8_t *ql = blk + 64 * h;
                 __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
@@ -184,20 +227,24 @@ void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4));
                 v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4));
-                for (int k = 0; k < 4; k++) {
-                    __m256i vk = _mm256_sub_epi8(v[k], b32);
-                    __m256i a = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(vk));
-                    __m256i b = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(vk, 1));
-                    const int16_t *qk = q + 128 * h + 32 * k;
-                    const int is = 8 * h + 2 * k;
-                    acc[(2 * k) & 3] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(a, qk)), _mm256_set1_ps(d * sc[is]), acc[(2 * k) & 3]);
-                    acc[(2 * k + 1) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(b, qk + 16)),
-                                                           _mm256_set1_ps(d * sc[is + 1]), acc[(2 * k + 1) & 3]);
+                for (int j = 0; j < 4; j++) {
+                    const __m256i vj = _mm256_sub_epi8(v[j], b32);
+                    const __m256i a = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(vj));
+                    const __m256i b = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(vj, 1));
+                    const int is = 8 * h + 2 * j;
+                    for (int k = 0; k < tb; k++) {
+                        const float d = dw * x[k].d[sb];
+                        const int16_t *qk = x[k].q + sb * 256 + 128 * h + 32 * j;
+                        acc[k][(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(a, qk)), _mm256_set1_ps(d * sc[is]),
+                                                              acc[k][(2 * j) & 3]);
+                        acc[k][(2 * j + 1) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(b, qk + 16)),
+                                                                  _mm256_set1_ps(d * sc[is + 1]), acc[k][(2 * j + 1) & 3]);
+                    }
                 }
             }
         }
-        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[k][0], acc[k][1]), _mm256_add_ps(acc[k][2], acc[k][3])));
     }
 }
 
@@ -207,62 +254,78 @@ void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
  * exactly one 16-element sub-block, so each vpmaddwd gets one broadcast scale. */
 
 /* Q2_K, 84 bytes: scales[16] (low 4 bits scale, high 4 bits min) | qs[64] | f16 d | f16 dmin. */
-void rwkv_gemv_q2_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q2k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
     const __m256i three = _mm256_set1_epi16(3);
-    float f[16];
+    float f[QTB][16];
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        float side = 0.0f;
+        __m256 acc[QTB][4];
+        float side[QTB];
+        for (int k = 0; k < tb; k++) {
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm256_setzero_ps();
+            side[k] = 0.0f;
+        }
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 84;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            const float d = rd_f16(blk + 80) * x->d[sb], dmin = rd_f16(blk + 82);
-            for (int i = 0; i < 16; i++) {
-                f[i] = d * (float)(blk[i] & 15);
-                side += dmin * (float)(blk[i] >> 4) * x->sum16[sb * 16 + i];
+            const float dmin = rd_f16(blk + 82);
+            for (int k = 0; k < tb; k++) {
+                const float d = rd_f16(blk + 80) * x[k].d[sb];
+                for (int i = 0; i < 16; i++) {
+                    f[k][i] = d * (float)(blk[i] & 15);
+                    side[k] += dmin * (float)(blk[i] >> 4) * x[k].sum16[sb * 16 + i];
+                }
             }
-            const int16_t *q = x->q + sb * 256;
             for (int n = 0; n < 2; n++) {
                 const uint8_t *qs = blk + 16 + 32 * n;
                 __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
                 __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16)));
                 for (int j = 0; j < 4; j++) {
                     const int is = 8 * n + 2 * j;
-                    const int16_t *qj = q + 128 * n + 32 * j;
-                    __m256i v0 = _mm256_and_si256(_mm256_srli_epi16(b0, 2 * j), three);
-                    __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(b1, 2 * j), three);
-                    acc[(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[is]), acc[(2 * j) & 3]);
-                    acc[(2 * j + 1) & 3] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)), _mm256_set1_ps(f[is + 1]), acc[(2 * j + 1) & 3]);
+                    const __m256i v0 = _mm256_and_si256(_mm256_srli_epi16(b0, 2 * j), three);
+                    const __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(b1, 2 * j), three);
+                    for (int k = 0; k < tb; k++) {
+                        const int16_t *qj = x[k].q + sb * 256 + 128 * n + 32 * j;
+                        acc[k][(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[k][is]),
+                                                              acc[k][(2 * j) & 3]);
+                        acc[k][(2 * j + 1) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)),
+                                                                  _mm256_set1_ps(f[k][is + 1]), acc[k][(2 * j + 1) & 3]);
+                    }
                 }
             }
         }
-        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) - side;
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] =
+                hsum8(_mm256_add_ps(_mm256_add_ps(acc[k][0], acc[k][1]), _mm256_add_ps(acc[k][2], acc[k][3]))) - side[k];
     }
 }
 
 /* Q3_K, 110 bytes: hmask[32] (bit 4n+j of byte l clear: minus 4) | qs[64] | scales[12] | f16 d. */
-void rwkv_gemv_q3_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
     const __m256i three = _mm256_set1_epi16(3), four = _mm256_set1_epi16(4), zero = _mm256_setzero_si256();
-    float f[16];
+    float f[QTB][16];
     int sc[16];
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256 acc[QTB][4];
+        for (int k = 0; k < tb; k++)
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 110;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            const float d = rd_f16(blk + 108) * x->d[sb];
             q3_k_scales(blk + 96, sc);
-            for (int i = 0; i < 16; i++) f[i] = d * (float)sc[i];
+            for (int k = 0; k < tb; k++) {
+                const float d = rd_f16(blk + 108) * x[k].d[sb];
+                for (int i = 0; i < 16; i++) f[k][i] = d * (float)sc[i];
+            }
             __m256i h0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)blk));
             __m256i h1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16)));
-            const int16_t *q = x->q + sb * 256;
             for (int n = 0; n < 2; n++) {
                 const uint8_t *qs = blk + 32 + 32 * n;
                 __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
@@ -270,18 +333,58 @@ void rwkv_gemv_q3_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, floa
                 for (int j = 0; j < 4; j++) {
                     const __m256i bit = _mm256_set1_epi16((short)(1 << (4 * n + j)));
                     const int is = 8 * n + 2 * j;
-                    const int16_t *qj = q + 128 * n + 32 * j;
                     __m256i v0 = _mm256_and_si256(_mm256_srli_epi16(b0, 2 * j), three);
                     __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(b1, 2 * j), three);
                     v0 = _mm256_sub_epi16(v0, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h0, bit), zero), four));
                     v1 = _mm256_sub_epi16(v1, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h1, bit), zero), four));
-                    acc[(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[is]), acc[(2 * j) & 3]);
-                    acc[(2 * j + 1) & 3] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)), _mm256_set1_ps(f[is + 1]), acc[(2 * j + 1) & 3]);
+                    for (int k = 0; k < tb; k++) {
+                        const int16_t *qj = x[k].q + sb * 256 + 128 * n + 32 * j;
+                        acc[k][(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[k][is]),
+                                                              acc[k][(2 * j) & 3]);
+                        acc[k][(2 * j + 1) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)),
+                                                                  _mm256_set1_ps(f[k][is + 1]), acc[k][(2 * j + 1) & 3]);
+                    }
                 }
             }
         }
-        y[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[k][0], acc[k][1]), _mm256_add_ps(acc[k][2], acc[k][3])));
     }
 }
+
+/* ------------------------------------------------- entry points by type -- */
+
+/* The GEMV (tb = 1) and the GEMM (passes of QTB tokens, then one) of a type whose body
+ * takes (w, rb, x, y, ys, nr, nc, tb, ARGS...). */
+#define DEFINE_QGEMM(TYPE, BODY, ...)                                                                         \
+    void rwkv_gemm_##TYPE##_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,     \
+                                 int64_t nr, int64_t nc, int64_t nt) {                                    \
+        int64_t t = 0;                                                                                    \
+        for (; t + QTB <= nt; t += QTB) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, QTB __VA_ARGS__);       \
+        if (t < nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 1 __VA_ARGS__);                             \
+    }
+
+void rwkv_gemv_q8_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemm_q8_0(w, rb, x, y, 0, nr, nc, 1);
+}
+void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemm_q6k(w, rb, x, y, 0, nr, nc, 1);
+}
+void rwkv_gemv_q2_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemm_q2k(w, rb, x, y, 0, nr, nc, 1);
+}
+void rwkv_gemv_q3_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemm_q3k(w, rb, x, y, 0, nr, nc, 1);
+}
+
+DEFINE_QGEMM(q8_0, gemm_q8_0)
+DEFINE_QGEMM(q4_0, gemm_q4q5, , 18, 2, 0, 0, 8)
+DEFINE_QGEMM(q4_1, gemm_q4q5, , 20, 4, 0, 1, 0)
+DEFINE_QGEMM(q5_0, gemm_q4q5, , 22, 6, 2, 0, 16)
+DEFINE_QGEMM(q5_1, gemm_q4q5, , 24, 8, 4, 1, 0)
+DEFINE_QGEMM(q4_k, gemm_q45k, , 144, 16, 0)
+DEFINE_QGEMM(q5_k, gemm_q45k, , 176, 48, 16)
+DEFINE_QGEMM(q2_k, gemm_q2k)
+DEFINE_QGEMM(q3_k, gemm_q3k)
+DEFINE_QGEMM(q6_k, gemm_q6k)
 #endif
