@@ -305,6 +305,16 @@ const struct rwkv_kernels rwkv_kernels_avx512 = {
     .gemv_q4_k = rwkv_gemv_q4_k_avx512,
     .gemv_q5_k = rwkv_gemv_q5_k_avx512,
     .gemv_q6_k = rwkv_gemv_q6_k_avx512,
+    .gemm_q4_0 = rwkv_gemm_q4_0_avx512,
+    .gemm_q4_1 = rwkv_gemm_q4_1_avx512,
+    .gemm_q5_0 = rwkv_gemm_q5_0_avx512,
+    .gemm_q5_1 = rwkv_gemm_q5_1_avx512,
+    .gemm_q8_0 = rwkv_gemm_q8_0_avx512,
+    .gemm_q2_k = rwkv_gemm_q2_k_avx512,
+    .gemm_q3_k = rwkv_gemm_q3_k_avx512,
+    .gemm_q4_k = rwkv_gemm_q4_k_avx512,
+    .gemm_q5_k = rwkv_gemm_q5_k_avx512,
+    .gemm_q6_k = rwkv_gemm_q6_k_avx512,
 };
 #else
 #include "kernels.h"

@@ -49,7 +49,8 @@
     }
 
 RWKV_DECLARE_QDOT(avx2)
-/* AVX2 GEMMs: qdot_avx2.c (the AVX512-VNNI ones are static in their own file with its table). */
+/* AVX2 and AVX-512 GEMMs: qdot_avx2.c, qdot_avx512.c (the AVX512-VNNI ones are static in
+ * their own file, beside its table). */
 #define RWKV_DECLARE_QGEMM(level, type)                                                                     \
     void rwkv_gemm_##type##_##level(const void *, size_t, const struct rwkv_xq *, float *, int64_t, int64_t, \
                                     int64_t, int64_t);
@@ -63,6 +64,16 @@ RWKV_DECLARE_QGEMM(avx2, q3_k)
 RWKV_DECLARE_QGEMM(avx2, q4_k)
 RWKV_DECLARE_QGEMM(avx2, q5_k)
 RWKV_DECLARE_QGEMM(avx2, q6_k)
+RWKV_DECLARE_QGEMM(avx512, q4_0)
+RWKV_DECLARE_QGEMM(avx512, q4_1)
+RWKV_DECLARE_QGEMM(avx512, q5_0)
+RWKV_DECLARE_QGEMM(avx512, q5_1)
+RWKV_DECLARE_QGEMM(avx512, q8_0)
+RWKV_DECLARE_QGEMM(avx512, q2_k)
+RWKV_DECLARE_QGEMM(avx512, q3_k)
+RWKV_DECLARE_QGEMM(avx512, q4_k)
+RWKV_DECLARE_QGEMM(avx512, q5_k)
+RWKV_DECLARE_QGEMM(avx512, q6_k)
 RWKV_DECLARE_QDOT(avx512)
 
 RWKV_DECLARE_QDOT(avx512vnni)

@@ -20,31 +20,41 @@ static inline __m512 f16x16_to_f32(__m512i lanes32) {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(lanes32));
 }
 
+/* Tokens per pass of the GEMMs: each block's weights are widened once for them and every
+ * token runs the operations it runs alone, so the GEMV (tb = 1) and the GEMM agree to the
+ * bit. */
+#define QTB 4
+
 /* ---------------------------------------------------------------- Q8_0 -- */
 
-void rwkv_gemv_q8_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q8_0(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nb = nc / 32;
     const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                             _mm512_set1_epi32(34));
-    float f[16] __attribute__((aligned(64)));
+    float f[QTB][16] __attribute__((aligned(64)));
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
         /* four accumulators: one FMA chain would be bound by FMA latency, not bandwidth */
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m512 acc[QTB][4];
+        for (int k = 0; k < tb; k++)
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm512_setzero_ps();
         for (int64_t b0 = 0; b0 < nb; b0 += 16) {
             const int64_t n = nb - b0 < 16 ? nb - b0 : 16;
             const __mmask16 m = (__mmask16)((1u << n) - 1u);
             const uint8_t *base = row + b0 * 34;
             __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, base, 1);
             __m512 dv = f16x16_to_f32(_mm512_and_si512(g, _mm512_set1_epi32(0xffff)));
-            _mm512_store_ps(f, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, x->d + b0)));
+            for (int k = 0; k < tb; k++) _mm512_store_ps(f[k], _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, x[k].d + b0)));
 #define Q8_0_BLOCK(b, a)                                                                              \
     do {                                                                                              \
         const uint8_t *blk = base + (b) * 34;                                                         \
         _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);                                \
-        __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 2)));            \
-        __m512i p = _mm512_madd_epi16(wv, _mm512_loadu_si512(x->q + (b0 + (b)) * 32));                \
-        acc[a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(f[b]), acc[a]);                \
+        const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 2)));      \
+        for (int k = 0; k < tb; k++) {                                                                \
+            const __m512i p = _mm512_madd_epi16(wv, _mm512_loadu_si512(x[k].q + (b0 + (b)) * 32));    \
+            acc[k][a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(f[k][b]), acc[k][a]);   \
+        }                                                                                             \
     } while (0)
             int64_t b = 0;
             for (; b + 4 <= n; b += 4) {
@@ -56,7 +66,9 @@ void rwkv_gemv_q8_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
             for (; b < n; b++) Q8_0_BLOCK(b, 0);
 #undef Q8_0_BLOCK
         }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] =
+                _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[k][0], acc[k][1]), _mm512_add_ps(acc[k][2], acc[k][3])));
     }
 }
 
@@ -68,9 +80,9 @@ void rwkv_gemv_q8_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
  * and B's in lanes 8..15, scaled by one permute of the 16 block scales.
  * HAS_M: value = d*q + m (Q4_1, Q5_1); else value = d*(q - BIAS) (Q4_0: 8, Q5_0: 16),
  * with the bias applied once per block through the integer sum of x. */
-static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH, const int HAS_M,
+static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
+                                                           const int BB, const int QS, const int QH, const int HAS_M,
                                                            const int BIAS,
                                                            void (*unpack)(const uint8_t *, int16_t *, float *,
                                                                           float *)) {
@@ -78,25 +90,27 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
     const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                             _mm512_set1_epi32(BB));
     const __m512i low4 = _mm512_set1_epi16(0x0f), sixteen = _mm512_set1_epi16(16);
+    const __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, side = _mm512_setzero_ps();
+        __m512 acc[QTB][2], side[QTB];
+        for (int k = 0; k < tb; k++) acc[k][0] = acc[k][1] = side[k] = _mm512_setzero_ps();
         for (int64_t b0 = 0; b0 < 2 * npairs; b0 += 16) {
             const int64_t n = 2 * npairs - b0 < 16 ? 2 * npairs - b0 : 16;
             const __mmask16 m = (__mmask16)((1u << n) - 1u);
             const uint8_t *base = row + b0 * BB;
             __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, base, 1);
-            __m512 f = _mm512_mul_ps(f16x16_to_f32(_mm512_and_si512(g, _mm512_set1_epi32(0xffff))),
-                                     _mm512_maskz_loadu_ps(m, x->d + b0));
-            if (HAS_M) {
-                __m512 mv = f16x16_to_f32(_mm512_srli_epi32(g, 16));
-                side = _mm512_fmadd_ps(mv, _mm512_maskz_loadu_ps(m, x->sum32 + b0), side);
-            } else {
-                side = _mm512_fmadd_ps(f, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, x->qsum + b0)), side);
+            const __m512 dv = f16x16_to_f32(_mm512_and_si512(g, _mm512_set1_epi32(0xffff)));
+            const __m512 mv = HAS_M ? f16x16_to_f32(_mm512_srli_epi32(g, 16)) : _mm512_setzero_ps();
+            __m512 f[QTB];
+            for (int k = 0; k < tb; k++) {
+                f[k] = _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, x[k].d + b0));
+                if (HAS_M) side[k] = _mm512_fmadd_ps(mv, _mm512_maskz_loadu_ps(m, x[k].sum32 + b0), side[k]);
+                else side[k] = _mm512_fmadd_ps(f[k], _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, x[k].qsum + b0)), side[k]);
             }
-            for (int64_t k = 0; k < n / 2; k++) {
-                const int ai = (int)(k & 1);
-                const uint8_t *a = base + 2 * k * BB, *bb = a + BB;
+            for (int64_t i = 0; i < n / 2; i++) {
+                const int ai = (int)(i & 1);
+                const uint8_t *a = base + 2 * i * BB, *bb = a + BB;
                 _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
                 __m256i packed = _mm256_inserti128_si256(
                     _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(a + QS))),
@@ -111,19 +125,33 @@ static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_
                     lo = _mm512_mask_add_epi16(lo, mlo, lo, sixteen);
                     hi = _mm512_mask_add_epi16(hi, mhi, hi, sixteen);
                 }
-                const int16_t *qp = x->qp + (b0 + 2 * k) * 32;
-                __m512i p = _mm512_add_epi32(_mm512_madd_epi16(lo, _mm512_loadu_si512(qp)),
-                                             _mm512_madd_epi16(hi, _mm512_loadu_si512(qp + 32)));
-                __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-                __m512 fk = _mm512_permutexvar_ps(_mm512_add_epi32(sel, _mm512_set1_epi32((int)(2 * k))), f);
-                if (ai) acc[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc[1]);
-                else acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc[0]);
+                const __m512i pick = _mm512_add_epi32(sel, _mm512_set1_epi32((int)(2 * i)));
+                for (int k = 0; k < tb; k++) {
+                    const int16_t *qp = x[k].qp + (b0 + 2 * i) * 32;
+                    __m512i p = _mm512_add_epi32(_mm512_madd_epi16(lo, _mm512_loadu_si512(qp)),
+                                                 _mm512_madd_epi16(hi, _mm512_loadu_si512(qp + 32)));
+                    __m512 fk = _mm512_permutexvar_ps(pick, f[k]);
+                    if (ai) acc[k][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc[k][1]);
+                    else acc[k][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc[k][0]);
+                }
             }
         }
-        float out = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + (HAS_M ? 1.0f : -(float)BIAS) * _mm512_reduce_add_ps(side);
-        if (nb & 1) out += block32_dot(unpack, row + (nb - 1) * BB, x, (nb - 1) * 32);
-        y[r] = out;
+        for (int k = 0; k < tb; k++) {
+            float out = _mm512_reduce_add_ps(_mm512_add_ps(acc[k][0], acc[k][1])) +
+                        (HAS_M ? 1.0f : -(float)BIAS) * _mm512_reduce_add_ps(side[k]);
+            if (nb & 1) out += block32_dot(unpack, row + (nb - 1) * BB, &x[k], (nb - 1) * 32);
+            y[k * ys + r] = out;
+        }
     }
+}
+
+static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH, const int HAS_M,
+                                                           const int BIAS,
+                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
+                                                                          float *)) {
+    gemm_q4q5(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH, HAS_M, BIAS, unpack);
 }
 
 RWKV_DEFINE_Q4Q5_WRAPPERS(avx512)
@@ -133,25 +161,30 @@ RWKV_DEFINE_Q4Q5_WRAPPERS(avx512)
 /* Per 64 elements, 32 packed bytes widen to 32 int16 lanes: `& 15` is sub-block 2j
  * (elements 64j..64j+31 in natural order), `>> 4` is sub-block 2j+1. Each sub-block's
  * vpmaddwd sums are scaled in f32 by d * dx * sc. Mins go through sum32(x). */
-static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH) {
+static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
+                                                           const int BB, const int QS, const int QH) {
     const int64_t nsb = nc / 256;
     const __m512i low4 = _mm512_set1_epi16(0x0f), sixteen = _mm512_set1_epi16(16);
-    float fs[8] __attribute__((aligned(32)));
+    float fs[QTB][8] __attribute__((aligned(32)));
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        __m256 side = _mm256_setzero_ps();
+        __m512 acc[QTB][4];
+        __m256 side[QTB];
+        for (int k = 0; k < tb; k++) {
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm512_setzero_ps();
+            side[k] = _mm256_setzero_ps();
+        }
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * BB;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            _mm256_store_ps(fs, k4_scales_f32(k4_superblock(blk, x->sum32 + sb * 8, &side), rd_f16(blk) * x->d[sb]));
+            for (int k = 0; k < tb; k++)
+                _mm256_store_ps(fs[k], k4_scales_f32(k4_superblock(blk, x[k].sum32 + sb * 8, &side[k]),
+                                                     rd_f16(blk) * x[k].d[sb]));
             __m512i qh = QH ? _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + QH)))
                             : _mm512_setzero_si512();
-            const int16_t *q = x->q + sb * 256;
             for (int j = 0; j < 4; j++) {
                 __m512i wide = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + QS + 32 * j)));
                 __m512i lo = _mm512_and_si512(wide, low4), hi = _mm512_srli_epi16(wide, 4);
@@ -162,19 +195,32 @@ static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_
                                                _mm512_test_epi16_mask(qh, _mm512_set1_epi16((short)(2 << (2 * j)))),
                                                hi, sixteen);
                 }
-                __m512i plo = _mm512_madd_epi16(lo, _mm512_loadu_si512(q + 64 * j));
-                __m512i phi = _mm512_madd_epi16(hi, _mm512_loadu_si512(q + 64 * j + 32));
-                acc[(2 * j) & 3] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(plo), _mm512_set1_ps(fs[2 * j]), acc[(2 * j) & 3]);
-                acc[(2 * j + 1) & 3] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(phi), _mm512_set1_ps(fs[2 * j + 1]), acc[(2 * j + 1) & 3]);
+                for (int k = 0; k < tb; k++) {
+                    const int16_t *q = x[k].q + sb * 256;
+                    __m512i plo = _mm512_madd_epi16(lo, _mm512_loadu_si512(q + 64 * j));
+                    __m512i phi = _mm512_madd_epi16(hi, _mm512_loadu_si512(q + 64 * j + 32));
+                    acc[k][(2 * j) & 3] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(plo), _mm512_set1_ps(fs[k][2 * j]), acc[k][(2 * j) & 3]);
+                    acc[k][(2 * j + 1) & 3] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(phi), _mm512_set1_ps(fs[k][2 * j + 1]),
+                                                              acc[k][(2 * j + 1) & 3]);
+                }
             }
         }
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(side), _mm256_extractf128_ps(side, 1));
-        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) -
-               _mm_cvtss_f32(s4);
+        for (int k = 0; k < tb; k++) {
+            __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(side[k]), _mm256_extractf128_ps(side[k], 1));
+            s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+            s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+            y[k * ys + r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[k][0], acc[k][1]),
+                                                               _mm512_add_ps(acc[k][2], acc[k][3]))) -
+                            _mm_cvtss_f32(s4);
+        }
     }
+}
+
+static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t nr, int64_t nc, const int BB,
+                                                           const int QS, const int QH) {
+    gemm_q45k(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH);
 }
 
 RWKV_DEFINE_Q45K_WRAPPERS(avx512)
@@ -192,34 +238,44 @@ static inline __m512 pair_scale(__m512 f, int is) {
 }
 
 /* Q2_K, 84 bytes: scales[16] (low 4 bits scale, high 4 bits min) | qs[64] | f16 d | f16 dmin. */
-void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q2k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
     const __m512i three = _mm512_set1_epi16(3);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        __m512 side = _mm512_setzero_ps();
+        __m512 acc[QTB][4], side[QTB];
+        for (int k = 0; k < tb; k++) {
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm512_setzero_ps();
+            side[k] = _mm512_setzero_ps();
+        }
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 84;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)blk));
-            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15))),
-                                     _mm512_set1_ps(rd_f16(blk + 80) * x->d[sb]));
+            const __m512 scf = _mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15)));
             __m512 mins = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(rd_f16(blk + 82)));
-            side = _mm512_fmadd_ps(mins, _mm512_loadu_ps(x->sum16 + sb * 16), side);
-            const int16_t *q = x->q + sb * 256;
+            __m512 f[QTB];
+            for (int k = 0; k < tb; k++) {
+                f[k] = _mm512_mul_ps(scf, _mm512_set1_ps(rd_f16(blk + 80) * x[k].d[sb]));
+                side[k] = _mm512_fmadd_ps(mins, _mm512_loadu_ps(x[k].sum16 + sb * 16), side[k]);
+            }
             for (int n = 0; n < 2; n++) {
                 __m512i bits = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * n)));
                 for (int j = 0; j < 4; j++) {
                     __m512i v = _mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), three);
-                    __m512i p = _mm512_madd_epi16(v, _mm512_loadu_si512(q + 128 * n + 32 * j));
-                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f, 8 * n + 2 * j), acc[j]);
+                    for (int k = 0; k < tb; k++) {
+                        __m512i p = _mm512_madd_epi16(v, _mm512_loadu_si512(x[k].q + sb * 256 + 128 * n + 32 * j));
+                        acc[k][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f[k], 8 * n + 2 * j), acc[k][j]);
+                    }
                 }
             }
         }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))) -
-               _mm512_reduce_add_ps(side);
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[k][0], acc[k][1]),
+                                                               _mm512_add_ps(acc[k][2], acc[k][3]))) -
+                            _mm512_reduce_add_ps(side[k]);
     }
 }
 
@@ -231,31 +287,39 @@ static inline __m512 q3_k_scales_f32(const uint8_t *blk) {
 
 /* Q3_K, 110 bytes: hmask[32] (bit 4n+j of byte l: the 3rd bit of element 128n+32j+l; clear
  * means minus 4) | qs[64] | scales[12] | f16 d. */
-void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
     const __m512i three = _mm512_set1_epi16(3), four = _mm512_set1_epi16(4);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m512 acc[QTB][4];
+        for (int k = 0; k < tb; k++)
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 110;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            __m512 f = _mm512_mul_ps(q3_k_scales_f32(blk), _mm512_set1_ps(rd_f16(blk + 108) * x->d[sb]));
+            const __m512 scf = q3_k_scales_f32(blk);
+            __m512 f[QTB];
+            for (int k = 0; k < tb; k++) f[k] = _mm512_mul_ps(scf, _mm512_set1_ps(rd_f16(blk + 108) * x[k].d[sb]));
             __m512i hm = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)blk));
-            const int16_t *q = x->q + sb * 256;
             for (int n = 0; n < 2; n++) {
                 __m512i bits = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * n)));
                 for (int j = 0; j < 4; j++) {
                     __m512i v = _mm512_and_si512(_mm512_srli_epi16(bits, 2 * j), three);
                     __mmask32 clear = _mm512_testn_epi16_mask(hm, _mm512_set1_epi16((short)(1 << (4 * n + j))));
                     v = _mm512_mask_sub_epi16(v, clear, v, four);
-                    __m512i p = _mm512_madd_epi16(v, _mm512_loadu_si512(q + 128 * n + 32 * j));
-                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f, 8 * n + 2 * j), acc[j]);
+                    for (int k = 0; k < tb; k++) {
+                        __m512i p = _mm512_madd_epi16(v, _mm512_loadu_si512(x[k].q + sb * 256 + 128 * n + 32 * j));
+                        acc[k][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scale(f[k], 8 * n + 2 * j), acc[k][j]);
+                    }
                 }
             }
         }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[k][0], acc[k][1]),
+                                                               _mm512_add_ps(acc[k][2], acc[k][3])));
     }
 }
 
@@ -265,24 +329,25 @@ void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
  * 64..127 (`>> 4`); qh[0..31] supplies bits 4..5 (pairs of bits, in four planes).
  * Values are made in bytes (0..63, minus 32), widened to int16, and each 32 lanes
  * (two 16-element sub-blocks with int8 scales) scaled by a permute of 16 floats. */
-void rwkv_gemv_q6_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+static inline __attribute__((always_inline)) void gemm_q6k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
     const __m512i low4 = _mm512_set1_epi8(0x0f), three = _mm512_set1_epi8(3), b32 = _mm512_set1_epi8(32);
     const __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m512 acc[QTB][4];
+        for (int k = 0; k < tb; k++)
+            for (int a = 0; a < 4; a++) acc[k][a] = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 210;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 128, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 192, _MM_HINT_T0);
-            const float d = rd_f16(blk + 208) * x->d[sb];
-            __m512 f = _mm512_mul_ps(
-                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192)))),
-                _mm512_set1_ps(d));
-            const int16_t *q = x->q + sb * 256;
+            const __m512 scf = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192))));
+            __m512 f[QTB];
+            for (int k = 0; k < tb; k++) f[k] = _mm512_mul_ps(scf, _mm512_set1_ps(rd_f16(blk + 208) * x[k].d[sb]));
             for (int h = 0; h < 2; h++) {
                 __m512i ql = _mm512_loadu_si512(blk + 64 * h);
                 __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
@@ -296,14 +361,54 @@ void rwkv_gemv_q6_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, fl
                 const __m512i parts[4] = {
                     _mm512_cvtepi8_epi16(_mm512_castsi512_si256(v_lo)), _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(v_lo, 1)),
                     _mm512_cvtepi8_epi16(_mm512_castsi512_si256(v_hi)), _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(v_hi, 1))};
-                for (int k = 0; k < 4; k++) {
-                    __m512i p = _mm512_madd_epi16(parts[k], _mm512_loadu_si512(q + 128 * h + 32 * k));
-                    __m512 fk = _mm512_permutexvar_ps(_mm512_add_epi32(sel, _mm512_set1_epi32(8 * h + 2 * k)), f);
-                    acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fk, acc[k]);
+                for (int j = 0; j < 4; j++) {
+                    const __m512i pick = _mm512_add_epi32(sel, _mm512_set1_epi32(8 * h + 2 * j));
+                    for (int k = 0; k < tb; k++) {
+                        __m512i p = _mm512_madd_epi16(parts[j], _mm512_loadu_si512(x[k].q + sb * 256 + 128 * h + 32 * j));
+                        acc[k][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(pick, f[k]), acc[k][j]);
+                    }
                 }
             }
         }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+        for (int k = 0; k < tb; k++)
+            y[k * ys + r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[k][0], acc[k][1]),
+                                                               _mm512_add_ps(acc[k][2], acc[k][3])));
     }
 }
+
+/* ------------------------------------------------- entry points by type -- */
+
+void rwkv_gemv_q8_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemm_q8_0(w, rb, x, y, 0, nr, nc, 1);
+}
+void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemm_q2k(w, rb, x, y, 0, nr, nc, 1);
+}
+void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemm_q3k(w, rb, x, y, 0, nr, nc, 1);
+}
+void rwkv_gemv_q6_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
+    gemm_q6k(w, rb, x, y, 0, nr, nc, 1);
+}
+
+/* The GEMM of a type: passes of QTB tokens, then 2, then 1, through its GEMV's body. */
+#define DEFINE_QGEMM(TYPE, BODY, ...)                                                                         \
+    void rwkv_gemm_##TYPE##_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,   \
+                                   int64_t nr, int64_t nc, int64_t nt) {                                  \
+        int64_t t = 0;                                                                                    \
+        for (; t + QTB <= nt; t += QTB) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, QTB __VA_ARGS__);       \
+        if (t + 2 <= nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 2 __VA_ARGS__), t += 2;                \
+        if (t < nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 1 __VA_ARGS__);                             \
+    }
+
+DEFINE_QGEMM(q8_0, gemm_q8_0)
+DEFINE_QGEMM(q4_0, gemm_q4q5, , 18, 2, 0, 0, 8, unpack_q4_0)
+DEFINE_QGEMM(q4_1, gemm_q4q5, , 20, 4, 0, 1, 0, unpack_q4_1)
+DEFINE_QGEMM(q5_0, gemm_q4q5, , 22, 6, 2, 0, 16, unpack_q5_0)
+DEFINE_QGEMM(q5_1, gemm_q4q5, , 24, 8, 4, 1, 0, unpack_q5_1)
+DEFINE_QGEMM(q4_k, gemm_q45k, , 144, 16, 0)
+DEFINE_QGEMM(q5_k, gemm_q45k, , 176, 48, 16)
+DEFINE_QGEMM(q2_k, gemm_q2k)
+DEFINE_QGEMM(q3_k, gemm_q3k)
+DEFINE_QGEMM(q6_k, gemm_q6k)
 #endif
