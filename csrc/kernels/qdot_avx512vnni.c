@@ -7,8 +7,14 @@
  * bytes cost one dot product per plane over 32 lanes, with no widening. The integer
  * sums are exactly those of the int16 kernels and of the scalar twin; only the f32
  * scaling order differs. Unsigned weight bytes are required by both instructions, so
- * signed formats are offset (Q4_0: +8, Q5_0: +16, Q8_0: +128, Q3_K: +4, Q6_K: +32) and
+ * signed formats are offset (Q4_0: +8, Q5_0: +16, Q3_K: +4, Q6_K: +32) and
  * the offset is taken back once per block through the integer sums of q.
+ *
+ * Q8_0 has no kernel here: its weights are bytes already, so the int16 kernels (one widening
+ * per 32 weights, shared by 4 tokens in the GEMM, then one vpmaddwd per token) do the same
+ * multiplies without the two planes' recombination per block; they ran pp512 1.06-1.2x
+ * faster than two-plane VNNI and decode at the same speed (memory-bound), so this level
+ * inherits them.
  *
  * Block-32 types use vpdpbusd (u8 x s8, four products per int32 lane) per pair of
  * blocks and scale in f32 per block. K types use vpmaddubsw (u8 x s8 pairs to int16;
@@ -104,24 +110,11 @@ static inline __m256 pair_lanes(__m256 f, const int i) {
     return _mm256_permutexvar_ps(_mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1), f);
 }
 
-/* Q8_0, 34 bytes: f16 d | i8 qs[32]. A pair of blocks A, B in the pair order of the
- * planes: [A0..15 | B0..15] and [A16..31 | B16..31]. The signed weights are flipped to
- * unsigned (w ^ 0x80 = w + 128) for vpdpbusd and the 128 q taken back per block
- * through qsum: the flip is one op per 32 weights, against three for vpsignb's
- * |w| . sign(x) form. */
-static inline __attribute__((always_inline)) void q8_weights(const uint8_t *a, __m256i *lo, __m256i *hi) {
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
-    *lo = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + 36), (const __m128i *)(a + 2)), flip);
-    *hi = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + 52), (const __m128i *)(a + 18)), flip);
-}
-
 /* Tokens per pass of the block-32 GEMMs: each step's weights are unpacked once for them. */
 #define Q32_TB 4
 
-/* HAS_M: value = d*q + m (Q4_1, Q5_1); else d*(q - BIAS) (Q4_0: 8, Q5_0: 16, Q8_0 after
- * its flip: 128), the bias applied per block through the integer sum of x. Four blocks per
- * step: their f16 scales (and mins) converted at once, times dx. tb tokens per pass (x[k],
+/* HAS_M: value = d*q + m (Q4_1, Q5_1); else d*(q - BIAS) (Q4_0: 8, Q5_0: 16), the bias
+ * applied per block through the integer sum of x. Four blocks per step: their f16 scales (and mins) converted at once, times dx. tb tokens per pass (x[k],
  * y + k * ys): the weights of each step are unpacked once and every token runs the same
  * operations as alone, so the GEMV (tb = 1) and the GEMM agree to the bit. Named
  * accumulators per token: an indexed pair of them is kept in memory by the compiler,
@@ -129,7 +122,7 @@ static inline __attribute__((always_inline)) void q8_weights(const uint8_t *a, _
 static inline __attribute__((always_inline)) void gemm_q32(const void *w, size_t rb, const struct rwkv_xq *x,
                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
                                                           const int BB, const int QS, const int QH, const int HAS_M,
-                                                          const int BIAS, const int Q8,
+                                                          const int BIAS,
                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
                                                                          float *)) {
     const int64_t nb = nc / 32;
@@ -141,13 +134,8 @@ static inline __attribute__((always_inline)) void gemm_q32(const void *w, size_t
             const uint8_t *a = row + b * BB;
             const int two = b + 4 > nb; /* only one pair left */
             __m256i lo0, hi0, lo1 = _mm256_setzero_si256(), hi1 = lo1;
-            if (Q8) {
-                q8_weights(a, &lo0, &hi0);
-                if (!two) q8_weights(a + 2 * BB, &lo1, &hi1);
-            } else {
-                q4q5_weights(a, BB, QS, QH, &lo0, &hi0);
-                if (!two) q4q5_weights(a + 2 * BB, BB, QS, QH, &lo1, &hi1);
-            }
+            q4q5_weights(a, BB, QS, QH, &lo0, &hi0);
+            if (!two) q4q5_weights(a + 2 * BB, BB, QS, QH, &lo1, &hi1);
             /* HAS_M: [d0 m0 d1 m1 d2 m2 d3 m3]; else d0..d3 in the low lanes */
             const __m256 wd = HAS_M ? _mm256_cvtph_ps(_mm_set_epi64x(two ? 0 : (long long)dm2(a + 2 * BB, BB),
                                                                      (long long)dm2(a, BB)))
@@ -196,11 +184,10 @@ static inline __attribute__((always_inline)) void gemm_q32(const void *w, size_t
         if (t < nt) gemm_q32(w, rb, x + t, y + t * ys, ys, nr, nc, 1, __VA_ARGS__);                      \
     }
 
-DEFINE_Q32(q4_0, 4, 18, 2, 0, 0, 8, 0, unpack_q4_0)
-DEFINE_Q32(q4_1, 4, 20, 4, 0, 1, 0, 0, unpack_q4_1)
-DEFINE_Q32(q5_0, 4, 22, 6, 2, 0, 16, 0, unpack_q5_0)
-DEFINE_Q32(q5_1, 4, 24, 8, 4, 1, 0, 0, unpack_q5_1)
-DEFINE_Q32(q8_0, 2, 34, 2, 0, 0, 128, 1, unpack_q8_0)
+DEFINE_Q32(q4_0, 4, 18, 2, 0, 0, 8, unpack_q4_0)
+DEFINE_Q32(q4_1, 4, 20, 4, 0, 1, 0, unpack_q4_1)
+DEFINE_Q32(q5_0, 4, 22, 6, 2, 0, 16, unpack_q5_0)
+DEFINE_Q32(q5_1, 4, 24, 8, 4, 1, 0, unpack_q5_1)
 
 /* ------------------------------------------------------------- K types -- */
 
@@ -514,7 +501,6 @@ const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .gemv_q4_1 = rwkv_gemv_q4_1_avx512vnni,
     .gemv_q5_0 = rwkv_gemv_q5_0_avx512vnni,
     .gemv_q5_1 = rwkv_gemv_q5_1_avx512vnni,
-    .gemv_q8_0 = rwkv_gemv_q8_0_avx512vnni,
     .gemv_q2_k = rwkv_gemv_q2_k_avx512vnni,
     .gemv_q3_k = rwkv_gemv_q3_k_avx512vnni,
     .gemv_q4_k = rwkv_gemv_q4_k_avx512vnni,
@@ -522,7 +508,6 @@ const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .gemm_q4_1 = rwkv_gemm_q4_1_avx512vnni,
     .gemm_q5_0 = rwkv_gemm_q5_0_avx512vnni,
     .gemm_q5_1 = rwkv_gemm_q5_1_avx512vnni,
-    .gemm_q8_0 = rwkv_gemm_q8_0_avx512vnni,
     .gemm_q4_k = rwkv_gemm_q4_k_avx512vnni,
     .gemm_q5_k = rwkv_gemm_q5_k_avx512vnni,
     .gemm_q2_k = rwkv_gemm_q2_k_avx512vnni,
