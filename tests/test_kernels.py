@@ -73,6 +73,21 @@ def test_gemm_is_bit_identical_to_gemv_per_token(level, wtype, rows, cols, ntok)
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("wtype", ["F32", "F16", "BF16"])
+@pytest.mark.parametrize("rows,cols,ntok", [(1, 1, 1), (3, 17, 3), (5, 64, 4), (7, 100, 5), (17, 257, 2),
+                                            (4, 4096, 3), (6, 4097, 3), (9, 4111, 4), (8, 130, 7), (12, 4200, 6)])
+def test_float_products_are_the_same_bits_on_avx2_and_avx512(wtype, rows, cols, ntok):
+    """The AVX2 kernels add in the AVX-512 kernels' order, so a model's float products (and
+    its distance to the reference) do not depend on which of the two the CPU has."""
+    if "avx512" not in SUPPORTED:
+        pytest.skip("this CPU has no AVX-512")
+    rng = np.random.default_rng(rows * 11 + cols + ntok)
+    raw, _ = _encode(rng.standard_normal((rows, cols)).astype(np.float32), wtype)
+    x = rng.standard_normal((ntok, cols)).astype(np.float32)
+    np.testing.assert_array_equal(_core.gemm_at_level("avx2", wtype, raw, x), _core.gemm_at_level("avx512", wtype, raw, x))
+    np.testing.assert_array_equal(_core.gemv_at_level("avx2", wtype, raw, x[0]), _core.gemv_at_level("avx512", wtype, raw, x[0]))
+
+
 @pytest.mark.parametrize("level", SUPPORTED)
 @pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
 @pytest.mark.parametrize("rows,nblocks,ntok", [(1, 1, 2), (3, 2, 3), (5, 8, 4), (17, 3, 5), (4, 28, 1), (2, 7, 2),

@@ -7,6 +7,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
+#include <string.h>
 
 #include "../ggml_types.h"
 #include "kernels.h"
@@ -26,118 +27,164 @@ static inline __m256 load8_bf16(const uint16_t *p) {
     __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
 }
-static inline float cvt1_f32(float v) { return v; }
-static inline float cvt1_f16(uint16_t v) { return _cvtsh_ss(v); }
-static inline float cvt1_bf16(uint16_t v) { return rwkv_bf16_to_f32(v); }
 
-/* The row order of dot_avx512.c: rows up to ROW_ALONE_MAX_COLS wide one at a time
- * (one sequential stream per thread, x stays in L1), wider rows four at a time
- * sharing each load of x; no software prefetch. The column tail is scalar. */
+/* The sums of dot_avx512.c, lane for lane, so float products give the same bits at both
+ * levels: each zmm accumulator there is a pair of ymm here (columns +0..7 and +8..15 of
+ * each 16), the column tail is zero-filled to 16 as its masked loads do, and hsum8 of the
+ * pair's sum adds in _mm512_reduce_add_ps's order. (An order of our own, 8 lanes wide, put
+ * the F16 fixture one rounding further from the rwkv reference than llama.cpp's F32 run.)
+ * Rows up to ROW_ALONE_MAX_COLS wide one at a time (one sequential stream per thread, x
+ * stays in L1) with four accumulators at 64i + 16j; wider rows four at a time sharing each
+ * load of x, one accumulator per row. No software prefetch. */
 #define ROW_ALONE_MAX_COLS 4096
-#define DEFINE_GEMV(NAME, T, LOAD8, CVT1)                                                   \
-    static void NAME(const void *w, size_t rb, const float *x, float *y, int64_t nr,       \
-                     int64_t nc) {                                                          \
-        int64_t r = 0;                                                                      \
-        if (nc > ROW_ALONE_MAX_COLS)                                                        \
-            for (; r + 4 <= nr; r += 4) {                                                   \
-                const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                \
-                const T *w1 = (const T *)((const char *)w0 + rb);                           \
-                const T *w2 = (const T *)((const char *)w1 + rb);                           \
-                const T *w3 = (const T *)((const char *)w2 + rb);                           \
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                 \
-                int64_t c = 0;                                                              \
-                for (; c + 8 <= nc; c += 8) {                                               \
-                    __m256 xv = _mm256_loadu_ps(x + c);                                     \
-                    a0 = _mm256_fmadd_ps(LOAD8(w0 + c), xv, a0);                            \
-                    a1 = _mm256_fmadd_ps(LOAD8(w1 + c), xv, a1);                            \
-                    a2 = _mm256_fmadd_ps(LOAD8(w2 + c), xv, a2);                            \
-                    a3 = _mm256_fmadd_ps(LOAD8(w3 + c), xv, a3);                            \
-                }                                                                           \
-                float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);       \
-                for (; c < nc; c++) {                                                       \
-                    s0 += CVT1(w0[c]) * x[c];                                               \
-                    s1 += CVT1(w1[c]) * x[c];                                               \
-                    s2 += CVT1(w2[c]) * x[c];                                               \
-                    s3 += CVT1(w3[c]) * x[c];                                               \
-                }                                                                           \
-                y[r] = s0, y[r + 1] = s1, y[r + 2] = s2, y[r + 3] = s3;                     \
-            }                                                                               \
-        for (; r < nr; r++) {                                                               \
-            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
-            int64_t c = 0;                                                                  \
-            for (; c + 32 <= nc; c += 32) {                                                 \
-                a0 = _mm256_fmadd_ps(LOAD8(w0 + c), _mm256_loadu_ps(x + c), a0);            \
-                a1 = _mm256_fmadd_ps(LOAD8(w0 + c + 8), _mm256_loadu_ps(x + c + 8), a1);    \
-                a2 = _mm256_fmadd_ps(LOAD8(w0 + c + 16), _mm256_loadu_ps(x + c + 16), a2);  \
-                a3 = _mm256_fmadd_ps(LOAD8(w0 + c + 24), _mm256_loadu_ps(x + c + 24), a3);  \
-            }                                                                               \
-            for (; c + 8 <= nc; c += 8) a0 = _mm256_fmadd_ps(LOAD8(w0 + c), _mm256_loadu_ps(x + c), a0); \
-            float s0 = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));  \
-            for (; c < nc; c++) s0 += CVT1(w0[c]) * x[c];                                   \
-            y[r] = s0;                                                                      \
-        }                                                                                   \
+/* The last nc & 15 elements at p, zero-filled to 16, as two vectors. */
+#define TAIL16(T, LOAD8, p, n, lo, hi)                                                             \
+    {                                                                                              \
+        T buf_[16] = {0};                                                                          \
+        memcpy(buf_, (p), (size_t)(n) * sizeof(T));                                                \
+        lo = LOAD8(buf_);                                                                          \
+        hi = LOAD8(buf_ + 8);                                                                      \
+    }
+#define DEFINE_GEMV(NAME, T, LOAD8)                                                                 \
+    static void NAME(const void *w, size_t rb, const float *x, float *y, int64_t nr, int64_t nc) { \
+        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                          \
+        const int ntail = (int)(nc & 15);                                                          \
+        __m256 xt0 = _mm256_setzero_ps(), xt1 = xt0;                                               \
+        if (ntail) TAIL16(float, _mm256_loadu_ps, x + nfull, ntail, xt0, xt1)                      \
+        int64_t r = 0;                                                                             \
+        if (nc > ROW_ALONE_MAX_COLS)                                                               \
+            for (; r + 4 <= nr; r += 4) {                                                          \
+                const T *wr[4];                                                                    \
+                for (int i = 0; i < 4; i++) wr[i] = (const T *)((const char *)w + (size_t)(r + i) * rb); \
+                __m256 a[4][2];                                                                    \
+                for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();               \
+                for (int64_t c = 0; c < nfull; c += 16) {                                          \
+                    const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);     \
+                    for (int i = 0; i < 4; i++) {                                                  \
+                        a[i][0] = _mm256_fmadd_ps(LOAD8(wr[i] + c), x0, a[i][0]);                  \
+                        a[i][1] = _mm256_fmadd_ps(LOAD8(wr[i] + c + 8), x1, a[i][1]);              \
+                    }                                                                              \
+                }                                                                                  \
+                if (ntail)                                                                         \
+                    for (int i = 0; i < 4; i++) {                                                  \
+                        __m256 w0, w1;                                                             \
+                        TAIL16(T, LOAD8, wr[i] + nfull, ntail, w0, w1)                             \
+                        a[i][0] = _mm256_fmadd_ps(w0, xt0, a[i][0]);                               \
+                        a[i][1] = _mm256_fmadd_ps(w1, xt1, a[i][1]);                               \
+                    }                                                                              \
+                for (int i = 0; i < 4; i++) y[r + i] = hsum8(_mm256_add_ps(a[i][0], a[i][1]));     \
+            }                                                                                      \
+        for (; r < nr; r++) {                                                                      \
+            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                           \
+            __m256 a[4][2];                                                                        \
+            for (int j = 0; j < 4; j++) a[j][0] = a[j][1] = _mm256_setzero_ps();                   \
+            int64_t c = 0;                                                                         \
+            for (; c < n64; c += 64)                                                               \
+                for (int j = 0; j < 4; j++) {                                                      \
+                    a[j][0] = _mm256_fmadd_ps(LOAD8(w0 + c + 16 * j), _mm256_loadu_ps(x + c + 16 * j), a[j][0]); \
+                    a[j][1] = _mm256_fmadd_ps(LOAD8(w0 + c + 16 * j + 8), _mm256_loadu_ps(x + c + 16 * j + 8), a[j][1]); \
+                }                                                                                  \
+            for (; c < nfull; c += 16) {                                                           \
+                a[0][0] = _mm256_fmadd_ps(LOAD8(w0 + c), _mm256_loadu_ps(x + c), a[0][0]);          \
+                a[0][1] = _mm256_fmadd_ps(LOAD8(w0 + c + 8), _mm256_loadu_ps(x + c + 8), a[0][1]);  \
+            }                                                                                      \
+            if (ntail) {                                                                           \
+                __m256 t0, t1;                                                                     \
+                TAIL16(T, LOAD8, w0 + nfull, ntail, t0, t1)                                        \
+                a[1][0] = _mm256_fmadd_ps(t0, xt0, a[1][0]);                                       \
+                a[1][1] = _mm256_fmadd_ps(t1, xt1, a[1][1]);                                       \
+            }                                                                                      \
+            const __m256 s0 = _mm256_add_ps(_mm256_add_ps(a[0][0], a[1][0]), _mm256_add_ps(a[2][0], a[3][0])); \
+            const __m256 s1 = _mm256_add_ps(_mm256_add_ps(a[0][1], a[1][1]), _mm256_add_ps(a[2][1], a[3][1])); \
+            y[r] = hsum8(_mm256_add_ps(s0, s1));                                                   \
+        }                                                                                          \
     }
 
-DEFINE_GEMV(rwkv_gemv_f32_avx2, float, load8_f32, cvt1_f32)
-DEFINE_GEMV(rwkv_gemv_f16_avx2, uint16_t, load8_f16, cvt1_f16)
-DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
+DEFINE_GEMV(rwkv_gemv_f32_avx2, float, load8_f32)
+DEFINE_GEMV(rwkv_gemv_f16_avx2, uint16_t, load8_f16)
+DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
 
 /* Several tokens, bit-identical to the GEMV per token (every (row, token) sum runs the
  * GEMV's operations in its order). 16 ymm registers shape the blocks:
- * - rows up to ROW_ALONE_MAX_COLS: one row x up to 3 tokens with the GEMV's four partial
- *   sums each (12 accumulators): each weight vector is loaded and converted once for
- *   three tokens;
- * - wider rows in the GEMV's 4-row blocks: up to 3 rows x 3 tokens, one accumulator each
- *   over every 8 columns as there (9 accumulators), 6 loads per 9 FMAs; rows past the
- *   last 4-row block take the GEMV's one-row form, so they go through the GEMV. */
+ * - rows up to ROW_ALONE_MAX_COLS: one row x up to 3 tokens, in two passes along the row:
+ *   accumulators j = 0, 1 (with the 16-blocks past the last 64 and the tail), then j = 2, 3,
+ *   12 ymm each; between them each token keeps a0 + a1, the GEMV's first addition. Each
+ *   weight vector is loaded and converted once for three tokens; tokens outer, so their
+ *   activations stay in L1 while the rows stream past;
+ * - wider rows in the GEMV's 4-row blocks: 2 rows x 3 tokens with one accumulator pair
+ *   each; rows past the last 4-row block take the GEMV's one-row form, so they go through
+ *   the GEMV. */
 #define GEMM_TB 3
-#define DEFINE_GEMM(NAME, GEMV, T, LOAD8, CVT1)                                                     \
+#define DEFINE_GEMM(NAME, GEMV, T, LOAD8)                                                           \
     static inline __attribute__((always_inline)) void NAME##_row(const T *w0, const float *x, int64_t xs, \
                                                                  float *y, int64_t ys, int64_t nc, const int tb) { \
-        __m256 a[4][GEMM_TB];                                                                       \
-        for (int j = 0; j < 4; j++)                                                                 \
-            for (int t = 0; t < tb; t++) a[j][t] = _mm256_setzero_ps();                             \
-        int64_t c = 0;                                                                              \
-        for (; c + 32 <= nc; c += 32)                                                               \
-            for (int j = 0; j < 4; j++) {                                                           \
-                const __m256 wv = LOAD8(w0 + c + 8 * j);                                            \
-                for (int t = 0; t < tb; t++)                                                        \
-                    a[j][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + c + 8 * j), a[j][t]); \
+        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                           \
+        const int ntail = (int)(nc & 15);                                                           \
+        __m256 a[2][2][GEMM_TB], p01[2][GEMM_TB];                                                   \
+        for (int pass = 0; pass < 2; pass++) {                                                      \
+            for (int j = 0; j < 2; j++)                                                             \
+                for (int t = 0; t < tb; t++) a[j][0][t] = a[j][1][t] = _mm256_setzero_ps();         \
+            for (int64_t c = 32 * pass; c < n64; c += 64)                                           \
+                for (int j = 0; j < 2; j++)                                                         \
+                    for (int h = 0; h < 2; h++) {                                                   \
+                        const __m256 wv = LOAD8(w0 + c + 16 * j + 8 * h);                           \
+                        for (int t = 0; t < tb; t++)                                                \
+                            a[j][h][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + c + 16 * j + 8 * h), a[j][h][t]); \
+                    }                                                                               \
+            if (pass == 1) break;                                                                   \
+            for (int64_t c = n64; c < nfull; c += 16)                                               \
+                for (int h = 0; h < 2; h++) {                                                       \
+                    const __m256 wv = LOAD8(w0 + c + 8 * h);                                        \
+                    for (int t = 0; t < tb; t++)                                                    \
+                        a[0][h][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + c + 8 * h), a[0][h][t]); \
+                }                                                                                   \
+            if (ntail) {                                                                            \
+                __m256 w_[2];                                                                       \
+                TAIL16(T, LOAD8, w0 + nfull, ntail, w_[0], w_[1])                                   \
+                for (int t = 0; t < tb; t++) {                                                      \
+                    __m256 x_[2];                                                                   \
+                    TAIL16(float, _mm256_loadu_ps, x + t * xs + nfull, ntail, x_[0], x_[1])         \
+                    for (int h = 0; h < 2; h++) a[1][h][t] = _mm256_fmadd_ps(w_[h], x_[h], a[1][h][t]); \
+                }                                                                                   \
             }                                                                                       \
-        for (; c + 8 <= nc; c += 8) {                                                               \
-            const __m256 wv = LOAD8(w0 + c);                                                        \
-            for (int t = 0; t < tb; t++) a[0][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + c), a[0][t]); \
+            for (int h = 0; h < 2; h++)                                                             \
+                for (int t = 0; t < tb; t++) p01[h][t] = _mm256_add_ps(a[0][h][t], a[1][h][t]);     \
         }                                                                                           \
         for (int t = 0; t < tb; t++) {                                                              \
-            const float *xt = x + t * xs;                                                           \
-            float s0 = hsum8(_mm256_add_ps(_mm256_add_ps(a[0][t], a[1][t]), _mm256_add_ps(a[2][t], a[3][t]))); \
-            for (int64_t cc = c; cc < nc; cc++) s0 += CVT1(w0[cc]) * xt[cc];                        \
-            y[t * ys] = s0;                                                                         \
+            const __m256 s0 = _mm256_add_ps(p01[0][t], _mm256_add_ps(a[0][0][t], a[1][0][t]));      \
+            const __m256 s1 = _mm256_add_ps(p01[1][t], _mm256_add_ps(a[0][1][t], a[1][1][t]));      \
+            y[t * ys] = hsum8(_mm256_add_ps(s0, s1));                                               \
         }                                                                                           \
     }                                                                                               \
     static inline __attribute__((always_inline)) void NAME##_wide(const T *const *wr, const float *x, int64_t xs, \
                                                                   float *y, int64_t ys, int64_t nc, const int rb, \
                                                                   const int tb) {                   \
-        __m256 a[3][GEMM_TB];                                                                       \
+        const int64_t nfull = nc & ~(int64_t)15;                                                    \
+        const int ntail = (int)(nc & 15);                                                           \
+        __m256 a[2][2][GEMM_TB];                                                                    \
         for (int r = 0; r < rb; r++)                                                                \
-            for (int t = 0; t < tb; t++) a[r][t] = _mm256_setzero_ps();                             \
-        int64_t c = 0;                                                                              \
-        for (; c + 8 <= nc; c += 8) {                                                               \
-            __m256 wv[3];                                                                           \
-            for (int r = 0; r < rb; r++) wv[r] = LOAD8(wr[r] + c);                                  \
-            for (int t = 0; t < tb; t++) {                                                          \
-                const __m256 xv = _mm256_loadu_ps(x + t * xs + c);                                  \
-                for (int r = 0; r < rb; r++) a[r][t] = _mm256_fmadd_ps(wv[r], xv, a[r][t]);         \
+            for (int t = 0; t < tb; t++) a[r][0][t] = a[r][1][t] = _mm256_setzero_ps();             \
+        for (int64_t c = 0; c < nfull; c += 16)                                                     \
+            for (int h = 0; h < 2; h++) {                                                           \
+                __m256 wv[2];                                                                       \
+                for (int r = 0; r < rb; r++) wv[r] = LOAD8(wr[r] + c + 8 * h);                      \
+                for (int t = 0; t < tb; t++) {                                                      \
+                    const __m256 xv = _mm256_loadu_ps(x + t * xs + c + 8 * h);                      \
+                    for (int r = 0; r < rb; r++) a[r][h][t] = _mm256_fmadd_ps(wv[r], xv, a[r][h][t]); \
+                }                                                                                   \
             }                                                                                       \
-        }                                                                                           \
-        for (int t = 0; t < tb; t++)                                                                \
+        if (ntail)                                                                                  \
             for (int r = 0; r < rb; r++) {                                                          \
-                const float *xt = x + t * xs;                                                       \
-                float s = hsum8(a[r][t]);                                                           \
-                for (int64_t cc = c; cc < nc; cc++) s += CVT1(wr[r][cc]) * xt[cc];                  \
-                y[t * ys + r] = s;                                                                  \
+                __m256 w_[2];                                                                       \
+                TAIL16(T, LOAD8, wr[r] + nfull, ntail, w_[0], w_[1])                                \
+                for (int t = 0; t < tb; t++) {                                                      \
+                    __m256 x_[2];                                                                   \
+                    TAIL16(float, _mm256_loadu_ps, x + t * xs + nfull, ntail, x_[0], x_[1])         \
+                    for (int h = 0; h < 2; h++) a[r][h][t] = _mm256_fmadd_ps(w_[h], x_[h], a[r][h][t]); \
+                }                                                                                   \
             }                                                                                       \
+        for (int t = 0; t < tb; t++)                                                                \
+            for (int r = 0; r < rb; r++) y[t * ys + r] = hsum8(_mm256_add_ps(a[r][0][t], a[r][1][t])); \
     }                                                                                               \
     static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
                      int64_t nc, int64_t nt) {                                                      \
@@ -154,38 +201,22 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
             return;                                                                                 \
         }                                                                                           \
         const int64_t nr4 = nr & ~(int64_t)3;                                                       \
-        for (int64_t r = 0; r < nr4; r += 3) {                                                      \
-            const int64_t n = nr4 - r < 3 ? nr4 - r : 3;                                            \
-            const T *wr[3];                                                                         \
-            for (int i = 0; i < 3; i++) wr[i] = (const T *)((const char *)w + (size_t)(r + (i < n ? i : 0)) * rb); \
-            for (int64_t t = 0; t < nt; t += 3) {                                                   \
-                const float *xt = x + t * xs;                                                       \
-                float *yt = y + t * ys + r;                                                         \
-                const int64_t m = nt - t < 3 ? nt - t : 3;                                          \
-                /* constant block shapes, so the accumulators stay in registers */                 \
-                if (n == 3) {                                                                       \
-                    if (m == 3) NAME##_wide(wr, xt, xs, yt, ys, nc, 3, 3);                          \
-                    else if (m == 2) NAME##_wide(wr, xt, xs, yt, ys, nc, 3, 2);                     \
-                    else NAME##_wide(wr, xt, xs, yt, ys, nc, 3, 1);                                 \
-                } else if (n == 2) {                                                                \
-                    if (m == 3) NAME##_wide(wr, xt, xs, yt, ys, nc, 2, 3);                          \
-                    else if (m == 2) NAME##_wide(wr, xt, xs, yt, ys, nc, 2, 2);                     \
-                    else NAME##_wide(wr, xt, xs, yt, ys, nc, 2, 1);                                 \
-                } else {                                                                            \
-                    if (m == 3) NAME##_wide(wr, xt, xs, yt, ys, nc, 1, 3);                          \
-                    else if (m == 2) NAME##_wide(wr, xt, xs, yt, ys, nc, 1, 2);                     \
-                    else NAME##_wide(wr, xt, xs, yt, ys, nc, 1, 1);                                 \
-                }                                                                                   \
-            }                                                                                       \
+        for (int64_t r = 0; r < nr4; r += 2) {                                                      \
+            const T *wr[2];                                                                         \
+            for (int i = 0; i < 2; i++) wr[i] = (const T *)((const char *)w + (size_t)(r + i) * rb); \
+            int64_t t = 0;                                                                          \
+            for (; t + 3 <= nt; t += 3) NAME##_wide(wr, x + t * xs, xs, y + t * ys + r, ys, nc, 2, 3); \
+            if (nt - t == 2) NAME##_wide(wr, x + t * xs, xs, y + t * ys + r, ys, nc, 2, 2);         \
+            if (nt - t == 1) NAME##_wide(wr, x + t * xs, xs, y + t * ys + r, ys, nc, 2, 1);         \
         }                                                                                           \
         if (nr4 < nr)                                                                               \
             for (int64_t t = 0; t < nt; t++)                                                        \
                 GEMV((const char *)w + (size_t)nr4 * rb, rb, x + t * xs, y + t * ys + nr4, nr - nr4, nc); \
     }
 
-DEFINE_GEMM(rwkv_gemm_f32_avx2, rwkv_gemv_f32_avx2, float, load8_f32, cvt1_f32)
-DEFINE_GEMM(rwkv_gemm_f16_avx2, rwkv_gemv_f16_avx2, uint16_t, load8_f16, cvt1_f16)
-DEFINE_GEMM(rwkv_gemm_bf16_avx2, rwkv_gemv_bf16_avx2, uint16_t, load8_bf16, cvt1_bf16)
+DEFINE_GEMM(rwkv_gemm_f32_avx2, rwkv_gemv_f32_avx2, float, load8_f32)
+DEFINE_GEMM(rwkv_gemm_f16_avx2, rwkv_gemv_f16_avx2, uint16_t, load8_f16)
+DEFINE_GEMM(rwkv_gemm_bf16_avx2, rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
 
 /* WKV6 for one head, 8 values per vector (see rwkv_wkv6_fn); N not a multiple of 8
  * goes to the scalar twin. No FMA: rounded exactly like the scalar twin. */
