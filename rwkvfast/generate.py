@@ -21,7 +21,7 @@ import numpy as np
 from rwkvfast.sampler import Sampler
 from rwkvfast.state import State
 
-__all__ = ["generate", "Generation", "GenerationResult"]
+__all__ = ["generate", "Generation", "GenerationResult", "TextStream"]
 
 
 @dataclass
@@ -55,6 +55,37 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
     return best
 
 
+class TextStream:
+    """Generated ids to text pieces: UTF-8-safe decoding, stop strings matched across token
+    boundaries and held back while they may still be starting (a matched one is never
+    emitted). Shared by `Generation` and the server's engine.
+
+    feed(t) returns the text that is now safe to show; after it, `stop` is the stop string
+    that matched (feed no more), else None. finish() returns what was held back."""
+
+    def __init__(self, tokenizer, stops: Sequence[str] = ()) -> None:
+        self._dec = tokenizer.decoder()
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+        self.stop: str | None = None
+
+    def feed(self, token: int) -> str:
+        text = self.pending + self._dec.feed(token)
+        hit = min(((text.find(s), s) for s in self.stops if s in text), default=None)
+        if hit is not None:
+            self.stop, self.pending = hit[1], ""
+            return text[:hit[0]]
+        keep = _held_back(text, self.stops)
+        out, self.pending = text[:len(text) - keep], text[len(text) - keep:]
+        return out
+
+    def finish(self) -> str:
+        if self.stop is not None:
+            return ""
+        tail, self.pending = self.pending + self._dec.flush(), ""
+        return tail
+
+
 class Generation:
     """An iterator of text pieces; `result` is complete once it is exhausted or closed."""
 
@@ -65,7 +96,7 @@ class Generation:
         self.max_tokens, self.stops = max_tokens, [s for s in stop if s]
         self.stop_on_eos = stop_on_eos
         self.result = GenerationResult()
-        self.pending = ""  # decoded text held back (a possible stop-string start)
+        self._stream: TextStream | None = None
         ids = model.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
         if not ids and logits is None:
             raise ValueError("generation needs a prompt, or the logits of a state that was fed before")
@@ -78,6 +109,11 @@ class Generation:
     def __next__(self) -> str:
         return next(self._it)
 
+    @property
+    def pending(self) -> str:
+        """Decoded text held back (a possible stop-string start), not yet in result.text."""
+        return self._stream.pending if self._stream is not None else ""
+
     def close(self) -> None:
         """Stop early (e.g. on Ctrl-C): the state holds every token generated so far."""
         self._it.close()
@@ -89,7 +125,7 @@ class Generation:
             t0 = time.perf_counter()
             logits = model.forward(self._ids, self.state)
             r.prompt_tokens, r.prompt_s = len(self._ids), time.perf_counter() - t0
-        dec = tok.decoder()
+        stream = self._stream = TextStream(tok, self.stops)
         t0 = time.perf_counter()
         r.stop_reason = "interrupted"
         try:
@@ -102,28 +138,19 @@ class Generation:
                 logits = model.forward(t, self.state)  # fed before shown: state == tokens produced
                 r.tokens.append(t)
                 r.logits = logits
-                text = self.pending + dec.feed(t)
-                hit = min(((text.find(s), s) for s in self.stops if s in text), default=None)
-                if hit is not None:
-                    r.stop_reason, r.stop = "stop", hit[1]
-                    out, self.pending = text[:hit[0]], ""
-                    r.text += out
-                    if out:
-                        yield out
-                    break
-                keep = _held_back(text, self.stops)
-                out, self.pending = text[:len(text) - keep], text[len(text) - keep:]
+                out = stream.feed(t)
                 if out:
                     r.text += out
                     yield out
+                if stream.stop is not None:
+                    r.stop_reason, r.stop = "stop", stream.stop
+                    break
             else:
                 r.stop_reason = "length"
-            if r.stop_reason != "stop":
-                tail = self.pending + dec.flush()
-                self.pending = ""
-                if tail:
-                    r.text += tail
-                    yield tail
+            tail = stream.finish()
+            if tail:
+                r.text += tail
+                yield tail
         finally:
             r.gen_s = time.perf_counter() - t0
             r.logits = logits
