@@ -1,0 +1,262 @@
+"""engine.py — many generations at once on one model: the server's scheduler.
+
+One engine thread owns the model. Each step it feeds one chunk of one waiting prompt, then
+decodes one token for every sequence that is generating, all in a single batched forward
+(the weights are read once for the batch). A long prompt therefore never freezes the other
+streams: they get a token between its chunks. At most `n_parallel` sequences are active;
+later jobs wait in order of arrival. Compute runs in C without the GIL, so the thread that
+serves HTTP keeps running.
+
+    >>> eng = Engine(model, n_parallel=4)                                        # doctest: +SKIP
+    >>> job = eng.submit(model.tokenizer.encode("User: hi\\n\\nAssistant:"), Sampler.rwkv_chat(model.n_vocab))  # doctest: +SKIP
+    >>> "".join(job)                                                              # doctest: +SKIP
+
+With a StateCache, a prompt starts from its longest cached prefix (a follow-up turn or a
+shared system prompt processes only its new tokens; a repeated prompt none), and the state
+after the prompt and after the answer are cached for the next turn.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rwkvfast.generate import TextStream
+from rwkvfast.sampler import Sampler
+from rwkvfast.state import State
+from rwkvfast.state_cache import StateCache
+
+__all__ = ["Engine", "Job", "JobResult"]
+
+
+@dataclass
+class JobResult:
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    finish_reason: str = ""  # "stop" (stop string or end of text), "length", "cancelled", "error"
+    stop: str | None = None
+    prompt_n: int = 0  # prompt tokens processed
+    cache_n: int = 0  # prompt tokens taken from the state cache
+    prompt_s: float = 0.0
+    gen_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def prompt_per_second(self) -> float:
+        return self.prompt_n / self.prompt_s if self.prompt_s > 0 else 0.0
+
+    @property
+    def predicted_per_second(self) -> float:
+        return len(self.tokens) / self.gen_s if self.gen_s > 0 else 0.0
+
+
+_DONE = object()
+
+
+class Job:
+    """A submitted generation: iterate for text pieces as they come; `result` when done."""
+
+    def __init__(self, prompt: Sequence[int], sampler: Sampler, max_tokens: int, stops: Sequence[str],
+                 stop_on_eos: bool) -> None:
+        self.prompt = [int(t) for t in prompt]
+        self.sampler, self.max_tokens, self.stops, self.stop_on_eos = sampler, max_tokens, list(stops), stop_on_eos
+        self.result = JobResult()
+        self._events: queue.Queue = queue.Queue()
+        self._done = threading.Event()
+        self._cancel = threading.Event()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            item = self._events.get()
+            if item is _DONE:
+                return
+            yield item
+
+    def cancel(self) -> None:
+        """Stop at the engine's next step (e.g. the client went away); its slot is freed."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> JobResult:
+        self._done.wait(timeout)
+        return self.result
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+
+class _Seq:
+    """An active job: its state, what is left of its prompt, its text stream."""
+
+    def __init__(self, job: Job, state: State, todo: list[int], logits: np.ndarray | None, tokenizer) -> None:
+        self.job, self.state, self.todo, self.logits = job, state, todo, logits
+        self.stream = TextStream(tokenizer, job.stops)
+        self.t_start = time.perf_counter()
+        self.t_gen: float | None = None
+
+
+class Engine:
+    """The scheduler (see the module doc). `step()` runs one step in the caller's thread;
+    `start()` runs steps in a thread of its own until `close()`."""
+
+    def __init__(self, model, n_parallel: int = 4, prompt_chunk: int = 256, cache: StateCache | None = None) -> None:
+        if n_parallel < 1:
+            raise ValueError(f"n_parallel must be >= 1, got {n_parallel}")
+        if prompt_chunk < 1:
+            raise ValueError(f"prompt_chunk must be >= 1, got {prompt_chunk}")
+        self.model, self.n_parallel, self.prompt_chunk, self.cache = model, n_parallel, prompt_chunk, cache
+        self._waiting: deque[Job] = deque()
+        self._active: list[_Seq] = []
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.steps = 0
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def submit(self, prompt: Sequence[int], sampler: Sampler, max_tokens: int = -1, stop: Sequence[str] = (),
+               stop_on_eos: bool = True) -> Job:
+        if not prompt:
+            raise ValueError("a job needs at least one prompt token")
+        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos)
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the engine is closed")
+            self._waiting.append(job)
+            self._cv.notify()
+        return job
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def n_active(self) -> int:
+        return len(self._active)
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def start(self) -> "Engine":
+        self._thread = threading.Thread(target=self._loop, name="rwkvfast-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Cancel everything and stop the thread."""
+        with self._cv:
+            self._closed = True
+            jobs = list(self._waiting) + [s.job for s in self._active]
+            self._cv.notify()
+        for j in jobs:
+            j.cancel()
+        if self._thread is not None:
+            self._thread.join()
+        while self._waiting or self._active:
+            self.step()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not (self._waiting or self._active or self._closed):
+                    self._cv.wait()
+                if self._closed and not (self._waiting or self._active):
+                    return
+            self.step()
+
+    # -- one step --------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Admit waiting jobs, feed one prompt chunk, decode one token for every generating
+        sequence. Returns False when there was nothing to do."""
+        for s in [s for s in self._active if s.job._cancel.is_set()]:
+            self._finish(s, "cancelled")
+        self._admit()
+        if not self._active:
+            return False
+        self.steps += 1
+        try:
+            feeding = next((s for s in self._active if s.todo), None)
+            if feeding is not None:
+                self._feed_chunk(feeding)
+            self._decode([s for s in self._active if not s.todo and s.logits is not None])
+        except Exception as e:  # a failure ends the jobs it touched, never the engine
+            for s in list(self._active):
+                s.job.result.error = str(e)
+                self._finish(s, "error")
+        return True
+
+    def _admit(self) -> None:
+        with self._cv:
+            while self._waiting and len(self._active) < self.n_parallel:
+                job = self._waiting.popleft()
+                if job._cancel.is_set():
+                    job.result.finish_reason = "cancelled"
+                    job._events.put(_DONE)
+                    job._done.set()
+                    continue
+                state, todo, logits = self.model.new_state(), job.prompt, None
+                hit = self.cache.lookup(job.prompt) if self.cache is not None else None
+                if hit is not None:
+                    state, todo = hit.state, job.prompt[hit.n:]
+                    logits = hit.logits if not todo else None
+                    job.result.cache_n = hit.n
+                self._active.append(_Seq(job, state, list(todo), logits, self.model.tokenizer))
+
+    def _feed_chunk(self, s: _Seq) -> None:
+        chunk, s.todo = s.todo[:self.prompt_chunk], s.todo[self.prompt_chunk:]
+        t0 = time.perf_counter()
+        logits = self.model.forward(chunk, s.state)
+        s.job.result.prompt_s += time.perf_counter() - t0
+        s.job.result.prompt_n += len(chunk)
+        if not s.todo:
+            s.logits = logits
+            if self.cache is not None:
+                self.cache.insert(s.job.prompt, s.state, logits)
+
+    def _decode(self, seqs: list[_Seq]) -> None:
+        feed: list[_Seq] = []
+        for s in seqs:
+            r = s.job.result
+            if s.t_gen is None:
+                s.t_gen = time.perf_counter()
+            if 0 <= s.job.max_tokens <= len(r.tokens):
+                self._finish(s, "length")
+                continue
+            t = s.job.sampler.sample(s.logits)
+            if t == 0 and s.job.stop_on_eos:
+                self._finish(s, "stop")
+                continue
+            s.job.sampler.accept(t)
+            r.tokens.append(t)
+            feed.append(s)
+        if not feed:
+            return
+        logits = self.model.forward_batch([s.job.result.tokens[-1] for s in feed], [s.state for s in feed])
+        for s, row in zip(feed, logits):
+            s.logits = row  # fed before shown: the state holds every token produced
+            out = s.stream.feed(s.job.result.tokens[-1])
+            if out:
+                s.job.result.text += out
+                s.job._events.put(out)
+            if s.stream.stop is not None:
+                s.job.result.stop = s.stream.stop
+                self._finish(s, "stop")
+
+    def _finish(self, s: _Seq, reason: str) -> None:
+        r = s.job.result
+        tail = s.stream.finish() if reason in ("length", "stop") else ""
+        if tail:
+            r.text += tail
+            s.job._events.put(tail)
+        r.finish_reason = reason
+        r.gen_s = time.perf_counter() - s.t_gen if s.t_gen is not None else 0.0
+        if self.cache is not None and reason in ("length", "stop") and s.logits is not None and not s.todo:
+            self.cache.insert(s.job.prompt + r.tokens, s.state, s.logits)
+        self._active.remove(s)
+        s.job._events.put(_DONE)
+        s.job._done.set()

@@ -1,0 +1,118 @@
+"""The engine: concurrent batched jobs give what each gives alone, prompts are fed in chunks
+between decode steps, cancellation frees a slot, and the state cache skips known prefixes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rwkvfast
+from rwkvfast import Sampler, State
+from rwkvfast.engine import Engine
+from rwkvfast.generate import generate
+from rwkvfast.sampler import SamplerParams
+from rwkvfast.state_cache import StateCache
+from rwkvfast.testing import make_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = make_model(tmp_path_factory.mktemp("eng") / "m.gguf", n_layer=2, n_embd=64, vocab=300, head_size=32)
+    with rwkvfast.Model(path, n_threads=1) as m:
+        yield m
+
+
+def _greedy(m):
+    return Sampler(m.n_vocab, SamplerParams(temperature=0.0))
+
+
+def _alone(m, prompt, n, stop=()):
+    g = generate(m, prompt, m.new_state(), _greedy(m), max_tokens=n, stop=stop, stop_on_eos=False)
+    text = "".join(g)
+    return text, g.result.tokens
+
+
+PROMPTS = [[5, 6, 7], [9] * 11, [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9], [42]]
+
+
+def test_concurrent_jobs_give_what_each_gives_alone(model):
+    eng = Engine(model, n_parallel=3, prompt_chunk=4).start()
+    try:
+        jobs = [eng.submit(p, _greedy(model), max_tokens=12 + i, stop_on_eos=False) for i, p in enumerate(PROMPTS)]
+        pieces = [list(j) for j in jobs]
+    finally:
+        eng.close()
+    for i, (p, j) in enumerate(zip(PROMPTS, jobs)):
+        text, tokens = _alone(model, p, 12 + i)
+        assert j.result.tokens == tokens and j.result.text == text == "".join(pieces[i])
+        assert j.result.finish_reason == "length" and j.result.prompt_n == len(p)
+
+
+def test_a_long_prompt_is_fed_in_chunks_between_decode_steps(model):
+    eng = Engine(model, n_parallel=2, prompt_chunk=4)
+    a = eng.submit([1, 2], _greedy(model), max_tokens=50, stop_on_eos=False)
+    eng.step()  # a's prompt
+    eng.step()  # a's first token
+    b = eng.submit(list(range(10, 30)), _greedy(model), max_tokens=1, stop_on_eos=False)
+    for k in range(1, 5):
+        n_a = len(a.result.tokens)
+        eng.step()
+        assert b.result.prompt_n == 4 * k  # one chunk of b per step ...
+        assert len(a.result.tokens) == n_a + 1  # ... and a token of a in the same step
+    eng.close()
+    assert a.result.finish_reason == "cancelled"
+
+
+def test_cancelling_frees_the_slot_for_the_next_job(model):
+    eng = Engine(model, n_parallel=1, prompt_chunk=64)
+    first = eng.submit([7, 7, 7], _greedy(model), max_tokens=-1, stop_on_eos=False)
+    second = eng.submit([8, 8], _greedy(model), max_tokens=3, stop_on_eos=False)
+    for _ in range(3):
+        eng.step()
+    assert eng.n_active == 1 and eng.queue_length == 1 and second.result.prompt_n == 0
+    first.cancel()
+    while eng.step():
+        pass
+    assert first.result.finish_reason == "cancelled" and first.done
+    assert second.result.tokens == _alone(model, [8, 8], 3)[1]
+
+
+def test_stop_strings_end_a_job_and_are_not_emitted(model):
+    text, _ = _alone(model, [5, 6, 7], 30)
+    stop = text[5:8]
+    assert len(stop) == 3
+    eng = Engine(model)
+    job = eng.submit([5, 6, 7], _greedy(model), max_tokens=30, stop=[stop], stop_on_eos=False)
+    while eng.step():
+        pass
+    assert job.result.finish_reason == "stop" and job.result.stop == stop
+    assert job.result.text == text[:text.index(stop)]
+
+
+def test_the_state_cache_makes_the_next_turn_process_only_new_tokens(model):
+    cache = StateCache(model, 64 << 20)
+    eng = Engine(model, cache=cache)
+    turn1 = eng.submit([5, 6, 7, 8], _greedy(model), max_tokens=6, stop_on_eos=False)
+    while eng.step():
+        pass
+    history = turn1.prompt + turn1.result.tokens
+    turn2 = eng.submit(history + [9, 10], _greedy(model), max_tokens=5, stop_on_eos=False)
+    again = eng.submit(turn1.prompt, _greedy(model), max_tokens=6, stop_on_eos=False)  # a regenerate
+    while eng.step():
+        pass
+    assert turn2.result.cache_n == len(history) and turn2.result.prompt_n == 2
+    assert turn2.result.tokens == _alone(model, history + [9, 10], 5)[1]
+    assert again.result.cache_n == 4 and again.result.prompt_n == 0
+    assert again.result.tokens == turn1.result.tokens
+
+
+def test_bad_arguments(model):
+    with pytest.raises(ValueError, match="n_parallel"):
+        Engine(model, n_parallel=0)
+    with pytest.raises(ValueError, match="prompt_chunk"):
+        Engine(model, prompt_chunk=0)
+    eng = Engine(model)
+    with pytest.raises(ValueError, match="prompt token"):
+        eng.submit([], _greedy(model))
+    eng.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        eng.submit([1], _greedy(model))
