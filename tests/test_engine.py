@@ -7,10 +7,10 @@ import pytest
 
 import rwkvfast
 from rwkvfast import Sampler, State
-from rwkvfast.engine import Engine
+from rwkvfast.server.engine import Engine
 from rwkvfast.generate import generate
 from rwkvfast.sampler import SamplerParams
-from rwkvfast.state_cache import StateCache
+from rwkvfast.server.state_cache import StateCache
 from rwkvfast.testing import make_model
 
 

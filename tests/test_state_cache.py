@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rwkvfast
-from rwkvfast.state_cache import StateCache
+from rwkvfast.server.state_cache import StateCache
 from rwkvfast.testing import make_model
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from rwkvfast.generate import TextStream
 from rwkvfast.sampler import Sampler
 from rwkvfast.state import State
-from rwkvfast.state_cache import StateCache
+from rwkvfast.server.state_cache import StateCache
 
 __all__ = ["Engine", "Job", "JobResult"]
 
