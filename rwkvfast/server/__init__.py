@@ -1,1 +1,1 @@
-"""rwkvfast-server's parts: the engine (batching scheduler) and the prompt-state cache."""
+"""rwkvfast-server's parts: app (HTTP endpoints), engine (the batching scheduler), state_cache."""

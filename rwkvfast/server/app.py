@@ -1,0 +1,275 @@
+"""app.py — the HTTP side of rwkvfast-server: OpenAI-compatible and llama-server endpoints.
+
+Handlers only parse, validate and format; every generation is a Job of the one Engine, whose
+thread batches all active sequences. A streaming response that loses its client cancels the
+job at the engine's next step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from rwkvfast.chat import TURN_END, format_message
+from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
+from rwkvfast.server.engine import Engine, Job
+
+_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+
+
+@dataclass
+class ServerConfig:
+    alias: str = ""
+    api_key: str | None = None
+    sampling: SamplerParams = RWKV_CHAT_DEFAULTS
+    n_predict: int = -1
+
+
+def _number(body: dict, key: str, default, lo: float, hi: float, kind=float):
+    v = body.get(key, default)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and int(v) != v):
+        raise ApiError(400, f"'{key}' must be a{'n integer' if kind is int else ' number'}, got {v!r}")
+    if not lo <= v <= hi:
+        raise ApiError(400, f"'{key}' must be in [{lo}, {hi}], got {v!r}")
+    return kind(v)
+
+
+def _stops(body: dict) -> list[str]:
+    s = body.get("stop")
+    if s is None:
+        return []
+    if isinstance(s, str):
+        return [s]
+    if isinstance(s, list) and all(isinstance(x, str) for x in s) and len(s) <= 16:
+        return s
+    raise ApiError(400, "'stop' must be a string or a list of up to 16 strings")
+
+
+class App:
+    def __init__(self, model, engine: Engine, config: ServerConfig) -> None:
+        self.model, self.engine, self.cfg = model, engine, config
+        self.name = config.alias or os.path.basename(model.path)
+        self.started = int(time.time())
+        routes = [
+            Route("/health", self.health, methods=["GET"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/tokenize", self.tokenize, methods=["POST"]),
+            Route("/detokenize", self.detokenize, methods=["POST"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+        ]
+        self.asgi = Starlette(routes=routes, exception_handlers={404: self._not_found, 405: self._not_allowed})
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.asgi(scope, receive, send)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _not_found(self, request: Request, exc) -> Response:
+        return _error(404, f"no endpoint {request.url.path}", "not_found_error")
+
+    async def _not_allowed(self, request: Request, exc) -> Response:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}", "invalid_request_error")
+
+    def _authorize(self, request: Request) -> None:
+        if not self.cfg.api_key:
+            return
+        got = request.headers.get("authorization", "")
+        if not secrets.compare_digest(got.encode(), f"Bearer {self.cfg.api_key}".encode()):
+            raise ApiError(401, "invalid or missing API key (Authorization: Bearer ...)", "authentication_error")
+
+    async def _body(self, request: Request) -> dict:
+        self._authorize(request)
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the request body is not valid JSON: {e}")
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return body
+
+    def _sampler(self, body: dict) -> Sampler:
+        base = self.cfg.sampling
+        params = replace(
+            base,
+            temperature=_number(body, "temperature", base.temperature, 0.0, 100.0),
+            top_p=_number(body, "top_p", base.top_p, 0.0, 1.0),
+            presence_penalty=_number(body, "presence_penalty", base.presence_penalty, -2.0, 2.0),
+            frequency_penalty=_number(body, "frequency_penalty", base.frequency_penalty, -2.0, 2.0),
+            seed=_number(body, "seed", secrets.randbits(31), 0, 2**63 - 1, int),
+        )
+        if _number(body, "n", 1, 1, 1, int) != 1:
+            raise ApiError(400, "'n' must be 1")
+        sampler = Sampler(self.model.n_vocab, params)
+        bias = body.get("logit_bias") or {}
+        if not isinstance(bias, dict):
+            raise ApiError(400, "'logit_bias' must be an object of token id -> bias")
+        for k, v in bias.items():
+            try:
+                t, b = int(k), float(v)
+            except (TypeError, ValueError):
+                raise ApiError(400, f"bad logit_bias entry {k!r}: {v!r}")
+            if not 0 <= t < self.model.n_vocab or not -100 <= b <= 100:
+                raise ApiError(400, f"logit_bias {k!r}: token must be in [0, {self.model.n_vocab}), bias in [-100, 100]")
+            sampler.set_bias(t, b)
+        return sampler
+
+    def _max_tokens(self, body: dict, default: int) -> int:
+        key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        return _number(body, key, default, -1, 1 << 20, int)
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self._authorize(request)
+        except ApiError as e:
+            return _error(e.status, e.message, e.kind)
+        return JSONResponse({"object": "list", "data": [
+            {"id": self.name, "object": "model", "created": self.started, "owned_by": "rwkvfast"}]})
+
+    async def tokenize(self, request: Request) -> Response:
+        return await self._guard(request, self._tokenize)
+
+    async def detokenize(self, request: Request) -> Response:
+        return await self._guard(request, self._detokenize)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._guard(request, self._completions)
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._guard(request, self._chat)
+
+    async def _guard(self, request: Request, handler) -> Response:
+        try:
+            body = await self._body(request)
+            return await run_in_threadpool(handler, body)  # a wait for the engine must not hold the event loop
+        except ApiError as e:
+            return _error(e.status, e.message, e.kind)
+
+    def _tokenize(self, body: dict) -> Response:
+        content = body.get("content")
+        if not isinstance(content, str):
+            raise ApiError(400, "'content' must be a string")
+        return JSONResponse({"tokens": self.model.tokenizer.encode(content)})
+
+    def _detokenize(self, body: dict) -> Response:
+        tokens = body.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+            raise ApiError(400, "'tokens' must be a list of integers")
+        if any(not 0 <= t < self.model.n_vocab for t in tokens):
+            raise ApiError(400, f"token ids must be in [0, {self.model.n_vocab})")
+        return JSONResponse({"content": self.model.tokenizer.decode(tokens)})
+
+    def _completions(self, body: dict) -> Response:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str) or not prompt:
+            raise ApiError(400, "'prompt' must be a non-empty string")
+        ids = self.model.tokenizer.encode(prompt)
+        job = self._submit(body, ids, self._max_tokens(body, 16), _stops(body))
+        return self._respond(body, job, "text_completion", lambda text: {"text": text})
+
+    def _chat(self, body: dict) -> Response:
+        msgs = body.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            raise ApiError(400, "'messages' must be a non-empty list")
+        ids: list[int] = []
+        enc = self.model.tokenizer.encode
+        for m in msgs:
+            if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
+                raise ApiError(400, "each message needs a role (system, user, assistant) and a string content")
+            # each turn tokenized on its own: a conversation's tokens then extend its previous
+            # request's, so the state cache finds the earlier turns
+            ids += enc(f"{_ROLES[m['role']]}: {format_message(m['content'])}{TURN_END}")
+        ids += enc("Assistant:")
+        job = self._submit(body, ids, self._max_tokens(body, self.cfg.n_predict), [TURN_END] + _stops(body))
+        return self._respond(body, job, "chat.completion", None)
+
+    def _submit(self, body: dict, ids: list[int], max_tokens: int, stops: list[str]) -> Job:
+        return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops)
+
+    # -- responses -------------------------------------------------------------------------
+
+    def _usage_timings(self, job: Job) -> dict:
+        r = job.result
+        return {
+            "usage": {"prompt_tokens": len(job.prompt), "completion_tokens": len(r.tokens),
+                      "total_tokens": len(job.prompt) + len(r.tokens)},
+            "timings": {"prompt_n": r.prompt_n, "cache_n": r.cache_n, "prompt_ms": r.prompt_s * 1e3,
+                        "prompt_per_second": r.prompt_per_second, "predicted_n": len(r.tokens),
+                        "predicted_ms": r.gen_s * 1e3, "predicted_per_second": r.predicted_per_second},
+        }
+
+    @staticmethod
+    def _finish_reason(job: Job) -> str:
+        return "length" if job.result.finish_reason == "length" else "stop"
+
+    def _respond(self, body: dict, job: Job, obj: str, text_choice) -> Response:
+        cid = f"{'cmpl' if text_choice else 'chatcmpl'}-{uuid.uuid4().hex}"
+        head = {"id": cid, "object": obj, "created": int(time.time()), "model": self.name}
+        chat = text_choice is None
+        if not body.get("stream"):
+            r = job.wait()
+            if r.finish_reason == "error":
+                raise ApiError(500, f"generation failed: {r.error}", "server_error")
+            text = r.text.lstrip(" ") if chat else r.text
+            choice = {"index": 0, "finish_reason": self._finish_reason(job), "logprobs": None}
+            choice.update({"message": {"role": "assistant", "content": text}} if chat else text_choice(text))
+            return JSONResponse({**head, "choices": [choice], **self._usage_timings(job)})
+        if chat:
+            head["object"] = "chat.completion.chunk"
+
+        def events() -> Iterator[str]:
+            lead = chat  # the World answer's leading space is not part of the message
+            try:
+                if chat:
+                    yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                     "finish_reason": None}]})
+                for piece in job:
+                    if lead:
+                        piece = piece.lstrip(" ")
+                        lead = not piece
+                        if not piece:
+                            continue
+                    delta = {"delta": {"content": piece}} if chat else text_choice(piece)
+                    yield _sse({**head, "choices": [{"index": 0, **delta, "finish_reason": None}]})
+                last = {"delta": {}} if chat else text_choice("")
+                yield _sse({**head, "choices": [{"index": 0, **last, "finish_reason": self._finish_reason(job)}],
+                            **self._usage_timings(job)})
+                yield "data: [DONE]\n\n"
+            finally:
+                job.cancel()  # the client left (or we are done): free the slot at the next step
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _sse(obj: Any) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"

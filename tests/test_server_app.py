@@ -1,0 +1,104 @@
+"""The HTTP endpoints (in-process through Starlette's test client; the live server, the
+openai client and the web page come with rwkvfast-server)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+import rwkvfast
+from rwkvfast import Sampler
+from rwkvfast.generate import generate
+from rwkvfast.sampler import SamplerParams
+from rwkvfast.server.app import App, ServerConfig
+from rwkvfast.server.engine import Engine
+from rwkvfast.testing import make_model
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = make_model(tmp_path_factory.mktemp("app") / "m.gguf", n_layer=2, n_embd=64, vocab=300, head_size=32)
+    with rwkvfast.Model(path, n_threads=1) as m:
+        eng = Engine(m, n_parallel=4).start()
+        try:
+            yield m, TestClient(App(m, eng, ServerConfig(alias="tiny")))
+        finally:
+            eng.close()
+
+
+def _greedy_text(m, prompt, n):
+    g = generate(m, prompt, m.new_state(), Sampler(m.n_vocab, SamplerParams(temperature=0.0)), max_tokens=n)
+    return "".join(g), g.result
+
+
+def test_health_models_tokenize_detokenize(server):
+    m, c = server
+    assert c.get("/health").json() == {"status": "ok"}
+    assert c.get("/v1/models").json()["data"][0]["id"] == "tiny"
+    toks = c.post("/tokenize", json={"content": "Hello world"}).json()["tokens"]
+    assert toks == m.tokenizer.encode("Hello world")
+    assert c.post("/detokenize", json={"tokens": toks}).json()["content"] == "Hello world"
+
+
+def test_a_completion_is_the_greedy_generation_and_streams_the_same_text(server):
+    m, c = server
+    want, res = _greedy_text(m, "Once upon", 12)
+    body = {"prompt": "Once upon", "max_tokens": 12, "temperature": 0}
+    r = c.post("/v1/completions", json=body).json()
+    assert r["choices"][0]["text"] == want and r["usage"]["completion_tokens"] == len(res.tokens)
+    assert r["choices"][0]["finish_reason"] == ("length" if res.stop_reason == "length" else "stop")
+    assert r["timings"]["prompt_n"] == len(m.tokenizer.encode("Once upon"))
+    with c.stream("POST", "/v1/completions", json={**body, "stream": True}) as s:
+        lines = [ln for ln in s.iter_lines() if ln]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(ln[6:]) for ln in lines[:-1]]
+    assert "".join(ch["choices"][0]["text"] for ch in chunks) == want
+    assert chunks[-1]["choices"][0]["finish_reason"] == r["choices"][0]["finish_reason"]
+
+
+def test_a_chat_completion_in_the_world_format(server):
+    m, c = server
+    prompt = "System: Be brief.\n\nUser: Hi\n\nAssistant:"
+    want, _ = _greedy_text(m, prompt, 8)
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    r = c.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 8, "temperature": 0}).json()
+    got = r["choices"][0]["message"]
+    assert got["role"] == "assistant"
+    assert got["content"] == want.split("\n\n")[0].lstrip(" ")
+    with c.stream("POST", "/v1/chat/completions", json={"messages": msgs, "max_tokens": 8, "temperature": 0,
+                                                          "stream": True}) as s:
+        lines = [ln for ln in s.iter_lines() if ln]
+    deltas = [json.loads(ln[6:])["choices"][0]["delta"] for ln in lines[:-1]]
+    assert deltas[0]["role"] == "assistant" and "".join(d.get("content", "") for d in deltas) == got["content"]
+
+
+@pytest.mark.parametrize("path,body,status,text", [
+    ("/v1/completions", b"{not json", 400, "not valid JSON"),
+    ("/v1/completions", b"[1]", 400, "JSON object"),
+    ("/v1/completions", {"prompt": ""}, 400, "prompt"),
+    ("/v1/completions", {"prompt": "a", "n": 2}, 400, "'n'"),
+    ("/v1/completions", {"prompt": "a", "temperature": "hot"}, 400, "temperature"),
+    ("/v1/completions", {"prompt": "a", "top_p": 2}, 400, "top_p"),
+    ("/v1/completions", {"prompt": "a", "max_tokens": 1.5}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "a", "stop": [1]}, 400, "stop"),
+    ("/v1/completions", {"prompt": "a", "logit_bias": {"99999": 1}}, 400, "logit_bias"),
+    ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]}, 400, "role"),
+    ("/detokenize", {"tokens": [1, "x"]}, 400, "integers"),
+    ("/nowhere", {}, 404, "no endpoint"),
+])
+def test_bad_requests_get_openai_style_errors(server, path, body, status, text):
+    _, c = server
+    r = c.post(path, content=body) if isinstance(body, bytes) else c.post(path, json=body)
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert text in err["message"] and err["code"] == status
+
+
+def test_an_api_key_is_required_when_set(server):
+    m, _ = server
+    c = TestClient(App(m, Engine(m), ServerConfig(api_key="s3cret")))
+    assert c.post("/tokenize", json={"content": "a"}).status_code == 401
+    assert c.get("/v1/models").status_code == 401
+    ok = c.post("/tokenize", json={"content": "a"}, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
