@@ -1,0 +1,103 @@
+"""`rwkvfast-server`: the OpenAI-compatible API with llama-server's flags.
+
+    rwkvfast-server -m rwkv-6-world-7b-Q8_0.gguf -ngl 99        # then http://127.0.0.1:8080
+
+One engine thread batches every active sequence into one forward per step (rwkvfast.server).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+
+import rwkvfast
+from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rwkvfast-server",
+                                 description="Serve an RWKV-6 GGUF model over HTTP (llama-server's flags): "
+                                             "OpenAI-compatible /v1/completions and /v1/chat/completions, "
+                                             "/tokenize, /detokenize, /health, /v1/models.")
+    a = ap.add_argument
+    a("-m", "--model", required=True, help="RWKV-6 GGUF file")
+    a("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    a("--port", type=int, default=8080, help="port (default 8080)")
+    a("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
+    a("-b", "--batch-size", type=int, default=512, help="prompt tokens processed together (default 512)")
+    a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0, help="layers on the GPU (Vulkan builds)")
+    a("-np", "--parallel", type=int, default=4, help="sequences generated at once (default 4); more requests queue")
+    a("-c", "--ctx-size", type=int, default=0,
+      help="accepted for llama-server compatibility and ignored: RWKV has no context window (its state is fixed-size)")
+    a("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $RWKVFAST_API_KEY or $LLAMA_API_KEY)")
+    a("--alias", default="", help="model name reported by the API (default: the file name)")
+    a("--timeout", type=int, default=600, help="seconds an HTTP connection may stay idle (default 600)")
+    a("--prompt-chunk", type=int, default=256, help="prompt tokens fed per engine step between decode steps (default 256)")
+    a("--state-cache-mb", type=int, default=512, help="memory for cached prompt states (default 512; 0: off)")
+    a("--state-cache-dir", default=None, help="also keep cached states in this directory, across restarts")
+    a("-n", "--n-predict", type=int, default=-1, help="default answer length for chat requests (-1: until it ends)")
+    a("--temp", type=float, default=None, help="default temperature")
+    a("--top-p", type=float, default=None, help="default top-p")
+    a("--presence-penalty", type=float, default=None)
+    a("--frequency-penalty", type=float, default=None)
+    return ap
+
+
+def _sampling(args):
+    over = {k: v for k, v in (("temperature", args.temp), ("top_p", args.top_p),
+                               ("presence_penalty", args.presence_penalty),
+                               ("frequency_penalty", args.frequency_penalty)) if v is not None}
+    return replace(RWKV_CHAT_DEFAULTS, **over)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    for name, v, lo in (("-t/--threads", args.threads, 1), ("-np/--parallel", args.parallel, 1),
+                        ("--port", args.port, 0), ("--state-cache-mb", args.state_cache_mb, 0),
+                        ("-b/--batch-size", args.batch_size, 1), ("--prompt-chunk", args.prompt_chunk, 1)):
+        if v is not None and v < lo:
+            ap.error(f"argument {name}: must be >= {lo}, got {v}")
+    try:
+        Sampler(2, _sampling(args))
+    except ValueError as e:
+        ap.error(str(e))
+    import uvicorn  # noqa: PLC0415 (imported late: --help and flag errors stay fast)
+
+    from rwkvfast.server.app import App, ServerConfig
+    from rwkvfast.server.engine import Engine
+    from rwkvfast.server.state_cache import StateCache
+
+    try:
+        model = rwkvfast.Model(args.model, n_threads=args.threads, n_batch=args.batch_size)
+    except (ValueError, OSError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    with model:
+        if args.n_gpu_layers:
+            print(f"note: -ngl {args.n_gpu_layers}: this build has no GPU backend; all layers run on the CPU",
+                  file=sys.stderr)
+        try:
+            cache = (StateCache(model, args.state_cache_mb << 20, args.state_cache_dir)
+                     if args.state_cache_mb or args.state_cache_dir else None)
+        except OSError as e:
+            print(f"error: --state-cache-dir: {e}", file=sys.stderr)
+            return 1
+        engine = Engine(model, n_parallel=args.parallel, prompt_chunk=args.prompt_chunk, cache=cache).start()
+        key = args.api_key or os.environ.get("RWKVFAST_API_KEY") or os.environ.get("LLAMA_API_KEY")
+        app = App(model, engine, ServerConfig(alias=args.alias, api_key=key, sampling=_sampling(args),
+                                              n_predict=args.n_predict))
+        print(f"rwkvfast-server {rwkvfast.__version__}: {model!r}, {args.parallel} parallel sequences\n"
+              f"listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, timeout_keep_alive=args.timeout, log_level="warning")
+        except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises Ctrl-C
+            pass
+        finally:
+            engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

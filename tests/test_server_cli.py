@@ -1,0 +1,63 @@
+"""rwkvfast-server as a user runs it: flags, and a live server on 127.0.0.1."""
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from rwkvfast.cli.server import main
+from rwkvfast.testing import make_model
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return str(make_model(tmp_path_factory.mktemp("srv") / "m.gguf", n_layer=2, n_embd=64, vocab=300, head_size=32))
+
+
+@pytest.mark.parametrize("argv,msg", [(["-np", "0"], "parallel"), (["--port", "-1"], "port"),
+                                      (["--top-p", "3"], "top_p"), (["--bogus"], "unrecognized")])
+def test_bad_flags_exit_2(model_path, capsys, argv, msg):
+    with pytest.raises(SystemExit) as e:
+        main(["-m", model_path, *argv])
+    assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_a_missing_model_is_an_error_not_a_traceback(tmp_path, capsys):
+    assert main(["-m", str(tmp_path / "none.gguf")]) == 1
+    assert capsys.readouterr().err.startswith("error:")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_live_server_answers_and_shuts_down(model_path):
+    port = _free_port()
+    p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", model_path, "--port", str(port),
+                          "-t", "1", "-c", "4096", "--alias", "demo"], stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:  # ready when it answers (a connection refused until uvicorn listens)
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the server did not come up: {p.stderr.read()}")
+                time.sleep(0.1)
+        assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "demo"
+        r = httpx.post(f"{url}/v1/completions", json={"prompt": "Hello", "max_tokens": 5, "temperature": 0},
+                       timeout=60).json()
+        assert r["usage"]["completion_tokens"] <= 5 and r["object"] == "text_completion"
+    finally:
+        p.send_signal(signal.SIGINT)  # Ctrl-C: a graceful shutdown and exit status 0
+        rc = p.wait(timeout=60)
+    assert rc == 0, p.stderr.read()
