@@ -102,3 +102,24 @@ def test_an_api_key_is_required_when_set(server):
     assert c.get("/v1/models").status_code == 401
     ok = c.post("/tokenize", json={"content": "a"}, headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
+
+
+def test_llama_server_native_completion_props_and_metrics(server):
+    m, c = server
+    want, res = _greedy_text(m, "Once upon", 6)
+    r = c.post("/completion", json={"prompt": "Once upon", "n_predict": 6, "temperature": 0}).json()
+    assert r["content"] == want and r["tokens_predicted"] == len(res.tokens) and r["stop"] is True
+    with c.stream("POST", "/completion", json={"prompt": "Once upon", "n_predict": 6, "temperature": 0,
+                                               "stream": True}) as s:
+        events = [json.loads(ln[6:]) for ln in s.iter_lines() if ln]
+    assert "".join(e["content"] for e in events) == want and events[-1]["stop"] is True
+    props = c.get("/props").json()
+    assert props["total_slots"] == 4 and props["model_alias"] == "tiny"
+    before = c.get("/metrics").text
+    c.post("/v1/completions", json={"prompt": "a", "max_tokens": 2})
+    after = c.get("/metrics").text
+
+    def value(text, name):
+        return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(f"rwkvfast:{name} ")))
+    assert value(after, "requests_total") == value(before, "requests_total") + 1
+    assert "# TYPE rwkvfast:requests_deferred gauge" in after

@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rwkvfast-server",
                                  description="Serve an RWKV-6 GGUF model over HTTP (llama-server's flags): "
                                              "OpenAI-compatible /v1/completions and /v1/chat/completions, "
-                                             "/tokenize, /detokenize, /health, /v1/models.")
+                                             "/tokenize, /detokenize, /completion, /props, /metrics, /health, /v1/models.")
     a = ap.add_argument
     a("-m", "--model", required=True, help="RWKV-6 GGUF file")
     a("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

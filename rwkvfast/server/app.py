@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -79,7 +80,13 @@ class App:
             Route("/detokenize", self.detokenize, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/completion", self.completion, methods=["POST"]),
+            Route("/props", self.props, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
         ]
+        self._count_lock = threading.Lock()  # responses finish in the threadpool's threads
+        self.counts = {"requests": 0, "prompt_tokens": 0, "cache_tokens": 0, "predicted_tokens": 0,
+                       "prompt_seconds": 0.0, "predicted_seconds": 0.0}
         self.asgi = Starlette(routes=routes, exception_handlers={404: self._not_found, 405: self._not_allowed})
 
     async def __call__(self, scope, receive, send) -> None:
@@ -165,6 +172,39 @@ class App:
     async def chat_completions(self, request: Request) -> Response:
         return await self._guard(request, self._chat)
 
+    async def completion(self, request: Request) -> Response:
+        return await self._guard(request, self._native_completion)
+
+    async def props(self, request: Request) -> Response:
+        p = self.cfg.sampling
+        return JSONResponse({
+            "model_path": self.model.path, "model_alias": self.name, "total_slots": self.engine.n_parallel,
+            "default_generation_settings": {"n_predict": self.cfg.n_predict, "temperature": p.temperature,
+                                            "top_p": p.top_p, "presence_penalty": p.presence_penalty,
+                                            "frequency_penalty": p.frequency_penalty},
+            "chat_template": "RWKV World (User: ... / Assistant: ...)"})
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text format."""
+        c, cache = self.counts, self.engine.cache
+        rows = [
+            ("requests_total", "counter", "finished generation requests", c["requests"]),
+            ("prompt_tokens_total", "counter", "prompt tokens processed", c["prompt_tokens"]),
+            ("prompt_tokens_cached_total", "counter", "prompt tokens taken from the state cache", c["cache_tokens"]),
+            ("tokens_predicted_total", "counter", "tokens generated", c["predicted_tokens"]),
+            ("prompt_tokens_seconds", "gauge", "average prompt throughput (tokens/s)",
+             c["prompt_tokens"] / c["prompt_seconds"] if c["prompt_seconds"] else 0.0),
+            ("predicted_tokens_seconds", "gauge", "average generation throughput per sequence (tokens/s)",
+             c["predicted_tokens"] / c["predicted_seconds"] if c["predicted_seconds"] else 0.0),
+            ("requests_processing", "gauge", "sequences being processed", self.engine.n_active),
+            ("requests_deferred", "gauge", "requests waiting for a slot", self.engine.queue_length),
+            ("state_cache_hits_total", "counter", "state cache hits", cache.hits if cache else 0),
+            ("state_cache_misses_total", "counter", "state cache misses", cache.misses if cache else 0),
+            ("state_cache_bytes", "gauge", "memory held by cached states", cache.bytes if cache else 0),
+        ]
+        text = "".join(f"# HELP rwkvfast:{n} {h}\n# TYPE rwkvfast:{n} {t}\nrwkvfast:{n} {v}\n" for n, t, h, v in rows)
+        return Response(text, media_type="text/plain; version=0.0.4")
+
     async def _guard(self, request: Request, handler) -> Response:
         try:
             body = await self._body(request)
@@ -196,6 +236,35 @@ class App:
         job = self._submit(body, ids, self._max_tokens(body, 16), _stops(body))
         return self._respond(body, job, "text_completion", lambda text: {"text": text})
 
+    def _native_completion(self, body: dict) -> Response:
+        """llama-server's /completion: `prompt`, `n_predict`, `stream`; answers `content`."""
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise ApiError(400, "'prompt' must be a non-empty string")
+        ids = self.model.tokenizer.encode(prompt)
+        job = self._submit(body, ids, _number(body, "n_predict", self.cfg.n_predict, -1, 1 << 20, int), _stops(body))
+
+        def final() -> dict:
+            r = job.result
+            extra = self._usage_timings(job)
+            return {"content": "", "stop": True, "tokens_predicted": len(r.tokens), "tokens_evaluated": r.prompt_n,
+                    "tokens_cached": r.cache_n, "stop_type": "limit" if r.finish_reason == "length" else
+                    "word" if r.stop else "eos", "stopping_word": r.stop or "", "timings": extra["timings"]}
+
+        if not body.get("stream"):
+            job.wait()
+            return JSONResponse({**final(), "content": job.result.text})
+
+        def events() -> Iterator[str]:
+            try:
+                for piece in job:
+                    yield _sse({"content": piece, "stop": False})
+                yield _sse(final())
+            finally:
+                job.cancel()
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
     def _chat(self, body: dict) -> Response:
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs:
@@ -217,8 +286,19 @@ class App:
 
     # -- responses -------------------------------------------------------------------------
 
+    def _count(self, job: Job) -> None:
+        r, c = job.result, self.counts
+        with self._count_lock:
+            c["requests"] += 1
+            c["prompt_tokens"] += r.prompt_n
+            c["cache_tokens"] += r.cache_n
+            c["predicted_tokens"] += len(r.tokens)
+            c["prompt_seconds"] += r.prompt_s
+            c["predicted_seconds"] += r.gen_s
+
     def _usage_timings(self, job: Job) -> dict:
         r = job.result
+        self._count(job)
         return {
             "usage": {"prompt_tokens": len(job.prompt), "completion_tokens": len(r.tokens),
                       "total_tokens": len(job.prompt) + len(r.tokens)},
