@@ -123,3 +123,27 @@ def test_llama_server_native_completion_props_and_metrics(server):
         return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(f"rwkvfast:{name} ")))
     assert value(after, "requests_total") == value(before, "requests_total") + 1
     assert "# TYPE rwkvfast:requests_deferred gauge" in after
+
+
+def test_the_second_turn_of_a_chat_processes_only_its_new_tokens(server):
+    from rwkvfast.server.state_cache import StateCache
+    m, _ = server
+    eng = Engine(m, cache=StateCache(m, 64 << 20)).start()
+    try:
+        c = TestClient(App(m, eng, ServerConfig()))
+        msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+        first = c.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 8, "temperature": 0}).json()
+        t1 = first["timings"]
+        msgs += [first["choices"][0]["message"], {"role": "user", "content": "And then?"}]
+        second = c.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 8, "temperature": 0}).json()
+        t2 = second["timings"]
+        new = len(m.tokenizer.encode("User: And then?\n\n") + m.tokenizer.encode("Assistant:"))
+        ended = first["choices"][0]["finish_reason"] == "stop"
+        # what turn 1 fed (its prompt and answer) comes from the cache; only the new turn is processed
+        assert t2["cache_n"] == t1["prompt_n"] + t1["predicted_n"]
+        assert t2["prompt_n"] == new + (0 if ended else len(m.tokenizer.encode("\n\n")))
+        again = c.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 8, "temperature": 0}).json()
+        assert again["timings"]["prompt_n"] == 0  # a regenerate processes nothing
+        assert again["choices"][0]["message"] == second["choices"][0]["message"]
+    finally:
+        eng.close()

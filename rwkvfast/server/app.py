@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
@@ -84,6 +85,11 @@ class App:
             Route("/props", self.props, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
         ]
+        # answer text -> (generated ids, whether they ended the turn): a client sends the answer
+        # back as text in its next request, and these ids (not a re-tokenization, which can
+        # differ) make that request extend the cached state of the previous one
+        self._answers: OrderedDict[str, tuple[list[int], bool]] = OrderedDict()
+        self._answers_lock = threading.Lock()
         self._count_lock = threading.Lock()  # responses finish in the threadpool's threads
         self.counts = {"requests": 0, "prompt_tokens": 0, "cache_tokens": 0, "predicted_tokens": 0,
                        "prompt_seconds": 0.0, "predicted_seconds": 0.0}
@@ -274,9 +280,18 @@ class App:
         for m in msgs:
             if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
                 raise ApiError(400, "each message needs a role (system, user, assistant) and a string content")
-            # each turn tokenized on its own: a conversation's tokens then extend its previous
-            # request's, so the state cache finds the earlier turns
-            ids += enc(f"{_ROLES[m['role']]}: {format_message(m['content'])}{TURN_END}")
+            # each turn tokenized on its own, an answer as it was generated: a conversation's
+            # tokens then extend its previous request's, so the state cache finds the earlier turns
+            content = format_message(m["content"])
+            if m["role"] == "assistant":
+                with self._answers_lock:
+                    known = self._answers.get(content)
+                if known is not None:
+                    ids += enc("Assistant:") + known[0] + ([] if known[1] else enc(TURN_END))
+                else:
+                    ids += enc("Assistant:") + enc(f" {content}{TURN_END}")
+                continue
+            ids += enc(f"{_ROLES[m['role']]}: {content}{TURN_END}")
         ids += enc("Assistant:")
         job = self._submit(body, ids, self._max_tokens(body, self.cfg.n_predict), [TURN_END] + _stops(body))
         return self._respond(body, job, "chat.completion", None)
@@ -285,6 +300,16 @@ class App:
         return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops)
 
     # -- responses -------------------------------------------------------------------------
+
+    def _remember(self, job: Job) -> None:
+        r = job.result
+        if r.finish_reason not in ("stop", "length") or not r.tokens:
+            return
+        with self._answers_lock:
+            self._answers[format_message(r.text)] = (list(r.tokens), r.stop == TURN_END)
+            self._answers.move_to_end(format_message(r.text))
+            while len(self._answers) > 4096:
+                self._answers.popitem(last=False)
 
     def _count(self, job: Job) -> None:
         r, c = job.result, self.counts
@@ -320,6 +345,8 @@ class App:
             if r.finish_reason == "error":
                 raise ApiError(500, f"generation failed: {r.error}", "server_error")
             text = r.text.lstrip(" ") if chat else r.text
+            if chat:
+                self._remember(job)
             choice = {"index": 0, "finish_reason": self._finish_reason(job), "logprobs": None}
             choice.update({"message": {"role": "assistant", "content": text}} if chat else text_choice(text))
             return JSONResponse({**head, "choices": [choice], **self._usage_timings(job)})
@@ -341,6 +368,9 @@ class App:
                     delta = {"delta": {"content": piece}} if chat else text_choice(piece)
                     yield _sse({**head, "choices": [{"index": 0, **delta, "finish_reason": None}]})
                 last = {"delta": {}} if chat else text_choice("")
+                if chat:
+                    job.wait()
+                    self._remember(job)
                 yield _sse({**head, "choices": [{"index": 0, **last, "finish_reason": self._finish_reason(job)}],
                             **self._usage_timings(job)})
                 yield "data: [DONE]\n\n"
