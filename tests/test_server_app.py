@@ -147,3 +147,14 @@ def test_the_second_turn_of_a_chat_processes_only_its_new_tokens(server):
         assert again["choices"][0]["message"] == second["choices"][0]["message"]
     finally:
         eng.close()
+
+
+def test_too_large_bodies_get_413_and_a_full_queue_503(server):
+    m, _ = server
+    eng = Engine(m, n_parallel=1, max_queue=0)  # not started: nothing leaves the queue
+    c = TestClient(App(m, eng, ServerConfig(max_body_bytes=100)))
+    r = c.post("/v1/completions", json={"prompt": "x" * 200})
+    assert r.status_code == 413 and "over 100 bytes" in r.json()["error"]["message"]
+    r = c.post("/v1/completions", json={"prompt": "hi", "max_tokens": 1})
+    assert r.status_code == 503 and r.json()["error"]["type"] == "server_overloaded"
+    eng.close()

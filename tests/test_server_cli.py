@@ -38,6 +38,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(f"rwkvfast:{name} ")))
+
+
 def test_a_live_server_answers_and_shuts_down(model_path):
     port = _free_port()
     p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", model_path, "--port", str(port),
@@ -57,6 +62,14 @@ def test_a_live_server_answers_and_shuts_down(model_path):
         r = httpx.post(f"{url}/v1/completions", json={"prompt": "Hello", "max_tokens": 5, "temperature": 0},
                        timeout=60).json()
         assert r["usage"]["completion_tokens"] <= 5 and r["object"] == "text_completion"
+        # a client that leaves mid-stream frees its slot: an endless generation, read a little, hang up
+        with httpx.stream("POST", f"{url}/v1/completions", json={"prompt": "Hi", "max_tokens": -1, "stream": True,
+                                                                "logit_bias": {"0": -100}}, timeout=60) as s:
+            next(s.iter_lines())
+        deadline = time.monotonic() + 60
+        while _metric(url, "requests_processing") != 0:
+            assert time.monotonic() < deadline, "the abandoned stream kept its slot"
+            time.sleep(0.05)
     finally:
         p.send_signal(signal.SIGINT)  # Ctrl-C: a graceful shutdown and exit status 0
         rc = p.wait(timeout=60)

@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     a("-b", "--batch-size", type=int, default=512, help="prompt tokens processed together (default 512)")
     a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0, help="layers on the GPU (Vulkan builds)")
     a("-np", "--parallel", type=int, default=4, help="sequences generated at once (default 4); more requests queue")
+    a("--max-queue", type=int, default=256, help="requests that may wait for a slot; beyond that 503 (default 256)")
     a("-c", "--ctx-size", type=int, default=0,
       help="accepted for llama-server compatibility and ignored: RWKV has no context window (its state is fixed-size)")
     a("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $RWKVFAST_API_KEY or $LLAMA_API_KEY)")
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     for name, v, lo in (("-t/--threads", args.threads, 1), ("-np/--parallel", args.parallel, 1),
-                        ("--port", args.port, 0), ("--state-cache-mb", args.state_cache_mb, 0),
+                        ("--port", args.port, 0), ("--max-queue", args.max_queue, 0), ("--state-cache-mb", args.state_cache_mb, 0),
                         ("-b/--batch-size", args.batch_size, 1), ("--prompt-chunk", args.prompt_chunk, 1)):
         if v is not None and v < lo:
             ap.error(f"argument {name}: must be >= {lo}, got {v}")
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:
             print(f"error: --state-cache-dir: {e}", file=sys.stderr)
             return 1
-        engine = Engine(model, n_parallel=args.parallel, prompt_chunk=args.prompt_chunk, cache=cache).start()
+        engine = Engine(model, n_parallel=args.parallel, prompt_chunk=args.prompt_chunk, cache=cache,
+                        max_queue=args.max_queue).start()
         key = args.api_key or os.environ.get("RWKVFAST_API_KEY") or os.environ.get("LLAMA_API_KEY")
         app = App(model, engine, ServerConfig(alias=args.alias, api_key=key, sampling=_sampling(args),
                                               n_predict=args.n_predict))

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from rwkvfast.chat import TURN_END, format_message
 from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
-from rwkvfast.server.engine import Engine, Job
+from rwkvfast.server.engine import Engine, Job, Overloaded
 
 _ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
@@ -45,6 +45,7 @@ class ServerConfig:
     api_key: str | None = None
     sampling: SamplerParams = RWKV_CHAT_DEFAULTS
     n_predict: int = -1
+    max_body_bytes: int = 16 << 20
 
 
 def _number(body: dict, key: str, default, lo: float, hi: float, kind=float):
@@ -115,8 +116,16 @@ class App:
 
     async def _body(self, request: Request) -> dict:
         self._authorize(request)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.cfg.max_body_bytes:
+            raise ApiError(413, f"the request body is over {self.cfg.max_body_bytes} bytes")
+        raw = b""
+        async for part in request.stream():
+            raw += part
+            if len(raw) > self.cfg.max_body_bytes:
+                raise ApiError(413, f"the request body is over {self.cfg.max_body_bytes} bytes")
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, f"the request body is not valid JSON: {e}")
         if not isinstance(body, dict):
@@ -297,7 +306,10 @@ class App:
         return self._respond(body, job, "chat.completion", None)
 
     def _submit(self, body: dict, ids: list[int], max_tokens: int, stops: list[str]) -> Job:
-        return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops)
+        try:
+            return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops)
+        except Overloaded as e:
+            raise ApiError(503, f"the server is busy ({e}); retry later", "server_overloaded")
 
     # -- responses -------------------------------------------------------------------------
 

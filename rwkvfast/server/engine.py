@@ -31,7 +31,11 @@ from rwkvfast.sampler import Sampler
 from rwkvfast.state import State
 from rwkvfast.server.state_cache import StateCache
 
-__all__ = ["Engine", "Job", "JobResult"]
+__all__ = ["Engine", "Job", "JobResult", "Overloaded"]
+
+
+class Overloaded(RuntimeError):
+    """The queue is full: the caller should answer 503 and let the client retry."""
 
 
 @dataclass
@@ -104,12 +108,14 @@ class Engine:
     """The scheduler (see the module doc). `step()` runs one step in the caller's thread;
     `start()` runs steps in a thread of its own until `close()`."""
 
-    def __init__(self, model, n_parallel: int = 4, prompt_chunk: int = 256, cache: StateCache | None = None) -> None:
+    def __init__(self, model, n_parallel: int = 4, prompt_chunk: int = 256, cache: StateCache | None = None,
+                 max_queue: int = 256) -> None:
         if n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {n_parallel}")
         if prompt_chunk < 1:
             raise ValueError(f"prompt_chunk must be >= 1, got {prompt_chunk}")
         self.model, self.n_parallel, self.prompt_chunk, self.cache = model, n_parallel, prompt_chunk, cache
+        self.max_queue = max_queue
         self._waiting: deque[Job] = deque()
         self._active: list[_Seq] = []
         self._cv = threading.Condition()
@@ -127,6 +133,8 @@ class Engine:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the engine is closed")
+            if len(self._waiting) >= self.max_queue:
+                raise Overloaded(f"{len(self._waiting)} requests are already waiting for a slot")
             self._waiting.append(job)
             self._cv.notify()
         return job
