@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     a("-b", "--batch-size", type=int, default=512, help="prompt tokens processed together (default 512)")
     a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0, help="layers on the GPU (Vulkan builds)")
     a("-np", "--parallel", type=int, default=4, help="sequences generated at once (default 4); more requests queue")
+    a("--max-body-mb", type=int, default=16, help="largest request body accepted; beyond that 413 (default 16)")
     a("--max-queue", type=int, default=256, help="requests that may wait for a slot; beyond that 503 (default 256)")
     a("-c", "--ctx-size", type=int, default=0,
       help="accepted for llama-server compatibility and ignored: RWKV has no context window (its state is fixed-size)")
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     for name, v, lo in (("-t/--threads", args.threads, 1), ("-np/--parallel", args.parallel, 1),
-                        ("--port", args.port, 0), ("--max-queue", args.max_queue, 0), ("--state-cache-mb", args.state_cache_mb, 0),
+                        ("--port", args.port, 0), ("--max-queue", args.max_queue, 0), ("--max-body-mb", args.max_body_mb, 1), ("--state-cache-mb", args.state_cache_mb, 0),
                         ("-b/--batch-size", args.batch_size, 1), ("--prompt-chunk", args.prompt_chunk, 1)):
         if v is not None and v < lo:
             ap.error(f"argument {name}: must be >= {lo}, got {v}")
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                         max_queue=args.max_queue).start()
         key = args.api_key or os.environ.get("RWKVFAST_API_KEY") or os.environ.get("LLAMA_API_KEY")
         app = App(model, engine, ServerConfig(alias=args.alias, api_key=key, sampling=_sampling(args),
-                                              n_predict=args.n_predict))
+                                              n_predict=args.n_predict, max_body_bytes=args.max_body_mb << 20))
         print(f"rwkvfast-server {rwkvfast.__version__}: {model!r}, {args.parallel} parallel sequences\n"
               f"listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
         try:
