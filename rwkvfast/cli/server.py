@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     for name, v, lo in (("-t/--threads", args.threads, 1), ("-np/--parallel", args.parallel, 1),
-                        ("--port", args.port, 0), ("--max-queue", args.max_queue, 0), ("--max-body-mb", args.max_body_mb, 1), ("--state-cache-mb", args.state_cache_mb, 0),
+                        ("--port", args.port, 0), ("--max-queue", args.max_queue, 0),
+                        ("--max-body-mb", args.max_body_mb, 1), ("--state-cache-mb", args.state_cache_mb, 0),
                         ("-b/--batch-size", args.batch_size, 1), ("--prompt-chunk", args.prompt_chunk, 1)):
         if v is not None and v < lo:
             ap.error(f"argument {name}: must be >= {lo}, got {v}")
