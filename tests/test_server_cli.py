@@ -43,21 +43,56 @@ def _metric(url: str, name: str) -> float:
     return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(f"rwkvfast:{name} ")))
 
 
+def test_the_official_openai_client_works_against_a_live_server(model_path):
+    import openai  # a test extra (heavy to import, so only here)
+    port = _free_port()
+    p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", model_path, "--port", str(port),
+                          "-t", "1", "--api-key", "k3y"], stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_up(url, p)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="k3y", max_retries=0)
+        msgs = [{"role": "user", "content": "Hi"}]
+        r = client.chat.completions.create(model="x", messages=msgs, max_tokens=6, temperature=0)
+        assert r.choices[0].message.role == "assistant" and r.usage.completion_tokens <= 6
+        chunks = list(client.chat.completions.create(model="x", messages=msgs, max_tokens=6, temperature=0,
+                                                     stream=True))
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == r.choices[0].message.content
+        assert chunks[-1].choices[0].finish_reason == r.choices[0].finish_reason
+        c = client.completions.create(model="x", prompt="Once", max_tokens=4, temperature=0, seed=1)
+        streamed = "".join(ch.choices[0].text for ch in
+                           client.completions.create(model="x", prompt="Once", max_tokens=4, temperature=0,
+                                                     stream=True))
+        assert streamed == c.choices[0].text
+        assert [m.id for m in client.models.list()] == ["m.gguf"]
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
+        with pytest.raises(openai.BadRequestError):
+            client.completions.create(model="x", prompt="Once", max_tokens=4, n=2)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+
+
+def _wait_up(url: str, p: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while True:  # ready when it answers (a connection refused until uvicorn listens)
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the server did not come up: {p.stderr.read()}")
+            time.sleep(0.1)
+
+
 def test_a_live_server_answers_and_shuts_down(model_path):
     port = _free_port()
     p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", model_path, "--port", str(port),
                           "-t", "1", "-c", "4096", "--alias", "demo"], stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:  # ready when it answers (a connection refused until uvicorn listens)
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if p.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the server did not come up: {p.stderr.read()}")
-                time.sleep(0.1)
+        _wait_up(url, p)
         assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "demo"
         r = httpx.post(f"{url}/v1/completions", json={"prompt": "Hello", "max_tokens": 5, "temperature": 0},
                        timeout=60).json()
