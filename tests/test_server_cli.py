@@ -1,6 +1,7 @@
 """rwkvfast-server as a user runs it: flags, and a live server on 127.0.0.1."""
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -109,3 +110,30 @@ def test_a_live_server_answers_and_shuts_down(model_path):
         p.send_signal(signal.SIGINT)  # Ctrl-C: a graceful shutdown and exit status 0
         rc = p.wait(timeout=60)
     assert rc == 0, p.stderr.read()
+
+
+def test_eight_concurrent_streaming_clients_get_what_each_gets_alone(model_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = _free_port()
+    p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", model_path, "--port", str(port),
+                          "-t", "1", "-np", "4", "--prompt-chunk", "3"], stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def stream(prompt: str) -> str:
+        body = {"prompt": prompt, "max_tokens": 10, "temperature": 0, "stream": True}
+        with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=120) as s:
+            lines = [ln for ln in s.iter_lines() if ln]
+        assert lines[-1] == "data: [DONE]"
+        return "".join(json.loads(ln[6:])["choices"][0]["text"] for ln in lines[:-1])
+
+    try:
+        _wait_up(url, p)
+        prompts = [f"Story number {i}:" + " once" * i for i in range(8)]
+        alone = [stream(q) for q in prompts]
+        with ThreadPoolExecutor(8) as pool:  # 8 clients, 4 slots: half of them queue
+            together = list(pool.map(stream, prompts))
+        assert together == alone and any(alone)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
