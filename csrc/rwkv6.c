@@ -98,7 +98,6 @@ static void scratch_release(struct rwkv_state *st) {
     st->scratch_bytes = 0;
 }
 
-
 /* A job over the chunk's T tokens: x rows xs apart, y rows ys apart. */
 static struct rwkv_gemv_job job(const struct rwkv_mat *w, const float *x, int64_t xs, float *y, int64_t ys, int post,
                                 const float *bias, int64_t T) {
@@ -244,7 +243,8 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
     const struct rwkv_model_info *hp = &m->info;
     RWKV_CHECK(n_tokens > 0, RWKV_ERR_FORMAT, "forward needs at least one token");
     RWKV_CHECK(fits(hp, state), RWKV_ERR_FORMAT,
-               "state shape (%lld layers x %lld) does not match the model (%lld layers x %lld)", (long long)state->n_layer, (long long)state->n_embd, (long long)hp->n_layer, (long long)hp->n_embd);
+               "state shape (%lld layers x %lld) does not match the model (%lld layers x %lld)",
+               (long long)state->n_layer, (long long)state->n_embd, (long long)hp->n_layer, (long long)hp->n_embd);
     for (int64_t t = 0; t < n_tokens; t++)
         RWKV_CHECK(tokens[t] >= 0 && tokens[t] < hp->n_vocab, RWKV_ERR_FORMAT,
                    "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,

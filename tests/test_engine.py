@@ -2,11 +2,10 @@
 between decode steps, cancellation frees a slot, and the state cache skips known prefixes."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import rwkvfast
-from rwkvfast import Sampler, State
+from rwkvfast import Sampler
 from rwkvfast.server.engine import Engine
 from rwkvfast.generate import generate
 from rwkvfast.sampler import SamplerParams

@@ -83,7 +83,10 @@ static inline __attribute__((always_inline)) void gemm_q8_0(const void *w, size_
 static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
                                                            float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
                                                            const int BB, const int QS, const int QH, const int HAS_M,
-                                                           const int BIAS) {
+                                                           const int BIAS,
+                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
+                                                                          float *)) {
+    (void)unpack; /* one block per step: an odd block count needs no tail */
     const int64_t nb = nc / 32;
     const __m256i low4 = _mm256_set1_epi16(0x0f);
     for (int64_t r = 0; r < nr; r++) {
@@ -118,18 +121,6 @@ static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_
     }
 }
 
-/* one block per step: an odd block count needs no tail, so no decoder is taken */
-static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH, const int HAS_M,
-                                                           const int BIAS,
-                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
-                                                                          float *)) {
-    (void)unpack;
-    gemm_q4q5(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH, HAS_M, BIAS);
-}
-
-RWKV_DEFINE_Q4Q5_WRAPPERS(avx2)
 
 /* ---------------------------------------------------------- Q4_K, Q5_K -- */
 
@@ -186,13 +177,6 @@ static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_
     }
 }
 
-static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH) {
-    gemm_q45k(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH);
-}
-
-RWKV_DEFINE_Q45K_WRAPPERS(avx2)
 
 /* ---------------------------------------------------------------- Q6_K -- */
 
@@ -253,12 +237,18 @@ static inline __attribute__((always_inline)) void gemm_q6k(const void *w, size_t
 /* Element 128n + 32j + l is bits 2j..2j+1 of qs[32n + l]; a ymm of 16 int16 lanes is
  * exactly one 16-element sub-block, so each vpmaddwd gets one broadcast scale. */
 
-/* Q2_K, 84 bytes: scales[16] (low 4 bits scale, high 4 bits min) | qs[64] | f16 d | f16 dmin. */
-static inline __attribute__((always_inline)) void gemm_q2k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
+/* Q2_K, 84 bytes: scales[16] (low 4 bits scale, high 4 bits min) | qs[64] | f16 d | f16 dmin;
+ * value = d * sc * u - dmin * m, mins through sum16(x).
+ * Q3_K (Q3), 110 bytes: hmask[32] (bit 4n+j of byte l clear: minus 4) | qs[64] | scales[12] |
+ * f16 d; value = d * sc * (u - 4 * !hbit). */
+static inline __attribute__((always_inline)) void gemm_q23k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
+                                                           const int Q3) {
     const int64_t nsb = nc / 256;
-    const __m256i three = _mm256_set1_epi16(3);
+    const int BB = Q3 ? 110 : 84, QS = Q3 ? 32 : 16;
+    const __m256i three = _mm256_set1_epi16(3), four = _mm256_set1_epi16(4), zero = _mm256_setzero_si256();
     float f[QTB][16];
+    int sc[16];
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
         __m256 acc[QTB][4];
@@ -268,75 +258,40 @@ static inline __attribute__((always_inline)) void gemm_q2k(const void *w, size_t
             side[k] = 0.0f;
         }
         for (int64_t sb = 0; sb < nsb; sb++) {
-            const uint8_t *blk = row + sb * 84;
+            const uint8_t *blk = row + sb * BB;
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
             _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            const float dmin = rd_f16(blk + 82);
-            for (int k = 0; k < tb; k++) {
-                const float d = rd_f16(blk + 80) * x[k].d[sb];
-                for (int i = 0; i < 16; i++) {
-                    f[k][i] = d * (float)(blk[i] & 15);
-                    side[k] += dmin * (float)(blk[i] >> 4) * x[k].sum16[sb * 16 + i];
+            if (Q3) {
+                q3_k_scales(blk + 96, sc);
+                for (int k = 0; k < tb; k++) {
+                    const float d = rd_f16(blk + 108) * x[k].d[sb];
+                    for (int i = 0; i < 16; i++) f[k][i] = d * (float)sc[i];
                 }
-            }
-            for (int n = 0; n < 2; n++) {
-                const uint8_t *qs = blk + 16 + 32 * n;
-                __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
-                __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16)));
-                for (int j = 0; j < 4; j++) {
-                    const int is = 8 * n + 2 * j;
-                    const __m256i v0 = _mm256_and_si256(_mm256_srli_epi16(b0, 2 * j), three);
-                    const __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(b1, 2 * j), three);
-                    for (int k = 0; k < tb; k++) {
-                        const int16_t *qj = x[k].q + sb * 256 + 128 * n + 32 * j;
-                        acc[k][(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[k][is]),
-                                                              acc[k][(2 * j) & 3]);
-                        acc[k][(2 * j + 1) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v1, qj + 16)),
-                                                                  _mm256_set1_ps(f[k][is + 1]), acc[k][(2 * j + 1) & 3]);
+            } else {
+                const float dmin = rd_f16(blk + 82);
+                for (int k = 0; k < tb; k++) {
+                    const float d = rd_f16(blk + 80) * x[k].d[sb];
+                    for (int i = 0; i < 16; i++) {
+                        f[k][i] = d * (float)(blk[i] & 15);
+                        side[k] += dmin * (float)(blk[i] >> 4) * x[k].sum16[sb * 16 + i];
                     }
                 }
             }
-        }
-        for (int k = 0; k < tb; k++)
-            y[k * ys + r] =
-                hsum8(_mm256_add_ps(_mm256_add_ps(acc[k][0], acc[k][1]), _mm256_add_ps(acc[k][2], acc[k][3]))) - side[k];
-    }
-}
-
-/* Q3_K, 110 bytes: hmask[32] (bit 4n+j of byte l clear: minus 4) | qs[64] | scales[12] | f16 d. */
-static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
-    const int64_t nsb = nc / 256;
-    const __m256i three = _mm256_set1_epi16(3), four = _mm256_set1_epi16(4), zero = _mm256_setzero_si256();
-    float f[QTB][16];
-    int sc[16];
-    for (int64_t r = 0; r < nr; r++) {
-        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[QTB][4];
-        for (int k = 0; k < tb; k++)
-            for (int a = 0; a < 4; a++) acc[k][a] = _mm256_setzero_ps();
-        for (int64_t sb = 0; sb < nsb; sb++) {
-            const uint8_t *blk = row + sb * 110;
-            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
-            _mm_prefetch((const char *)blk + PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            q3_k_scales(blk + 96, sc);
-            for (int k = 0; k < tb; k++) {
-                const float d = rd_f16(blk + 108) * x[k].d[sb];
-                for (int i = 0; i < 16; i++) f[k][i] = d * (float)sc[i];
-            }
-            __m256i h0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)blk));
-            __m256i h1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16)));
+            const __m256i h0 = Q3 ? _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)blk)) : zero;
+            const __m256i h1 = Q3 ? _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16))) : zero;
             for (int n = 0; n < 2; n++) {
-                const uint8_t *qs = blk + 32 + 32 * n;
+                const uint8_t *qs = blk + QS + 32 * n;
                 __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
                 __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16)));
                 for (int j = 0; j < 4; j++) {
-                    const __m256i bit = _mm256_set1_epi16((short)(1 << (4 * n + j)));
                     const int is = 8 * n + 2 * j;
                     __m256i v0 = _mm256_and_si256(_mm256_srli_epi16(b0, 2 * j), three);
                     __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(b1, 2 * j), three);
-                    v0 = _mm256_sub_epi16(v0, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h0, bit), zero), four));
-                    v1 = _mm256_sub_epi16(v1, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h1, bit), zero), four));
+                    if (Q3) {
+                        const __m256i bit = _mm256_set1_epi16((short)(1 << (4 * n + j)));
+                        v0 = _mm256_sub_epi16(v0, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h0, bit), zero), four));
+                        v1 = _mm256_sub_epi16(v1, _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(h1, bit), zero), four));
+                    }
                     for (int k = 0; k < tb; k++) {
                         const int16_t *qj = x[k].q + sb * 256 + 128 * n + 32 * j;
                         acc[k][(2 * j) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(madd16(v0, qj)), _mm256_set1_ps(f[k][is]),
@@ -347,44 +302,24 @@ static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t
                 }
             }
         }
-        for (int k = 0; k < tb; k++)
-            y[k * ys + r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[k][0], acc[k][1]), _mm256_add_ps(acc[k][2], acc[k][3])));
+        for (int k = 0; k < tb; k++) {
+            const float s = hsum8(_mm256_add_ps(_mm256_add_ps(acc[k][0], acc[k][1]), _mm256_add_ps(acc[k][2], acc[k][3])));
+            y[k * ys + r] = Q3 ? s : s - side[k];
+        }
     }
+}
+
+static inline __attribute__((always_inline)) void gemm_q2k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
+    gemm_q23k(w, rb, x, y, ys, nr, nc, tb, 0);
+}
+static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
+    gemm_q23k(w, rb, x, y, ys, nr, nc, tb, 1);
 }
 
 /* ------------------------------------------------- entry points by type -- */
 
-/* The GEMV (tb = 1) and the GEMM (passes of QTB tokens, then one) of a type whose body
- * takes (w, rb, x, y, ys, nr, nc, tb, ARGS...). */
-#define DEFINE_QGEMM(TYPE, BODY, ...)                                                                         \
-    void rwkv_gemm_##TYPE##_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,     \
-                                 int64_t nr, int64_t nc, int64_t nt) {                                    \
-        int64_t t = 0;                                                                                    \
-        for (; t + QTB <= nt; t += QTB) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, QTB __VA_ARGS__);       \
-        if (t < nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 1 __VA_ARGS__);                             \
-    }
-
-void rwkv_gemv_q8_0_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemm_q8_0(w, rb, x, y, 0, nr, nc, 1);
-}
-void rwkv_gemv_q6_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemm_q6k(w, rb, x, y, 0, nr, nc, 1);
-}
-void rwkv_gemv_q2_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemm_q2k(w, rb, x, y, 0, nr, nc, 1);
-}
-void rwkv_gemv_q3_k_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemm_q3k(w, rb, x, y, 0, nr, nc, 1);
-}
-
-DEFINE_QGEMM(q8_0, gemm_q8_0)
-DEFINE_QGEMM(q4_0, gemm_q4q5, , 18, 2, 0, 0, 8)
-DEFINE_QGEMM(q4_1, gemm_q4q5, , 20, 4, 0, 1, 0)
-DEFINE_QGEMM(q5_0, gemm_q4q5, , 22, 6, 2, 0, 16)
-DEFINE_QGEMM(q5_1, gemm_q4q5, , 24, 8, 4, 1, 0)
-DEFINE_QGEMM(q4_k, gemm_q45k, , 144, 16, 0)
-DEFINE_QGEMM(q5_k, gemm_q45k, , 176, 48, 16)
-DEFINE_QGEMM(q2_k, gemm_q2k)
-DEFINE_QGEMM(q3_k, gemm_q3k)
-DEFINE_QGEMM(q6_k, gemm_q6k)
+RWKV_DEFINE_QDOT_LEVEL(avx2, QTB)
+RWKV_DEFINE_QDOT_TYPE(q8_0, avx2, QTB, gemm_q8_0)
 #endif

@@ -145,16 +145,6 @@ static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_
     }
 }
 
-static inline __attribute__((always_inline)) void gemv_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH, const int HAS_M,
-                                                           const int BIAS,
-                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
-                                                                          float *)) {
-    gemm_q4q5(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH, HAS_M, BIAS, unpack);
-}
-
-RWKV_DEFINE_Q4Q5_WRAPPERS(avx512)
 
 /* ---------------------------------------------------------- Q4_K, Q5_K -- */
 
@@ -217,13 +207,6 @@ static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_
     }
 }
 
-static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH) {
-    gemm_q45k(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH);
-}
-
-RWKV_DEFINE_Q45K_WRAPPERS(avx512)
 
 /* ---------------------------------------------------------- Q2_K, Q3_K -- */
 
@@ -378,37 +361,6 @@ static inline __attribute__((always_inline)) void gemm_q6k(const void *w, size_t
 
 /* ------------------------------------------------- entry points by type -- */
 
-void rwkv_gemv_q8_0_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemm_q8_0(w, rb, x, y, 0, nr, nc, 1);
-}
-void rwkv_gemv_q2_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemm_q2k(w, rb, x, y, 0, nr, nc, 1);
-}
-void rwkv_gemv_q3_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemm_q3k(w, rb, x, y, 0, nr, nc, 1);
-}
-void rwkv_gemv_q6_k_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, int64_t nc) {
-    gemm_q6k(w, rb, x, y, 0, nr, nc, 1);
-}
-
-/* The GEMM of a type: passes of QTB tokens, then 2, then 1, through its GEMV's body. */
-#define DEFINE_QGEMM(TYPE, BODY, ...)                                                                         \
-    void rwkv_gemm_##TYPE##_avx512(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,   \
-                                   int64_t nr, int64_t nc, int64_t nt) {                                  \
-        int64_t t = 0;                                                                                    \
-        for (; t + QTB <= nt; t += QTB) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, QTB __VA_ARGS__);       \
-        if (t + 2 <= nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 2 __VA_ARGS__), t += 2;                \
-        if (t < nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 1 __VA_ARGS__);                             \
-    }
-
-DEFINE_QGEMM(q8_0, gemm_q8_0)
-DEFINE_QGEMM(q4_0, gemm_q4q5, , 18, 2, 0, 0, 8, unpack_q4_0)
-DEFINE_QGEMM(q4_1, gemm_q4q5, , 20, 4, 0, 1, 0, unpack_q4_1)
-DEFINE_QGEMM(q5_0, gemm_q4q5, , 22, 6, 2, 0, 16, unpack_q5_0)
-DEFINE_QGEMM(q5_1, gemm_q4q5, , 24, 8, 4, 1, 0, unpack_q5_1)
-DEFINE_QGEMM(q4_k, gemm_q45k, , 144, 16, 0)
-DEFINE_QGEMM(q5_k, gemm_q45k, , 176, 48, 16)
-DEFINE_QGEMM(q2_k, gemm_q2k)
-DEFINE_QGEMM(q3_k, gemm_q3k)
-DEFINE_QGEMM(q6_k, gemm_q6k)
+RWKV_DEFINE_QDOT_LEVEL(avx512, QTB)
+RWKV_DEFINE_QDOT_TYPE(q8_0, avx512, QTB, gemm_q8_0)
 #endif

@@ -110,8 +110,8 @@ static inline __m256 pair_lanes(__m256 f, const int i) {
     return _mm256_permutexvar_ps(_mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1), f);
 }
 
-/* Tokens per pass of the block-32 GEMMs: each step's weights are unpacked once for them. */
-#define Q32_TB 4
+/* Tokens per pass of every GEMM here: each step's weights are unpacked once for them. */
+#define QTB 4
 
 /* HAS_M: value = d*q + m (Q4_1, Q5_1); else d*(q - BIAS) (Q4_0: 8, Q5_0: 16), the bias
  * applied per block through the integer sum of x. Four blocks per step: their f16 scales (and mins) converted at once, times dx. tb tokens per pass (x[k],
@@ -119,7 +119,7 @@ static inline __m256 pair_lanes(__m256 f, const int i) {
  * operations as alone, so the GEMV (tb = 1) and the GEMM agree to the bit. Named
  * accumulators per token: an indexed pair of them is kept in memory by the compiler,
  * which puts a store-load chain on every FMA. */
-static inline __attribute__((always_inline)) void gemm_q32(const void *w, size_t rb, const struct rwkv_xq *x,
+static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
                                                           const int BB, const int QS, const int QH, const int HAS_M,
                                                           const int BIAS,
@@ -128,7 +128,7 @@ static inline __attribute__((always_inline)) void gemm_q32(const void *w, size_t
     const int64_t nb = nc / 32;
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc0[Q32_TB], acc1[Q32_TB], side[Q32_TB];
+        __m256 acc0[QTB], acc1[QTB], side[QTB];
         for (int k = 0; k < tb; k++) acc0[k] = acc1[k] = side[k] = _mm256_setzero_ps();
         for (int64_t b = 0; b + 2 <= nb; b += 4) {
             const uint8_t *a = row + b * BB;
@@ -169,25 +169,6 @@ static inline __attribute__((always_inline)) void gemm_q32(const void *w, size_t
     }
 }
 
-/* The GEMV (one token) and the GEMM (passes of TB <= Q32_TB tokens, then 2, then the GEMV)
- * of a block-32 type. */
-#define DEFINE_Q32(TYPE, TB, ...)                                                                            \
-    void rwkv_gemv_##TYPE##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, \
-                                       int64_t nc) {                                                     \
-        gemm_q32(w, rb, x, y, 0, nr, nc, 1, __VA_ARGS__);                                                \
-    }                                                                                                    \
-    static void rwkv_gemm_##TYPE##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y,  \
-                                              int64_t ys, int64_t nr, int64_t nc, int64_t nt) {          \
-        int64_t t = 0;                                                                                   \
-        for (; t + TB <= nt; t += TB) gemm_q32(w, rb, x + t, y + t * ys, ys, nr, nc, TB, __VA_ARGS__);   \
-        if (t + 2 <= nt) gemm_q32(w, rb, x + t, y + t * ys, ys, nr, nc, 2, __VA_ARGS__), t += 2;         \
-        if (t < nt) gemm_q32(w, rb, x + t, y + t * ys, ys, nr, nc, 1, __VA_ARGS__);                      \
-    }
-
-DEFINE_Q32(q4_0, 4, 18, 2, 0, 0, 8, unpack_q4_0)
-DEFINE_Q32(q4_1, 4, 20, 4, 0, 1, 0, unpack_q4_1)
-DEFINE_Q32(q5_0, 4, 22, 6, 2, 0, 16, unpack_q5_0)
-DEFINE_Q32(q5_1, 4, 24, 8, 4, 1, 0, unpack_q5_1)
 
 /* ------------------------------------------------------------- K types -- */
 
@@ -234,8 +215,6 @@ static inline __attribute__((always_inline)) void k45_weights(const uint8_t *blk
     }
 }
 
-/* Tokens per pass of the Q4_K/Q5_K GEMM. */
-#define K45_TB 4
 
 /* Q4_K, Q5_K: per 64 elements 32 bytes of nibbles: `& 15` is sub-block 2j (natural
  * order), `>> 4` sub-block 2j+1; Q5_K's fifth bits are bits 2j, 2j+1 of qh[l]. The
@@ -248,7 +227,7 @@ static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_
     const int64_t nsb = nc / 256;
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[K45_TB], side[K45_TB];
+        __m256 acc[QTB], side[QTB];
         for (int k = 0; k < tb; k++) acc[k] = side[k] = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * BB;
@@ -262,7 +241,7 @@ static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_
              * (a lane-local shuffle, cheaper than vpermw on Zen 4) */
             const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(bytes));
             const __m256i qh = QH ? _mm256_loadu_si256((const __m256i *)(blk + QH)) : _mm256_setzero_si256();
-            __m256i aL[K45_TB][2], aH[K45_TB][2];
+            __m256i aL[QTB][2], aH[QTB][2];
             for (int k = 0; k < tb; k++) {
                 side[k] = _mm256_fmadd_ps(md, _mm256_loadu_ps(x[k].sum32 + sb * 8), side[k]);
                 aL[k][0] = aL[k][1] = aH[k][0] = aH[k][1] = _mm256_setzero_si256();
@@ -287,32 +266,6 @@ static inline __attribute__((always_inline)) void gemm_q45k(const void *w, size_
     }
 }
 
-static inline __attribute__((always_inline)) void gemv_q45k(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t nr, int64_t nc, const int BB,
-                                                           const int QS, const int QH) {
-    gemm_q45k(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH);
-}
-
-RWKV_DEFINE_Q45K_WRAPPERS(avx512vnni)
-
-/* Passes of K45_TB tokens, then 2, then the GEMV. */
-static inline __attribute__((always_inline)) void gemm_q45k_all(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                               float *y, int64_t ys, int64_t nr, int64_t nc,
-                                                               int64_t nt, const int BB, const int QS, const int QH) {
-    int64_t t = 0;
-    for (; t + K45_TB <= nt; t += K45_TB) gemm_q45k(w, rb, x + t, y + t * ys, ys, nr, nc, K45_TB, BB, QS, QH);
-    if (t + 2 <= nt) gemm_q45k(w, rb, x + t, y + t * ys, ys, nr, nc, 2, BB, QS, QH), t += 2;
-    if (t < nt) gemm_q45k(w, rb, x + t, y + t * ys, ys, nr, nc, 1, BB, QS, QH);
-}
-
-static void rwkv_gemm_q4_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,
-                                      int64_t nr, int64_t nc, int64_t nt) {
-    gemm_q45k_all(w, rb, x, y, ys, nr, nc, nt, 144, 16, 0);
-}
-static void rwkv_gemm_q5_k_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys,
-                                      int64_t nr, int64_t nc, int64_t nt) {
-    gemm_q45k_all(w, rb, x, y, ys, nr, nc, nt, 176, 48, 16);
-}
 
 /* The bias term of Q3_K/Q6_K's offset weights: sum over the 16 sub-blocks of
  * sc_s * qsum16_s (int32: |sc| <= 128, |qsum16| <= 16 * 16383), scaled by d * dx. */
@@ -321,8 +274,6 @@ static inline __m512 k_bias(__m512i sc32, const int32_t *qsum16, float d_dx, __m
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(d_dx), side);
 }
 
-/* Tokens per pass of the Q2_K, Q3_K and Q6_K GEMMs. */
-#define K236_TB 4
 
 /* Q6_K, 210 bytes: ql[128] | qh[64] | i8 scales[16] | f16 d. Per 128 elements (half
  * h), element 32k + l (k = 0..3) is nibble (k >> 1) of ql[64h + 32(k & 1) + l] with
@@ -336,8 +287,8 @@ static inline __attribute__((always_inline)) void gemm_q6k(const void *w, size_t
     for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[K236_TB];
-        __m512 side[K236_TB];
+        __m256 acc[QTB];
+        __m512 side[QTB];
         for (int k = 0; k < tb; k++) acc[k] = _mm256_setzero_ps(), side[k] = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 210;
@@ -349,7 +300,7 @@ static inline __attribute__((always_inline)) void gemm_q6k(const void *w, size_t
             const __m256i sc16 = _mm256_cvtepi8_epi16(scb);
             const __m512i sc32 = _mm512_cvtepi8_epi32(scb);
             const float d = rd_f16(blk + 208);
-            __m256 vd[K236_TB];
+            __m256 vd[QTB];
             for (int k = 0; k < tb; k++) {
                 const float d_dx = d * x[k].d[sb];
                 side[k] = k_bias(sc32, x[k].qsum16 + sb * 16, d_dx, side[k]);
@@ -392,8 +343,8 @@ static inline __attribute__((always_inline)) void gemm_q2k(const void *w, size_t
     for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[K236_TB];
-        __m512 side[K236_TB];
+        __m256 acc[QTB];
+        __m512 side[QTB];
         for (int k = 0; k < tb; k++) acc[k] = _mm256_setzero_ps(), side[k] = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 84;
@@ -404,7 +355,7 @@ static inline __attribute__((always_inline)) void gemm_q2k(const void *w, size_t
             const __m512 mins = _mm512_cvtepi32_ps(_mm512_srli_epi32(_mm512_cvtepu8_epi32(scb), 4));
             const __m512 md = _mm512_mul_ps(mins, _mm512_set1_ps(rd_f16(blk + 82)));
             const float d = rd_f16(blk + 80);
-            __m256i aL[K236_TB][2], aH[K236_TB][2];
+            __m256i aL[QTB][2], aH[QTB][2];
             for (int k = 0; k < tb; k++) {
                 side[k] = _mm512_fmadd_ps(md, _mm512_loadu_ps(x[k].sum16 + sb * 16), side[k]);
                 aL[k][0] = aL[k][1] = aH[k][0] = aH[k][1] = _mm256_setzero_si256();
@@ -438,8 +389,8 @@ static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t
     for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[K236_TB];
-        __m512 side[K236_TB];
+        __m256 acc[QTB];
+        __m512 side[QTB];
         for (int k = 0; k < tb; k++) acc[k] = _mm256_setzero_ps(), side[k] = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *blk = row + sb * 110;
@@ -449,8 +400,8 @@ static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t
             const __m512i sc32 = _mm512_cvtepi8_epi32(scb);
             const __m256i sc16 = _mm256_cvtepi8_epi16(scb);
             const float d = rd_f16(blk + 108);
-            float d_dx[K236_TB];
-            __m256i aL[K236_TB][2], aH[K236_TB][2];
+            float d_dx[QTB];
+            __m256i aL[QTB][2], aH[QTB][2];
             for (int k = 0; k < tb; k++) {
                 d_dx[k] = d * x[k].d[sb];
                 side[k] = k_bias(sc32, x[k].qsum16 + sb * 16, d_dx[k], side[k]);
@@ -476,24 +427,7 @@ static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t
     }
 }
 
-/* The GEMV (one token) and the GEMM (passes of K236_TB tokens, then 2, then 1) of Q2_K,
- * Q3_K, Q6_K. */
-#define DEFINE_K236(TYPE, BODY)                                                                              \
-    void rwkv_gemv_##TYPE##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, \
-                                       int64_t nc) {                                                     \
-        BODY(w, rb, x, y, 0, nr, nc, 1);                                                                 \
-    }                                                                                                    \
-    static void rwkv_gemm_##TYPE##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y,  \
-                                              int64_t ys, int64_t nr, int64_t nc, int64_t nt) {          \
-        int64_t t = 0;                                                                                   \
-        for (; t + K236_TB <= nt; t += K236_TB) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, K236_TB);      \
-        if (t + 2 <= nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 2), t += 2;                          \
-        if (t < nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 1);                                       \
-    }
-
-DEFINE_K236(q2_k, gemm_q2k)
-DEFINE_K236(q3_k, gemm_q3k)
-DEFINE_K236(q6_k, gemm_q6k)
+RWKV_DEFINE_QDOT_LEVEL(avx512vnni, QTB)
 
 const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .level = "avx512vnni",

@@ -78,13 +78,13 @@ class App:
         routes = [
             Route("/health", self.health, methods=["GET"]),
             Route("/v1/models", self.models, methods=["GET"]),
-            Route("/tokenize", self.tokenize, methods=["POST"]),
-            Route("/detokenize", self.detokenize, methods=["POST"]),
-            Route("/v1/completions", self.completions, methods=["POST"]),
-            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
-            Route("/completion", self.completion, methods=["POST"]),
             Route("/props", self.props, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/tokenize", self._post(self._tokenize), methods=["POST"]),
+            Route("/detokenize", self._post(self._detokenize), methods=["POST"]),
+            Route("/v1/completions", self._post(self._completions), methods=["POST"]),
+            Route("/v1/chat/completions", self._post(self._chat), methods=["POST"]),
+            Route("/completion", self._post(self._native_completion), methods=["POST"]),
         ]
         # answer text -> (generated ids, whether they ended the turn): a client sends the answer
         # back as text in its next request, and these ids (not a re-tokenization, which can
@@ -94,12 +94,16 @@ class App:
         self._count_lock = threading.Lock()  # responses finish in the threadpool's threads
         self.counts = {"requests": 0, "prompt_tokens": 0, "cache_tokens": 0, "predicted_tokens": 0,
                        "prompt_seconds": 0.0, "predicted_seconds": 0.0}
-        self.asgi = Starlette(routes=routes, exception_handlers={404: self._not_found, 405: self._not_allowed})
+        self.asgi = Starlette(routes=routes, exception_handlers={404: self._not_found, 405: self._not_allowed,
+                                                                 ApiError: self._api_error})
 
     async def __call__(self, scope, receive, send) -> None:
         await self.asgi(scope, receive, send)
 
     # -- plumbing --------------------------------------------------------------------------
+
+    async def _api_error(self, request: Request, e: ApiError) -> Response:
+        return _error(e.status, e.message, e.kind)
 
     async def _not_found(self, request: Request, exc) -> Response:
         return _error(404, f"no endpoint {request.url.path}", "not_found_error")
@@ -119,13 +123,14 @@ class App:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.cfg.max_body_bytes:
             raise ApiError(413, f"the request body is over {self.cfg.max_body_bytes} bytes")
-        raw = b""
+        raw, size = [], 0
         async for part in request.stream():
-            raw += part
-            if len(raw) > self.cfg.max_body_bytes:
+            raw.append(part)
+            size += len(part)
+            if size > self.cfg.max_body_bytes:
                 raise ApiError(413, f"the request body is over {self.cfg.max_body_bytes} bytes")
         try:
-            body = json.loads(raw)
+            body = json.loads(b"".join(raw))
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, f"the request body is not valid JSON: {e}")
         if not isinstance(body, dict):
@@ -168,29 +173,12 @@ class App:
         return JSONResponse({"status": "ok"})
 
     async def models(self, request: Request) -> Response:
-        try:
-            self._authorize(request)
-        except ApiError as e:
-            return _error(e.status, e.message, e.kind)
+        self._authorize(request)
         return JSONResponse({"object": "list", "data": [
             {"id": self.name, "object": "model", "created": self.started, "owned_by": "rwkvfast"}]})
 
-    async def tokenize(self, request: Request) -> Response:
-        return await self._guard(request, self._tokenize)
-
-    async def detokenize(self, request: Request) -> Response:
-        return await self._guard(request, self._detokenize)
-
-    async def completions(self, request: Request) -> Response:
-        return await self._guard(request, self._completions)
-
-    async def chat_completions(self, request: Request) -> Response:
-        return await self._guard(request, self._chat)
-
-    async def completion(self, request: Request) -> Response:
-        return await self._guard(request, self._native_completion)
-
     async def props(self, request: Request) -> Response:
+        self._authorize(request)
         p = self.cfg.sampling
         return JSONResponse({
             "model_path": self.model.path, "model_alias": self.name, "total_slots": self.engine.n_parallel,
@@ -201,6 +189,7 @@ class App:
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus text format."""
+        self._authorize(request)
         c, cache = self.counts, self.engine.cache
         rows = [
             ("requests_total", "counter", "finished generation requests", c["requests"]),
@@ -220,12 +209,12 @@ class App:
         text = "".join(f"# HELP rwkvfast:{n} {h}\n# TYPE rwkvfast:{n} {t}\nrwkvfast:{n} {v}\n" for n, t, h, v in rows)
         return Response(text, media_type="text/plain; version=0.0.4")
 
-    async def _guard(self, request: Request, handler) -> Response:
-        try:
-            body = await self._body(request)
-            return await run_in_threadpool(handler, body)  # a wait for the engine must not hold the event loop
-        except ApiError as e:
-            return _error(e.status, e.message, e.kind)
+    def _post(self, handler):
+        """An endpoint that parses the JSON body and runs handler(body) off the event loop (it
+        may wait for the engine)."""
+        async def endpoint(request: Request) -> Response:
+            return await run_in_threadpool(handler, await self._body(request))
+        return endpoint
 
     def _tokenize(self, body: dict) -> Response:
         content = body.get("content")
