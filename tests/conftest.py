@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,3 +41,36 @@ def manifest_entry(type_name: str) -> dict:
 
 def reference_ids() -> list[int]:
     return json.loads(fixture_path("tiny/tokens.json").read_text())["ids"]
+
+
+@contextmanager
+def live_server(model_path, *flags: str):
+    """rwkvfast-server in its own process on a free loopback port; yields (url, process) once it
+    answers /health, and stops it with Ctrl-C (a graceful shutdown) on the way out."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", str(model_path), "--port", str(port),
+                          *flags], stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # ready when it answers (connections are refused until uvicorn listens)
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the server did not come up: {p.stderr.read()}")
+                time.sleep(0.1)
+        yield url, p
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise

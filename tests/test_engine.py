@@ -104,6 +104,34 @@ def test_the_state_cache_makes_the_next_turn_process_only_new_tokens(model):
     assert again.result.tokens == turn1.result.tokens
 
 
+def test_a_shared_system_prompt_is_processed_once_through_its_checkpoint(model):
+    cache = StateCache(model, 64 << 20)
+    eng = Engine(model, cache=cache)
+    system = list(range(20, 60))
+    a = eng.submit(system + [7, 8, 9], _greedy(model), max_tokens=4, stop_on_eos=False, checkpoints=[len(system)])
+    while eng.step():
+        pass
+    b = eng.submit(system + [1, 2], _greedy(model), max_tokens=4, stop_on_eos=False)  # another chat
+    while eng.step():
+        pass
+    assert a.result.prompt_n == len(system) + 3 and b.result.cache_n == len(system) and b.result.prompt_n == 2
+    assert b.result.tokens == _alone(model, system + [1, 2], 4)[1]  # the checkpoint state is exact
+
+
+def test_prompt_chunks_shrink_to_the_step_budget_while_others_generate(model):
+    eng = Engine(model, n_parallel=2, prompt_chunk=256, step_seconds=1e-9)
+    a = eng.submit([1, 2], _greedy(model), max_tokens=50, stop_on_eos=False)
+    eng.step()
+    long = eng.submit(list(range(10, 110)), _greedy(model), max_tokens=1, stop_on_eos=False)
+    eng.step()
+    assert long.result.prompt_n == 16  # the smallest chunk: a waits for its next token
+    a.cancel()
+    eng.step()
+    eng.step()
+    assert long.result.prompt_n == 100  # nobody waits: the rest in one chunk
+    eng.close()
+
+
 def test_bad_arguments(model):
     with pytest.raises(ValueError, match="n_parallel"):
         Engine(model, n_parallel=0)

@@ -102,6 +102,11 @@ def test_an_api_key_is_required_when_set(server):
     assert c.get("/v1/models").status_code == 401
     ok = c.post("/tokenize", json={"content": "a"}, headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
+    page = c.get("/")  # the page holds no secret: it asks for the key and sends it itself
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp  # it can reach this server only
+    assert b"<script" in page.content and b"src=" not in page.content.split(b"<script")[1][:20]
 
 
 def test_llama_server_native_completion_props_and_metrics(server):
@@ -158,3 +163,48 @@ def test_too_large_bodies_get_413_and_a_full_queue_503(server):
     r = c.post("/v1/completions", json={"prompt": "hi", "max_tokens": 1})
     assert r.status_code == 503 and r.json()["error"]["type"] == "server_overloaded"
     eng.close()
+
+
+def test_a_restarted_server_resumes_a_chat_with_nothing_reprocessed(server, tmp_path):
+    """With --state-cache-dir, turn 2 after a restart (a new engine, cache and app: nothing in
+    memory) continues from turn 1's state on disk; the answer comes back as text and is matched
+    to the tokens it was generated as."""
+    from rwkvfast.server.state_cache import StateCache
+    m, _ = server
+    msgs = [{"role": "user", "content": "Tell me a story"}]
+    eng = Engine(m, cache=StateCache(m, 64 << 20, tmp_path)).start()
+    try:
+        first = TestClient(App(m, eng, ServerConfig())).post(
+            "/v1/chat/completions", json={"messages": msgs, "max_tokens": 12, "temperature": 0}).json()
+    finally:
+        eng.close()
+    msgs += [first["choices"][0]["message"], {"role": "user", "content": "More"}]
+    eng = Engine(m, cache=StateCache(m, 64 << 20, tmp_path)).start()
+    try:
+        second = TestClient(App(m, eng, ServerConfig())).post(
+            "/v1/chat/completions", json={"messages": msgs, "max_tokens": 4, "temperature": 0}).json()
+    finally:
+        eng.close()
+    t1, t2 = first["timings"], second["timings"]
+    ended = first["choices"][0]["finish_reason"] == "stop"
+    new = len(m.tokenizer.encode("User: More\n\n") + m.tokenizer.encode("Assistant:"))
+    assert t2["cache_n"] == t1["prompt_n"] + t1["predicted_n"]
+    assert t2["prompt_n"] == new + (0 if ended else len(m.tokenizer.encode("\n\n")))
+
+
+def test_chats_that_share_a_system_prompt_process_it_once(server):
+    from rwkvfast.server.state_cache import StateCache
+    m, _ = server
+    eng = Engine(m, cache=StateCache(m, 64 << 20)).start()
+    try:
+        c = TestClient(App(m, eng, ServerConfig()))
+        system = {"role": "system", "content": "You are a pirate. Answer in one line, always, about the sea."}
+        one = c.post("/v1/chat/completions", json={"messages": [system, {"role": "user", "content": "Hi"}],
+                                                   "max_tokens": 3}).json()["timings"]
+        two = c.post("/v1/chat/completions", json={"messages": [system, {"role": "user", "content": "Ahoy"}],
+                                                   "max_tokens": 3}).json()["timings"]
+    finally:
+        eng.close()
+    n_system = len(m.tokenizer.encode(f"System: {system['content']}\n\n"))
+    assert one["cache_n"] == 0 and two["cache_n"] == n_system
+    assert two["prompt_n"] == len(m.tokenizer.encode("User: Ahoy\n\n") + m.tokenizer.encode("Assistant:"))

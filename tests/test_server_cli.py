@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
+from conftest import live_server
 from rwkvfast.cli.server import main
 from rwkvfast.testing import make_model
 
@@ -33,25 +30,21 @@ def test_a_missing_model_is_an_error_not_a_traceback(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error:")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _metric(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(f"rwkvfast:{name} ")))
 
 
+def _until_idle(url: str, why: str) -> None:
+    deadline = time.monotonic() + 60
+    while _metric(url, "requests_processing") != 0:
+        assert time.monotonic() < deadline, why
+        time.sleep(0.05)
+
+
 def test_the_official_openai_client_works_against_a_live_server(model_path):
     import openai  # a test extra (heavy to import, so only here)
-    port = _free_port()
-    p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", model_path, "--port", str(port),
-                          "-t", "1", "--api-key", "k3y"], stderr=subprocess.PIPE, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_up(url, p)
+    with live_server(model_path, "-t", "1", "--api-key", "k3y") as (url, _):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="k3y", max_retries=0)
         msgs = [{"role": "user", "content": "Hi"}]
         r = client.chat.completions.create(model="x", messages=msgs, max_tokens=6, temperature=0)
@@ -70,55 +63,27 @@ def test_the_official_openai_client_works_against_a_live_server(model_path):
             openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
         with pytest.raises(openai.BadRequestError):
             client.completions.create(model="x", prompt="Once", max_tokens=4, n=2)
-    finally:
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=60)
-
-
-def _wait_up(url: str, p: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while True:  # ready when it answers (a connection refused until uvicorn listens)
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the server did not come up: {p.stderr.read()}")
-            time.sleep(0.1)
 
 
 def test_a_live_server_answers_and_shuts_down(model_path):
-    port = _free_port()
-    p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", model_path, "--port", str(port),
-                          "-t", "1", "-c", "4096", "--alias", "demo"], stderr=subprocess.PIPE, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_up(url, p)
+    with live_server(model_path, "-t", "1", "-c", "4096", "--alias", "demo") as (url, p):
         assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "demo"
         r = httpx.post(f"{url}/v1/completions", json={"prompt": "Hello", "max_tokens": 5, "temperature": 0},
                        timeout=60).json()
         assert r["usage"]["completion_tokens"] <= 5 and r["object"] == "text_completion"
-        # a client that leaves mid-stream frees its slot: an endless generation, read a little, hang up
-        with httpx.stream("POST", f"{url}/v1/completions", json={"prompt": "Hi", "max_tokens": -1, "stream": True,
-                                                                "logit_bias": {"0": -100}}, timeout=60) as s:
+        # a client that leaves frees its slot: an endless generation, read a little, hang up
+        endless = {"prompt": "Hi", "max_tokens": -1, "logit_bias": {"0": -100}}
+        with httpx.stream("POST", f"{url}/v1/completions", json={**endless, "stream": True}, timeout=60) as s:
             next(s.iter_lines())
-        deadline = time.monotonic() + 60
-        while _metric(url, "requests_processing") != 0:
-            assert time.monotonic() < deadline, "the abandoned stream kept its slot"
-            time.sleep(0.05)
-    finally:
-        p.send_signal(signal.SIGINT)  # Ctrl-C: a graceful shutdown and exit status 0
-        rc = p.wait(timeout=60)
-    assert rc == 0, p.stderr.read()
+        _until_idle(url, "the abandoned stream kept its slot")
+        with pytest.raises(httpx.ReadTimeout):  # the same without streaming: a client that gives up
+            httpx.post(f"{url}/v1/completions", json=endless, timeout=httpx.Timeout(60, read=1))
+        _until_idle(url, "the abandoned request kept its slot")
+    assert p.returncode == 0, p.stderr.read()  # Ctrl-C: a graceful shutdown and exit status 0
 
 
 def test_eight_concurrent_streaming_clients_get_what_each_gets_alone(model_path):
     from concurrent.futures import ThreadPoolExecutor
-
-    port = _free_port()
-    p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", model_path, "--port", str(port),
-                          "-t", "1", "-np", "4", "--prompt-chunk", "3"], stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
 
     def stream(prompt: str) -> str:
         body = {"prompt": prompt, "max_tokens": 10, "temperature": 0, "stream": True}
@@ -127,13 +92,9 @@ def test_eight_concurrent_streaming_clients_get_what_each_gets_alone(model_path)
         assert lines[-1] == "data: [DONE]"
         return "".join(json.loads(ln[6:])["choices"][0]["text"] for ln in lines[:-1])
 
-    try:
-        _wait_up(url, p)
+    with live_server(model_path, "-t", "1", "-np", "4", "--prompt-chunk", "3") as (url, _):
         prompts = [f"Story number {i}:" + " once" * i for i in range(8)]
         alone = [stream(q) for q in prompts]
         with ThreadPoolExecutor(8) as pool:  # 8 clients, 4 slots: half of them queue
             together = list(pool.map(stream, prompts))
         assert together == alone and any(alone)
-    finally:
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=60)

@@ -110,3 +110,27 @@ def test_broken_or_foreign_files_in_the_directory_are_ignored(model, tmp_path):
     assert len(restarted) == 1
     assert restarted.lookup(ids) is None and len(restarted) == 0  # unreadable: dropped, not raised
     assert (tmp_path / "junk.json").read_text() == "{not json"  # nothing of the user's is touched
+
+
+def test_the_directory_stays_within_its_own_budget_least_recently_used_first(model, tmp_path):
+    one = StateCache(model, 0).entry_bytes
+    cache = StateCache(model, 64 << 20, tmp_path, max_disk_bytes=2 * one)
+    a, b, c = [1, 2, 3], [4, 5, 6], [7, 8, 9]
+    cache.insert(a, *_run(model, a))
+    cache.insert(b, *_run(model, b))
+    assert cache.lookup(a).n == 3  # a is now more recent than b
+    cache.insert(c, *_run(model, c))
+    assert len(cache) == 2 and cache.disk_bytes == 2 * one and len(list(tmp_path.glob("*.state"))) == 2
+    assert cache.lookup(b) is None and cache.lookup(a).n == 3 and cache.lookup(c).n == 3
+    smaller = StateCache(model, 64 << 20, tmp_path, max_disk_bytes=one)  # a restart with less room
+    assert len(smaller) == 1 and len(list(tmp_path.glob("*.json"))) == 1
+    assert smaller.lookup(c).n == 3  # the most recently used of the last run is what stays
+
+
+def test_continuations_are_what_followed_a_prefix_most_recent_first(model):
+    cache = StateCache(model, 64 << 20)
+    for ids in ([1, 2, 3], [1, 2, 3, 4, 5], [1, 2, 9], [7, 2, 3, 4]):
+        cache.insert(ids, *_run(model, ids))
+    assert cache.continuations([1, 2]) == [(9,), (3, 4, 5), (3,)]
+    assert cache.continuations([1, 2, 3]) == [(4, 5)]
+    assert cache.continuations([2, 3]) == [] and cache.continuations([1, 2, 3, 4, 5]) == []

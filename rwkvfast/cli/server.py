@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     a("--prompt-chunk", type=int, default=256, help="prompt tokens fed per engine step between decode steps (default 256)")
     a("--state-cache-mb", type=int, default=512, help="memory for cached prompt states (default 512; 0: off)")
     a("--state-cache-dir", default=None, help="also keep cached states in this directory, across restarts")
+    a("--state-cache-disk-mb", type=int, default=4096, help="disk space for --state-cache-dir (default 4096)")
     a("-n", "--n-predict", type=int, default=-1, help="default answer length for chat requests (-1: until it ends)")
     a("--temp", type=float, default=None, help="default temperature")
     a("--top-p", type=float, default=None, help="default top-p")
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, v, lo in (("-t/--threads", args.threads, 1), ("-np/--parallel", args.parallel, 1),
                         ("--port", args.port, 0), ("--max-queue", args.max_queue, 0),
                         ("--max-body-mb", args.max_body_mb, 1), ("--state-cache-mb", args.state_cache_mb, 0),
+                        ("--state-cache-disk-mb", args.state_cache_disk_mb, 0),
                         ("-b/--batch-size", args.batch_size, 1), ("--prompt-chunk", args.prompt_chunk, 1)):
         if v is not None and v < lo:
             ap.error(f"argument {name}: must be >= {lo}, got {v}")
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: -ngl {args.n_gpu_layers}: this build has no GPU backend; all layers run on the CPU",
                   file=sys.stderr)
         try:
-            cache = (StateCache(model, args.state_cache_mb << 20, args.state_cache_dir)
+            cache = (StateCache(model, args.state_cache_mb << 20, args.state_cache_dir, args.state_cache_disk_mb << 20)
                      if args.state_cache_mb or args.state_cache_dir else None)
         except OSError as e:
             print(f"error: --state-cache-dir: {e}", file=sys.stderr)

@@ -6,15 +6,16 @@ job at the engine's next step.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from importlib import resources
 import secrets
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,7 @@ from rwkvfast.chat import TURN_END, format_message
 from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
 from rwkvfast.server.engine import Engine, Job, Overloaded
 
+_PAGE = resources.files("rwkvfast.server").joinpath("static/index.html").read_bytes()
 _ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
@@ -46,6 +48,19 @@ class ServerConfig:
     sampling: SamplerParams = RWKV_CHAT_DEFAULTS
     n_predict: int = -1
     max_body_bytes: int = 16 << 20
+
+
+@dataclass
+class _Pending:
+    """A non-streamed answer: `job` is awaited on the event loop, then `respond()` builds it."""
+    job: Job
+    respond: Callable[[], Response]
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client hangs up (its body has been read: nothing else can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _number(body: dict, key: str, default, lo: float, hi: float, kind=float):
@@ -76,6 +91,7 @@ class App:
         self.name = config.alias or os.path.basename(model.path)
         self.started = int(time.time())
         routes = [
+            Route("/", self.page, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/props", self.props, methods=["GET"]),
@@ -86,11 +102,6 @@ class App:
             Route("/v1/chat/completions", self._post(self._chat), methods=["POST"]),
             Route("/completion", self._post(self._native_completion), methods=["POST"]),
         ]
-        # answer text -> (generated ids, whether they ended the turn): a client sends the answer
-        # back as text in its next request, and these ids (not a re-tokenization, which can
-        # differ) make that request extend the cached state of the previous one
-        self._answers: OrderedDict[str, tuple[list[int], bool]] = OrderedDict()
-        self._answers_lock = threading.Lock()
         self._count_lock = threading.Lock()  # responses finish in the threadpool's threads
         self.counts = {"requests": 0, "prompt_tokens": 0, "cache_tokens": 0, "predicted_tokens": 0,
                        "prompt_seconds": 0.0, "predicted_seconds": 0.0}
@@ -169,6 +180,14 @@ class App:
 
     # -- endpoints -------------------------------------------------------------------------
 
+    async def page(self, request: Request) -> Response:
+        # static and secret-free, so served without the API key; the page asks for the key and
+        # sends it with its API calls. The policy keeps it from reaching anything but this server.
+        return Response(_PAGE, media_type="text/html; charset=utf-8", headers={
+            "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                       "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"})
+
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -211,9 +230,22 @@ class App:
 
     def _post(self, handler):
         """An endpoint that parses the JSON body and runs handler(body) off the event loop (it
-        may wait for the engine)."""
+        tokenizes). Waiting for the engine holds no thread: streams are async generators, and
+        a _Pending job is awaited here, cancelled if its client hangs up first."""
         async def endpoint(request: Request) -> Response:
-            return await run_in_threadpool(handler, await self._body(request))
+            out = await run_in_threadpool(handler, await self._body(request))
+            if not isinstance(out, _Pending):
+                return out
+            done = asyncio.ensure_future(out.job.wait_async())
+            gone = asyncio.ensure_future(_disconnected(request))
+            try:
+                await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                if not done.done():  # the client left (or the server is stopping)
+                    out.job.cancel()
+                    done.cancel()
+            return out.respond() if done.done() and not done.cancelled() else Response(status_code=499)
         return endpoint
 
     def _tokenize(self, body: dict) -> Response:
@@ -256,12 +288,11 @@ class App:
                     "word" if r.stop else "eos", "stopping_word": r.stop or "", "timings": extra["timings"]}
 
         if not body.get("stream"):
-            job.wait()
-            return JSONResponse({**final(), "content": job.result.text})
+            return _Pending(job, lambda: JSONResponse({**final(), "content": job.result.text}))
 
-        def events() -> Iterator[str]:
+        async def events() -> AsyncIterator[str]:
             try:
-                for piece in job:
+                async for piece in job.pieces():
                     yield _sse({"content": piece, "stop": False})
                 yield _sse(final())
             finally:
@@ -274,43 +305,57 @@ class App:
         if not isinstance(msgs, list) or not msgs:
             raise ApiError(400, "'messages' must be a non-empty list")
         ids: list[int] = []
+        # cache the state where other requests branch off: after the leading system prompt
+        # (shared by many chats) and before the last message (an edited or retried turn)
+        checkpoints: list[int] = []
         enc = self.model.tokenizer.encode
-        for m in msgs:
+        for i, m in enumerate(msgs):
+            if i and (msgs[i - 1].get("role") == "system" != m.get("role") or i == len(msgs) - 1):
+                checkpoints.append(len(ids))
             if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
                 raise ApiError(400, "each message needs a role (system, user, assistant) and a string content")
             # each turn tokenized on its own, an answer as it was generated: a conversation's
             # tokens then extend its previous request's, so the state cache finds the earlier turns
             content = format_message(m["content"])
             if m["role"] == "assistant":
-                with self._answers_lock:
-                    known = self._answers.get(content)
-                if known is not None:
-                    ids += enc("Assistant:") + known[0] + ([] if known[1] else enc(TURN_END))
-                else:
-                    ids += enc("Assistant:") + enc(f" {content}{TURN_END}")
+                ids += enc("Assistant:")
+                ids += self._generated_as(ids, content) or enc(f" {content}{TURN_END}")
                 continue
             ids += enc(f"{_ROLES[m['role']]}: {content}{TURN_END}")
         ids += enc("Assistant:")
-        job = self._submit(body, ids, self._max_tokens(body, self.cfg.n_predict), [TURN_END] + _stops(body))
+        job = self._submit(body, ids, self._max_tokens(body, self.cfg.n_predict), [TURN_END] + _stops(body),
+                           checkpoints=checkpoints)
         return self._respond(body, job, "chat.completion", None)
 
-    def _submit(self, body: dict, ids: list[int], max_tokens: int, stops: list[str]) -> Job:
+    def _generated_as(self, prefix: list[int], content: str) -> list[int] | None:
+        """The tokens this answer was generated as after `prefix` (through its turn's end), if
+        a cached state remembers them. A client sends an answer back as text, and its
+        re-tokenization can differ from what was generated; these tokens extend the cached
+        state instead (across restarts too, with --state-cache-dir)."""
+        cache = self.engine.cache
+        if cache is None:
+            return None
+        end, tok = TURN_END.encode(), self.model.tokenizer
+        for tail in cache.continuations(prefix):
+            text, n, ended = b"", len(tail), False
+            for i, t in enumerate(tail):
+                text += tok.decode_bytes([t])
+                if end in text:
+                    n, ended = i + 1, True
+                    break
+            if format_message(text.split(end, 1)[0].decode("utf-8", "replace")) == content:
+                return list(tail[:n]) + ([] if ended else tok.encode(TURN_END))
+        return None
+
+    def _submit(self, body: dict, ids: list[int], max_tokens: int, stops: list[str],
+                checkpoints: list[int] = ()) -> Job:
         try:
-            return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops)
+            return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops,
+                                      checkpoints=checkpoints)
         except Overloaded as e:
             raise ApiError(503, f"the server is busy ({e}); retry later", "server_overloaded")
 
     # -- responses -------------------------------------------------------------------------
-
-    def _remember(self, job: Job) -> None:
-        r = job.result
-        if r.finish_reason not in ("stop", "length") or not r.tokens:
-            return
-        with self._answers_lock:
-            self._answers[format_message(r.text)] = (list(r.tokens), r.stop == TURN_END)
-            self._answers.move_to_end(format_message(r.text))
-            while len(self._answers) > 4096:
-                self._answers.popitem(last=False)
 
     def _count(self, job: Job) -> None:
         r, c = job.result, self.counts
@@ -342,25 +387,25 @@ class App:
         head = {"id": cid, "object": obj, "created": int(time.time()), "model": self.name}
         chat = text_choice is None
         if not body.get("stream"):
-            r = job.wait()
-            if r.finish_reason == "error":
-                raise ApiError(500, f"generation failed: {r.error}", "server_error")
-            text = r.text.lstrip(" ") if chat else r.text
-            if chat:
-                self._remember(job)
-            choice = {"index": 0, "finish_reason": self._finish_reason(job), "logprobs": None}
-            choice.update({"message": {"role": "assistant", "content": text}} if chat else text_choice(text))
-            return JSONResponse({**head, "choices": [choice], **self._usage_timings(job)})
+            def respond() -> Response:
+                r = job.result
+                if r.finish_reason == "error":
+                    raise ApiError(500, f"generation failed: {r.error}", "server_error")
+                text = r.text.lstrip(" ") if chat else r.text
+                choice = {"index": 0, "finish_reason": self._finish_reason(job), "logprobs": None}
+                choice.update({"message": {"role": "assistant", "content": text}} if chat else text_choice(text))
+                return JSONResponse({**head, "choices": [choice], **self._usage_timings(job)})
+            return _Pending(job, respond)
         if chat:
             head["object"] = "chat.completion.chunk"
 
-        def events() -> Iterator[str]:
+        async def events() -> AsyncIterator[str]:
             lead = chat  # the World answer's leading space is not part of the message
             try:
                 if chat:
                     yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                      "finish_reason": None}]})
-                for piece in job:
+                async for piece in job.pieces():
                     if lead:
                         piece = piece.lstrip(" ")
                         lead = not piece
@@ -368,10 +413,11 @@ class App:
                             continue
                     delta = {"delta": {"content": piece}} if chat else text_choice(piece)
                     yield _sse({**head, "choices": [{"index": 0, **delta, "finish_reason": None}]})
+                if job.result.finish_reason == "error":
+                    yield _sse({"error": {"message": f"generation failed: {job.result.error}",
+                                          "type": "server_error", "code": 500}})
+                    return
                 last = {"delta": {}} if chat else text_choice("")
-                if chat:
-                    job.wait()
-                    self._remember(job)
                 yield _sse({**head, "choices": [{"index": 0, **last, "finish_reason": self._finish_reason(job)}],
                             **self._usage_timings(job)})
                 yield "data: [DONE]\n\n"

@@ -3,26 +3,29 @@
 One engine thread owns the model. Each step it feeds one chunk of one waiting prompt, then
 decodes one token for every sequence that is generating, all in a single batched forward
 (the weights are read once for the batch). A long prompt therefore never freezes the other
-streams: they get a token between its chunks. At most `n_parallel` sequences are active;
-later jobs wait in order of arrival. Compute runs in C without the GIL, so the thread that
-serves HTTP keeps running.
+streams: they get a token between its chunks, which are sized (from the measured prompt
+speed) to take about `step_seconds` while anyone is generating, and `prompt_chunk` tokens
+when nobody is. At most `n_parallel` sequences are active; later jobs wait in order of
+arrival. Compute runs in C without the GIL, so the thread that serves HTTP keeps running.
 
     >>> eng = Engine(model, n_parallel=4)                                        # doctest: +SKIP
     >>> job = eng.submit(model.tokenizer.encode("User: hi\\n\\nAssistant:"), Sampler.rwkv_chat(model.n_vocab))  # doctest: +SKIP
     >>> "".join(job)                                                              # doctest: +SKIP
 
 With a StateCache, a prompt starts from its longest cached prefix (a follow-up turn or a
-shared system prompt processes only its new tokens; a repeated prompt none), and the state
-after the prompt and after the answer are cached for the next turn.
+shared system prompt processes only its new tokens; a repeated prompt none), and the states
+after the prompt, after the answer and at the job's `checkpoints` (the chat's message
+boundaries) are cached for later requests.
 """
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import AsyncIterator, Iterator, Sequence
 
 import numpy as np
 
@@ -63,16 +66,21 @@ _DONE = object()
 
 
 class Job:
-    """A submitted generation: iterate for text pieces as they come; `result` when done."""
+    """A submitted generation: iterate for text pieces as they come (or `async for` over
+    `pieces()` in an event loop, which then holds no thread while it waits); `result` when done."""
 
     def __init__(self, prompt: Sequence[int], sampler: Sampler, max_tokens: int, stops: Sequence[str],
-                 stop_on_eos: bool) -> None:
+                 stop_on_eos: bool, checkpoints: Sequence[int] = ()) -> None:
         self.prompt = [int(t) for t in prompt]
+        self.checkpoints = sorted({int(c) for c in checkpoints if 0 < c < len(self.prompt)})
         self.sampler, self.max_tokens, self.stops, self.stop_on_eos = sampler, max_tokens, list(stops), stop_on_eos
         self.result = JobResult()
         self._events: queue.Queue = queue.Queue()
         self._done = threading.Event()
         self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._aqueue: asyncio.Queue | None = None
 
     def __iter__(self) -> Iterator[str]:
         while True:
@@ -80,6 +88,35 @@ class Job:
             if item is _DONE:
                 return
             yield item
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """The text pieces, awaited in the running event loop (one consumer: this or __iter__)."""
+        q: asyncio.Queue = asyncio.Queue()
+        with self._lock:  # from here on the engine hands items to this loop; none are lost
+            self._loop, self._aqueue = asyncio.get_running_loop(), q
+            while not self._events.empty():
+                q.put_nowait(self._events.get_nowait())
+        while True:
+            item = await q.get()
+            if item is _DONE:
+                return
+            yield item
+
+    async def wait_async(self) -> JobResult:
+        async for _ in self.pieces():
+            pass
+        return self.result
+
+    def _put(self, item) -> None:
+        """Called by the engine thread."""
+        with self._lock:
+            if self._loop is None:
+                self._events.put(item)
+                return
+            try:
+                self._loop.call_soon_threadsafe(self._aqueue.put_nowait, item)
+            except RuntimeError:  # that loop has closed: nobody is listening
+                pass
 
     def cancel(self) -> None:
         """Stop at the engine's next step (e.g. the client went away); its slot is freed."""
@@ -99,6 +136,7 @@ class _Seq:
 
     def __init__(self, job: Job, state: State, todo: list[int], logits: np.ndarray | None, tokenizer) -> None:
         self.job, self.state, self.todo, self.logits = job, state, todo, logits
+        self.fed = len(job.prompt) - len(todo)  # prompt tokens in the state
         self.stream = TextStream(tokenizer, job.stops)
         self.t_start = time.perf_counter()
         self.t_gen: float | None = None
@@ -109,13 +147,14 @@ class Engine:
     `start()` runs steps in a thread of its own until `close()`."""
 
     def __init__(self, model, n_parallel: int = 4, prompt_chunk: int = 256, cache: StateCache | None = None,
-                 max_queue: int = 256) -> None:
+                 max_queue: int = 256, step_seconds: float = 0.25) -> None:
         if n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {n_parallel}")
         if prompt_chunk < 1:
             raise ValueError(f"prompt_chunk must be >= 1, got {prompt_chunk}")
         self.model, self.n_parallel, self.prompt_chunk, self.cache = model, n_parallel, prompt_chunk, cache
-        self.max_queue = max_queue
+        self.max_queue, self.step_seconds = max_queue, step_seconds
+        self._prompt_rate: float | None = None  # prompt tokens/s, a moving average
         self._waiting: deque[Job] = deque()
         self._active: list[_Seq] = []
         self._cv = threading.Condition()
@@ -126,10 +165,12 @@ class Engine:
     # -- submitting ------------------------------------------------------------------------
 
     def submit(self, prompt: Sequence[int], sampler: Sampler, max_tokens: int = -1, stop: Sequence[str] = (),
-               stop_on_eos: bool = True) -> Job:
+               stop_on_eos: bool = True, checkpoints: Sequence[int] = ()) -> Job:
+        """Queue a generation. `checkpoints`: prompt lengths after which the state is cached
+        too (where other prompts are likely to branch off: the end of a system prompt)."""
         if not prompt:
             raise ValueError("a job needs at least one prompt token")
-        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos)
+        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos, checkpoints)
         with self._cv:
             if self._closed:
                 raise RuntimeError("the engine is closed")
@@ -189,9 +230,10 @@ class Engine:
         self.steps += 1
         try:
             feeding = next((s for s in self._active if s.todo), None)
+            generating = [s for s in self._active if not s.todo and s.logits is not None]
             if feeding is not None:
-                self._feed_chunk(feeding)
-            self._decode([s for s in self._active if not s.todo and s.logits is not None])
+                self._feed_chunk(feeding, self._chunk_size(bool(generating)))
+            self._decode(generating + ([feeding] if feeding is not None and not feeding.todo else []))
         except Exception as e:  # a failure ends the jobs it touched, never the engine
             for s in list(self._active):
                 s.job.result.error = str(e)
@@ -204,7 +246,7 @@ class Engine:
                 job = self._waiting.popleft()
                 if job._cancel.is_set():
                     job.result.finish_reason = "cancelled"
-                    job._events.put(_DONE)
+                    job._put(_DONE)
                     job._done.set()
                     continue
                 state, todo, logits = self.model.new_state(), job.prompt, None
@@ -215,16 +257,31 @@ class Engine:
                     job.result.cache_n = hit.n
                 self._active.append(_Seq(job, state, list(todo), logits, self.model.tokenizer))
 
-    def _feed_chunk(self, s: _Seq) -> None:
-        chunk, s.todo = s.todo[:self.prompt_chunk], s.todo[self.prompt_chunk:]
+    def _chunk_size(self, others_waiting: bool) -> int:
+        """prompt_chunk, or while others wait for their next token about step_seconds of
+        prompt (in multiples of 16 tokens, what the GEMM kernels like; 16 before any is timed)."""
+        if not others_waiting:
+            return self.prompt_chunk
+        n = 16 if self._prompt_rate is None else int(self._prompt_rate * self.step_seconds) // 16 * 16
+        return max(1, min(self.prompt_chunk, max(16, n)))
+
+    def _feed_chunk(self, s: _Seq, size: int) -> None:
+        nxt = next((c for c in s.job.checkpoints if c > s.fed), len(s.job.prompt))
+        n = min(size, nxt - s.fed)
+        chunk, s.todo = s.todo[:n], s.todo[n:]
         t0 = time.perf_counter()
         logits = self.model.forward(chunk, s.state)
-        s.job.result.prompt_s += time.perf_counter() - t0
-        s.job.result.prompt_n += len(chunk)
+        dt = time.perf_counter() - t0
+        s.job.result.prompt_s += dt
+        s.job.result.prompt_n += n
+        s.fed += n
+        if n >= 16 and dt > 0:
+            rate = n / dt
+            self._prompt_rate = rate if self._prompt_rate is None else 0.7 * self._prompt_rate + 0.3 * rate
         if not s.todo:
             s.logits = logits
-            if self.cache is not None:
-                self.cache.insert(s.job.prompt, s.state, logits)
+        if self.cache is not None and (not s.todo or s.fed == nxt):
+            self.cache.insert(s.job.prompt[:s.fed], s.state, logits)
 
     def _decode(self, seqs: list[_Seq]) -> None:
         feed: list[_Seq] = []
@@ -250,7 +307,7 @@ class Engine:
             out = s.stream.feed(s.job.result.tokens[-1])
             if out:
                 s.job.result.text += out
-                s.job._events.put(out)
+                s.job._put(out)
             if s.stream.stop is not None:
                 s.job.result.stop = s.stream.stop
                 self._finish(s, "stop")
@@ -260,11 +317,11 @@ class Engine:
         tail = s.stream.finish() if reason in ("length", "stop") else ""
         if tail:
             r.text += tail
-            s.job._events.put(tail)
+            s.job._put(tail)
         r.finish_reason = reason
         r.gen_s = time.perf_counter() - s.t_gen if s.t_gen is not None else 0.0
         if self.cache is not None and reason in ("length", "stop") and s.logits is not None and not s.todo:
             self.cache.insert(s.job.prompt + r.tokens, s.state, s.logits)
         self._active.remove(s)
-        s.job._events.put(_DONE)
+        s.job._put(_DONE)
         s.job._done.set()

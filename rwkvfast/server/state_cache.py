@@ -3,7 +3,8 @@
 RWKV's whole context is its fixed-size State, so a prompt that starts with a cached prefix
 only needs its remaining tokens processed, and a prompt seen before (a regenerate) none. The
 cache keeps the most recently used pairs within a byte budget; with a directory it also
-writes each pair to disk (atomically) so a restarted server resumes with zero re-processing.
+writes each pair to disk (atomically, within a second budget) so a restarted server resumes
+with zero re-processing. Safe to use from several threads.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,16 +63,19 @@ class StateCache:
     >>> hit = cache.lookup(ids)  # longest cached prefix of ids, or None   # doctest: +SKIP
     """
 
-    def __init__(self, model: "Model", max_bytes: int, directory: str | os.PathLike | None = None) -> None:
-        if max_bytes < 0:
-            raise ValueError(f"state cache size must be >= 0 bytes, got {max_bytes}")
+    def __init__(self, model: "Model", max_bytes: int, directory: str | os.PathLike | None = None,
+                 max_disk_bytes: int = 4 << 30) -> None:
+        if max_bytes < 0 or max_disk_bytes < 0:
+            raise ValueError(f"state cache sizes must be >= 0 bytes, got {max_bytes} and {max_disk_bytes}")
         self.model = model
-        self.max_bytes = int(max_bytes)
+        self.max_bytes, self.max_disk_bytes = int(max_bytes), int(max_disk_bytes)
+        self._lock = threading.RLock()
         probe = model.new_state()
         self.entry_bytes = int(probe.att_shift.nbytes + probe.ffn_shift.nbytes + probe.wkv.nbytes) + 4 * model.n_vocab
         self._entries: OrderedDict[tuple[int, int], _Entry] = OrderedDict()  # (length, hash) -> entry, LRU first
         self._lengths: dict[int, int] = {}  # cached prefix length -> how many entries have it
-        self.bytes = 0
+        self.bytes = self.disk_bytes = 0
+        self._stamp = 0
         self.hits = self.misses = self.tokens_reused = 0
         self.directory = Path(directory) if directory is not None else None
         if self.directory is not None:
@@ -84,6 +90,10 @@ class StateCache:
 
     def lookup(self, tokens: Sequence[int]) -> CacheHit | None:
         """The longest cached prefix of `tokens` (possibly all of them), or None."""
+        with self._lock:
+            return self._lookup(tokens)
+
+    def _lookup(self, tokens: Sequence[int]) -> CacheHit | None:
         hashes = _prefix_hashes(tokens)
         for n in sorted((n for n in self._lengths if n <= len(tokens)), reverse=True):
             key = (n, hashes[n])
@@ -93,6 +103,8 @@ class StateCache:
             if e.state is None and not self._load(key, e):
                 continue
             self._entries.move_to_end(key)
+            if e.file is not None:
+                self._touch(e.file)
             self.hits += 1
             self.tokens_reused += n
             return CacheHit(n, e.state.copy(), e.logits.copy())
@@ -103,6 +115,18 @@ class StateCache:
         """Remember the state after `tokens` and the logits it produced (both copied)."""
         if not tokens or self.max_bytes < self.entry_bytes:
             return
+        with self._lock:
+            self._insert(tokens, state, logits)
+
+    def continuations(self, prefix: Sequence[int]) -> list[tuple[int, ...]]:
+        """The tokens that follow `prefix` in the cached entries that extend it, most recently
+        used first: how an earlier answer to this prompt was generated, token for token."""
+        n, pre = len(prefix), tuple(int(t) for t in prefix)
+        with self._lock:
+            return [e.tokens[n:] for e in reversed(self._entries.values())
+                    if len(e.tokens) > n and (not n or e.tokens[n - 1] == pre[-1]) and e.tokens[:n] == pre]
+
+    def _insert(self, tokens: Sequence[int], state: State, logits: np.ndarray) -> None:
         toks = tuple(int(t) for t in tokens)
         key = (len(toks), _prefix_hashes(toks)[-1])
         old = self._entries.get(key)
@@ -112,14 +136,16 @@ class StateCache:
         if old is not None:  # a hash collision: the newer prefix wins the slot
             self._drop(key)
         e = _Entry(toks, state.copy(), np.array(logits, dtype=np.float32, copy=True), self.entry_bytes)
-        if self.directory is not None:
+        if self.directory is not None and self.max_disk_bytes >= self.entry_bytes:
             e.file = self._write(e)
         self._add(key, e)
         self._evict()
 
     def stats(self) -> dict:
-        return {"entries": len(self._entries), "bytes": self.bytes, "max_bytes": self.max_bytes,
-                "hits": self.hits, "misses": self.misses, "tokens_reused": self.tokens_reused}
+        with self._lock:
+            return {"entries": len(self._entries), "bytes": self.bytes, "max_bytes": self.max_bytes,
+                    "disk_bytes": self.disk_bytes, "max_disk_bytes": self.max_disk_bytes,
+                    "hits": self.hits, "misses": self.misses, "tokens_reused": self.tokens_reused}
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -128,29 +154,40 @@ class StateCache:
         self._lengths[key[0]] = self._lengths.get(key[0], 0) + 1
         if e.state is not None:
             self.bytes += e.nbytes
+        if e.file is not None:
+            self.disk_bytes += e.nbytes
 
     def _drop(self, key: tuple[int, int]) -> None:
+        """Forget an entry, in memory and on disk."""
         e = self._entries.pop(key)
         self._lengths[key[0]] -= 1
         if not self._lengths[key[0]]:
             del self._lengths[key[0]]
         if e.state is not None:
             self.bytes -= e.nbytes
+        if e.file is not None:
+            self.disk_bytes -= e.nbytes
+            for ext in (".json", ".state", ".logits"):  # the index first: a torn removal is ignored
+                try:
+                    os.unlink(e.file + ext)
+                except OSError:
+                    pass
 
     def _evict(self) -> None:
-        """Least recently used first. With a directory, an entry leaves memory but stays on
-        disk (loaded again on its next hit); the disk copy goes only with a hash collision."""
+        """Least recently used first, within both budgets. With a directory, an entry leaves
+        memory but stays on disk (loaded again on its next hit) until the disk budget is spent."""
         for key in list(self._entries):
-            if self.bytes <= self.max_bytes:
+            if self.bytes <= self.max_bytes and self.disk_bytes <= self.max_disk_bytes:
                 break
             e = self._entries[key]
-            if e.state is None:
-                continue
-            if e.file is not None:
-                e.state = e.logits = None
-                self.bytes -= e.nbytes
-            else:
+            if e.file is not None and self.disk_bytes > self.max_disk_bytes:
                 self._drop(key)
+            elif e.state is not None and self.bytes > self.max_bytes:
+                if e.file is not None:
+                    e.state = e.logits = None
+                    self.bytes -= e.nbytes
+                else:
+                    self._drop(key)
 
     # -- the directory ---------------------------------------------------------------------
 
@@ -168,10 +205,28 @@ class StateCache:
         _atomic_write(base.with_suffix(".logits"), e.logits.astype("<f4").tobytes())
         index = {"model": self._fingerprint, "tokens": list(e.tokens), "n_vocab": int(e.logits.size)}
         _atomic_write(base.with_suffix(".json"), json.dumps(index).encode())
+        self._touch(str(base))
         return str(base)
 
+    def _touch(self, base: str) -> None:
+        """Stamp an entry's index as used now: the order of use a restart reads back. Stamps
+        strictly increase, so entries used within one clock tick keep their order."""
+        self._stamp = max(time.time_ns(), self._stamp + 1)
+        try:
+            os.utime(base + ".json", ns=(self._stamp, self._stamp))
+        except OSError:
+            pass
+
     def _scan(self) -> None:
-        for index in sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime):
+        found = []
+        for index in self.directory.glob("*.json"):
+            try:
+                found.append((index.stat().st_mtime_ns, index))
+            except OSError:  # removed meanwhile
+                pass
+        found.sort()
+        self._stamp = found[-1][0] if found else 0
+        for _, index in found:
             try:
                 meta = json.loads(index.read_text())
                 toks = tuple(int(t) for t in meta["tokens"])
@@ -182,6 +237,7 @@ class StateCache:
             key = (len(toks), _prefix_hashes(toks)[-1])
             if key not in self._entries:
                 self._add(key, _Entry(toks, None, None, self.entry_bytes, str(index.with_suffix(""))))
+        self._evict()  # a smaller budget than the last run's: the least recently used go
 
     def _load(self, key: tuple[int, int], e: _Entry) -> bool:
         base = Path(e.file)
