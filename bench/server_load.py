@@ -33,14 +33,15 @@ def _pct(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
 
 
-def _one(client: httpx.Client, url: str, key: str | None, i: int, max_tokens: int) -> tuple[float, float, int]:
+def _one(client: httpx.Client, url: str, key: str | None, i: int, max_tokens: int) -> tuple[float, float, int, int]:
     body = {"messages": [{"role": "system", "content": SYSTEM},
                          {"role": "user", "content": f"Question {i}: what is {i} times {i + 7}? Show the steps."}],
             "max_tokens": max_tokens, "temperature": 1.0, "top_p": 0.7, "stream": True, "seed": i,
+            "stream_options": {"include_usage": True},
             "logit_bias": {"0": -100}}
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     t0 = time.perf_counter()
-    first, n = None, 0
+    first, n, pieces, fed = None, 0, 0, -1
     with client.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=600) as r:
         if r.status_code != 200:
             raise RuntimeError(f"HTTP {r.status_code}: {r.read().decode(errors='replace')}")
@@ -48,11 +49,16 @@ def _one(client: httpx.Client, url: str, key: str | None, i: int, max_tokens: in
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
-            if chunk["choices"][0]["delta"].get("content") and first is None:
-                first = time.perf_counter() - t0
-            if "usage" in chunk:
+            if chunk.get("choices") and chunk["choices"][0].get("delta", {}).get("content"):
+                pieces += 1
+                if first is None:
+                    first = time.perf_counter() - t0
+            if chunk.get("usage"):
                 n = chunk["usage"]["completion_tokens"]
-    return first if first is not None else float("nan"), time.perf_counter() - t0, n
+            if chunk.get("timings"):
+                fed = chunk["timings"].get("prompt_n", fed)
+    # a server that reports no usage when streaming (llama-server): one piece is one token
+    return first if first is not None else float("nan"), time.perf_counter() - t0, n or pieces, fed
 
 
 def run_round(url: str, key: str | None, n_clients: int, n_requests: int, max_tokens: int) -> dict:
@@ -60,20 +66,20 @@ def run_round(url: str, key: str | None, n_clients: int, n_requests: int, max_to
     lock, next_i, rows, errors = threading.Lock(), [0], [], []
 
     def client_loop() -> None:
-        with httpx.Client() as client:
-            while True:
-                with lock:
-                    i = next_i[0]
-                    next_i[0] += 1
-                if i >= n_requests:
-                    return
-                try:
+        while True:
+            with lock:
+                i = next_i[0]
+                next_i[0] += 1
+            if i >= n_requests:
+                return
+            try:  # a connection per request: servers differ in how they keep idle ones alive
+                with httpx.Client() as client:
                     row = _one(client, url, key, i, max_tokens)
-                except Exception as e:  # noqa: BLE001 (reported, and the round fails below)
-                    errors.append(repr(e))
-                    return
-                with lock:
-                    rows.append(row)
+            except Exception as e:  # noqa: BLE001 (reported, and the round fails below)
+                errors.append(repr(e))
+                return
+            with lock:
+                rows.append(row)
 
     threads = [threading.Thread(target=client_loop) for _ in range(n_clients)]
     t0 = time.perf_counter()
@@ -85,8 +91,10 @@ def run_round(url: str, key: str | None, n_clients: int, n_requests: int, max_to
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
     ttft, lat, toks = [r[0] for r in rows], [r[1] for r in rows], sum(r[2] for r in rows)
+    fed = [r[3] for r in rows if r[3] >= 0]
     return {"clients": n_clients, "requests": len(rows), "wall_s": wall, "req_per_s": len(rows) / wall,
             "gen_tok_per_s": toks / wall, "tokens": toks,
+            "prompt_fed_mean": sum(fed) / len(fed) if fed else float("nan"),
             **{f"ttft_p{p}": _pct(ttft, p) for p in (50, 90, 99)},
             **{f"latency_p{p}": _pct(lat, p) for p in (50, 90, 99)}}
 
@@ -144,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     slots = "" if args.url else f", {args.parallel or max(ns)} slots"
     print(f"{args.model or url}{slots}: {args.requests} requests x {args.max_tokens} tokens per round\n")
-    print("| clients | req/s | gen tok/s | TTFT p50 / p90 / p99 (s) | latency p50 / p90 / p99 (s) |")
-    print("|--:|--:|--:|--:|--:|")
+    print("| clients | req/s | gen tok/s | prompt tokens processed / request | TTFT p50 / p90 / p99 (s) "
+          "| latency p50 / p90 / p99 (s) |")
+    print("|--:|--:|--:|--:|--:|--:|")
     for r in results:
-        print(f"| {r['clients']} | {r['req_per_s']:.2f} | {r['gen_tok_per_s']:.1f} | "
+        print(f"| {r['clients']} | {r['req_per_s']:.2f} | {r['gen_tok_per_s']:.1f} | {r['prompt_fed_mean']:.0f} | "
               f"{r['ttft_p50']:.2f} / {r['ttft_p90']:.2f} / {r['ttft_p99']:.2f} | "
               f"{r['latency_p50']:.2f} / {r['latency_p90']:.2f} / {r['latency_p99']:.2f} |")
     return 0

@@ -73,6 +73,14 @@ def test_a_chat_completion_in_the_world_format(server):
     assert deltas[0]["role"] == "assistant" and "".join(d.get("content", "") for d in deltas) == got["content"]
 
 
+def test_top_k_1_is_greedy(server):
+    _, c = server
+    greedy = c.post("/v1/completions", json={"prompt": "Once", "max_tokens": 8, "temperature": 0}).json()
+    k1 = c.post("/v1/completions", json={"prompt": "Once", "max_tokens": 8, "temperature": 1.5, "top_p": 1,
+                                         "top_k": 1, "seed": 3}).json()
+    assert k1["choices"][0]["text"] == greedy["choices"][0]["text"]
+
+
 @pytest.mark.parametrize("path,body,status,text", [
     ("/v1/completions", b"{not json", 400, "not valid JSON"),
     ("/v1/completions", b"[1]", 400, "JSON object"),
@@ -80,6 +88,8 @@ def test_a_chat_completion_in_the_world_format(server):
     ("/v1/completions", {"prompt": "a", "n": 2}, 400, "'n'"),
     ("/v1/completions", {"prompt": "a", "temperature": "hot"}, 400, "temperature"),
     ("/v1/completions", {"prompt": "a", "top_p": 2}, 400, "top_p"),
+    ("/v1/completions", {"prompt": "a", "top_k": -1}, 400, "top_k"),
+    ("/v1/completions", {"prompt": "a", "min_p": 1.5}, 400, "min_p"),
     ("/v1/completions", {"prompt": "a", "max_tokens": 1.5}, 400, "max_tokens"),
     ("/v1/completions", {"prompt": "a", "stop": [1]}, 400, "stop"),
     ("/v1/completions", {"prompt": "a", "logit_bias": {"99999": 1}}, 400, "logit_bias"),

@@ -42,13 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     a("-n", "--n-predict", type=int, default=-1, help="default answer length for chat requests (-1: until it ends)")
     a("--temp", type=float, default=None, help="default temperature")
     a("--top-p", type=float, default=None, help="default top-p")
+    a("--top-k", type=int, default=None, help="default top-k (0: off)")
+    a("--min-p", type=float, default=None, help="default min-p (0: off)")
     a("--presence-penalty", type=float, default=None)
     a("--frequency-penalty", type=float, default=None)
     return ap
 
 
 def _sampling(args):
-    over = {k: v for k, v in (("temperature", args.temp), ("top_p", args.top_p),
+    over = {k: v for k, v in (("temperature", args.temp), ("top_p", args.top_p), ("top_k", args.top_k),
+                               ("min_p", args.min_p),
                                ("presence_penalty", args.presence_penalty),
                                ("frequency_penalty", args.frequency_penalty)) if v is not None}
     return replace(RWKV_CHAT_DEFAULTS, **over)

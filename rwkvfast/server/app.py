@@ -154,6 +154,8 @@ class App:
             base,
             temperature=_number(body, "temperature", base.temperature, 0.0, 100.0),
             top_p=_number(body, "top_p", base.top_p, 0.0, 1.0),
+            top_k=_number(body, "top_k", base.top_k, 0, self.model.n_vocab, int),  # llama-server's extensions
+            min_p=_number(body, "min_p", base.min_p, 0.0, 1.0),
             presence_penalty=_number(body, "presence_penalty", base.presence_penalty, -2.0, 2.0),
             frequency_penalty=_number(body, "frequency_penalty", base.frequency_penalty, -2.0, 2.0),
             seed=_number(body, "seed", secrets.randbits(31), 0, 2**63 - 1, int),
