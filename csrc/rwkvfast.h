@@ -249,6 +249,38 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
 int rwkv_model_forward_batch(const struct rwkv_model *m, const int32_t *tokens, int64_t n_seq,
                              struct rwkv_state *const *states, float *logits, struct rwkv_error *err);
 
+/* --------------------------------------------------------------- vulkan -- */
+
+/* Whether this build has the Vulkan backend (RWKVFAST_VULKAN at build time). Without it the
+ * functions below return RWKV_ERR_BACKEND saying so. */
+int rwkv_vk_built(void);
+
+struct rwkv_vk_device_info {
+    char name[256];
+    char type[16]; /* "discrete", "integrated", "virtual", "cpu", "other" */
+    uint32_t api_version; /* VK_MAKE_API_VERSION packing */
+    uint64_t device_local_bytes;
+    uint32_t subgroup_size;
+    int subgroup_ops; /* an open device: whether its shaders use subgroup arithmetic */
+};
+
+/* The Vulkan devices this machine has: up to `cap` into out, their count into *n. A machine
+ * without a loader or a driver fails with a message saying which. */
+int rwkv_vk_devices(struct rwkv_vk_device_info *out, int cap, int *n, struct rwkv_error *err);
+
+/* An open device. `device` indexes rwkv_vk_devices' list; -1 picks the first discrete GPU,
+ * else the first integrated one, else device 0. RWKVFAST_VK_SUBGROUP=0 in the environment
+ * makes it use the shaders without subgroup operations (as on devices that lack them). */
+struct rwkv_vk;
+int rwkv_vk_init(struct rwkv_vk **out, int device, struct rwkv_error *err);
+void rwkv_vk_free(struct rwkv_vk *vk);
+void rwkv_vk_info(const struct rwkv_vk *vk, struct rwkv_vk_device_info *out);
+
+/* One op on the device, for tests against the CPU kernels: y[t][r] = sum_c W[r][c] x[t][c]
+ * for W (n_rows, n_cols) of ggml type `type` (its GGUF bytes, rows packed). */
+int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_rows, int64_t n_cols,
+                   const float *x, int64_t n_tok, float *y, struct rwkv_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -33,6 +33,23 @@ cdef extern from "rwkvfast.h" nogil:
     int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x,
                            float *y, int64_t n_rows, int64_t n_cols, rwkv_error *err)
 
+    int rwkv_vk_built()
+    struct rwkv_vk_device_info:
+        char name[256]
+        char type[16]
+        uint32_t api_version
+        uint64_t device_local_bytes
+        uint32_t subgroup_size
+        int subgroup_ops
+    int rwkv_vk_devices(rwkv_vk_device_info *out, int cap, int *n, rwkv_error *err)
+    struct rwkv_vk:
+        pass
+    int rwkv_vk_init(rwkv_vk **out, int device, rwkv_error *err)
+    void rwkv_vk_free(rwkv_vk *vk)
+    void rwkv_vk_info(const rwkv_vk *vk, rwkv_vk_device_info *out)
+    int rwkv_vk_matmul(rwkv_vk *vk, uint32_t type, const void *w, int64_t n_rows, int64_t n_cols,
+                       const float *x, int64_t n_tok, float *y, rwkv_error *err)
+
     struct rwkv_gguf:
         pass
     enum rwkv_gguf_type:

@@ -50,6 +50,7 @@ cdef object _str(rwkv_str s):
 # ----------------------------------------------------------- quant types --
 include "_quants.pxi"
 include "_sampler.pxi"
+include "_vulkan.pxi"
 
 
 # ------------------------------------------------------------------- cpu --

@@ -1,0 +1,119 @@
+/* vk.h — the Vulkan backend's internals: the loaded entry points and one device context.
+ *
+ * libvulkan is opened at run time (dlopen), never linked, so the extension imports and runs
+ * on machines without Vulkan. Every entry point lives in a struct rwkv_vk_fns owned by the
+ * context that loaded it: no global state. Built only when RWKV_HAVE_VULKAN is defined
+ * (setup.py: RWKVFAST_VULKAN=auto|1|0); without it the public functions report that the
+ * build has no backend.
+ */
+#ifndef RWKV_VK_H
+#define RWKV_VK_H
+
+#include "rwkvfast.h"
+
+#ifdef RWKV_HAVE_VULKAN
+#define VK_NO_PROTOTYPES
+#include <vulkan/vulkan.h>
+
+/* X(name): loaded with vkGetInstanceProcAddr(NULL, ...) before an instance exists */
+#define RWKV_VK_GLOBAL_FNS(X) X(vkCreateInstance) X(vkEnumerateInstanceVersion)
+
+#define RWKV_VK_INSTANCE_FNS(X)                                                                  \
+    X(vkDestroyInstance) X(vkEnumeratePhysicalDevices) X(vkGetPhysicalDeviceProperties)           \
+    X(vkGetPhysicalDeviceProperties2) X(vkGetPhysicalDeviceFeatures2)                             \
+    X(vkGetPhysicalDeviceMemoryProperties) X(vkGetPhysicalDeviceQueueFamilyProperties)            \
+    X(vkCreateDevice) X(vkGetDeviceProcAddr) X(vkEnumerateDeviceExtensionProperties)
+
+#define RWKV_VK_DEVICE_FNS(X)                                                                    \
+    X(vkDestroyDevice) X(vkGetDeviceQueue) X(vkCreateBuffer) X(vkDestroyBuffer)                   \
+    X(vkGetBufferMemoryRequirements) X(vkAllocateMemory) X(vkFreeMemory) X(vkBindBufferMemory)    \
+    X(vkMapMemory) X(vkUnmapMemory) X(vkFlushMappedMemoryRanges) X(vkInvalidateMappedMemoryRanges) \
+    X(vkCreateShaderModule) X(vkDestroyShaderModule) X(vkCreateDescriptorSetLayout)               \
+    X(vkDestroyDescriptorSetLayout) X(vkCreatePipelineLayout) X(vkDestroyPipelineLayout)          \
+    X(vkCreateComputePipelines) X(vkDestroyPipeline) X(vkCreateDescriptorPool)                    \
+    X(vkDestroyDescriptorPool) X(vkResetDescriptorPool) X(vkAllocateDescriptorSets) X(vkUpdateDescriptorSets) \
+    X(vkCreateCommandPool) X(vkDestroyCommandPool) X(vkAllocateCommandBuffers)                    \
+    X(vkFreeCommandBuffers) X(vkBeginCommandBuffer) X(vkEndCommandBuffer) X(vkResetCommandBuffer) \
+    X(vkCmdBindPipeline) X(vkCmdBindDescriptorSets) X(vkCmdPushConstants) X(vkCmdDispatch)        \
+    X(vkCmdPipelineBarrier) X(vkCmdCopyBuffer) X(vkCmdFillBuffer) X(vkQueueSubmit)                \
+    X(vkQueueWaitIdle) X(vkCreateFence) X(vkDestroyFence) X(vkWaitForFences) X(vkResetFences)
+
+struct rwkv_vk_fns {
+    void *lib;
+    PFN_vkGetInstanceProcAddr vkGetInstanceProcAddr;
+#define X(name) PFN_##name name;
+    RWKV_VK_GLOBAL_FNS(X) RWKV_VK_INSTANCE_FNS(X) RWKV_VK_DEVICE_FNS(X)
+#undef X
+};
+
+/* dlopen the loader and fill the global entry points; then, for an instance, the rest.
+ * Errors name what is missing. */
+int rwkv_vk_load(struct rwkv_vk_fns *f, struct rwkv_error *err);
+int rwkv_vk_load_instance(struct rwkv_vk_fns *f, VkInstance inst, struct rwkv_error *err);
+int rwkv_vk_load_device(struct rwkv_vk_fns *f, VkDevice dev, struct rwkv_error *err);
+void rwkv_vk_unload(struct rwkv_vk_fns *f);
+
+/* "VK_ERROR_OUT_OF_DEVICE_MEMORY" and so on: errors carry the Vulkan result's name. */
+const char *rwkv_vk_result_name(VkResult r);
+
+/* A buffer and its memory. Host-visible buffers stay mapped (`map`). */
+struct rwkv_vk_buf {
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    VkDeviceSize size;
+    void *map;
+    int coherent;
+};
+
+/* One compute pipeline: `n_bufs` storage buffers at bindings 0.., `push_bytes` of push
+ * constants, and the workgroup size fixed by specialization constant 0 (x). */
+struct rwkv_vk_pipe {
+    VkDescriptorSetLayout dsl;
+    VkPipelineLayout layout;
+    VkPipeline pipe;
+    uint32_t n_bufs, push_bytes, local_x;
+};
+
+/* An open device: the one compute queue, a command pool and the pipelines it built. */
+struct rwkv_vk {
+    struct rwkv_vk_fns f;
+    VkInstance inst;
+    VkPhysicalDevice phys;
+    VkDevice dev;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkPhysicalDeviceProperties props;
+    VkPhysicalDeviceMemoryProperties mem_props;
+    uint32_t subgroup_size;
+    int subgroup_arith; /* subgroupAdd and friends work in compute shaders */
+    VkCommandPool cmd_pool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+    VkDescriptorPool desc_pool; /* for the one-off op runners (tests); reset per call */
+};
+
+enum rwkv_vk_mem { RWKV_VK_DEVICE_LOCAL, RWKV_VK_HOST_VISIBLE, RWKV_VK_HOST_CACHED };
+
+int rwkv_vk_buf_init(struct rwkv_vk *vk, struct rwkv_vk_buf *b, VkDeviceSize size, enum rwkv_vk_mem where,
+                     struct rwkv_error *err);
+void rwkv_vk_buf_free(struct rwkv_vk *vk, struct rwkv_vk_buf *b);
+
+int rwkv_vk_pipe_init(struct rwkv_vk *vk, struct rwkv_vk_pipe *p, const uint32_t *spirv, size_t spirv_bytes,
+                      uint32_t n_bufs, uint32_t push_bytes, uint32_t local_x, struct rwkv_error *err);
+void rwkv_vk_pipe_free(struct rwkv_vk *vk, struct rwkv_vk_pipe *p);
+/* The embedded shader `base` (its subgroup variant "<base>_sg" where the device has them). */
+int rwkv_vk_pipe_named(struct rwkv_vk *vk, struct rwkv_vk_pipe *p, const char *base, uint32_t n_bufs,
+                       uint32_t push_bytes, uint32_t local_x, struct rwkv_error *err);
+
+/* Begin recording the context's one command buffer; end it, submit and wait. */
+int rwkv_vk_begin(struct rwkv_vk *vk, struct rwkv_error *err);
+int rwkv_vk_submit_wait(struct rwkv_vk *vk, struct rwkv_error *err);
+
+/* Record: bind p, a descriptor set over bufs (from desc_pool), push constants, dispatch. */
+int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, const struct rwkv_vk_pipe *p, const struct rwkv_vk_buf *const *bufs,
+                         const void *push, uint32_t gx, uint32_t gy, uint32_t gz, struct rwkv_error *err);
+/* Record a compute->compute/transfer barrier on all memory. */
+void rwkv_vk_cmd_barrier(struct rwkv_vk *vk);
+#endif /* RWKV_HAVE_VULKAN */
+
+#endif
