@@ -25,7 +25,8 @@ SPIRV_OUT = ROOT / "build" / "spirv"
 
 # name -> (shader file, defines). Each also gets a "<name>_sg" build with -DSUBGROUP, used on
 # devices whose compute shaders have subgroup arithmetic.
-SHADER_VARIANTS = {f"matvec_{t}": ("matvec.comp", [f"TYPE_{t}"]) for t in ("F32", "F16", "BF16", "Q8_0")}
+SHADER_VARIANTS = {f"matvec_{t}": ("matvec.comp", [f"TYPE_{t}"]) for t in
+                   ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")}
 
 
 def _vulkan_headers() -> bool:

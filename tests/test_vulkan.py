@@ -62,9 +62,18 @@ def _rows(wtype, w):
     return raw.reshape(w.shape[0], -1), _core.dequantize(wtype, raw, w.size).reshape(w.shape)
 
 
-@pytest.mark.parametrize("wtype", ["F32", "F16", "BF16", "Q8_0"])
-@pytest.mark.parametrize("rows,cols,ntok", [(1, 32, 1), (70, 96, 3), (257, 2080, 2), (65539, 64, 1)])
+@pytest.mark.parametrize("wtype", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"])
+@pytest.mark.parametrize("rows,cols,ntok", [(1, 256, 1), (70, 768, 3), (257, 2304, 2)])
 def test_matmul_matches_the_dequantized_weights(device, wtype, rows, cols, ntok):
+    _check_matmul(device, wtype, rows, cols, ntok)
+
+
+@pytest.mark.parametrize("wtype", ["F16", "Q4_K"])
+def test_more_rows_than_one_grid_dimension_holds(device, wtype):  # a vocabulary of 65539: rows go on in z
+    _check_matmul(device, wtype, 65539, 256, 1)
+
+
+def _check_matmul(device, wtype, rows, cols, ntok):
     rng = np.random.default_rng(rows + cols)
     w = rng.standard_normal((rows, cols), dtype=np.float32)
     x = rng.standard_normal((ntok, cols), dtype=np.float32)

@@ -14,7 +14,9 @@ int rwkv_vk_layout(uint32_t type, int64_t n_cols, struct rwkv_vk_layout *out) {
     const struct rwkv_type_traits *tr = rwkv_type_traits_get(type);
     if (!tr || !tr->block_size || n_cols <= 0 || n_cols % tr->block_size) return 0;
     switch (type) {
-    case RWKV_TYPE_F32: case RWKV_TYPE_F16: case RWKV_TYPE_BF16: case RWKV_TYPE_Q8_0:
+    case RWKV_TYPE_F32: case RWKV_TYPE_F16: case RWKV_TYPE_BF16: case RWKV_TYPE_Q8_0: case RWKV_TYPE_Q4_0:
+    case RWKV_TYPE_Q4_1: case RWKV_TYPE_Q5_0: case RWKV_TYPE_Q5_1: case RWKV_TYPE_Q4_K: case RWKV_TYPE_Q5_K:
+    case RWKV_TYPE_Q6_K:
         break;
     default:
         return 0; /* no shader yet */
