@@ -27,6 +27,8 @@ SPIRV_OUT = ROOT / "build" / "spirv"
 # devices whose compute shaders have subgroup arithmetic.
 SHADER_VARIANTS = {f"matvec_{t}": ("matvec.comp", [f"TYPE_{t}"]) for t in
                    ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")}
+SHADER_VARIANTS.update({name: (f"{name}.comp", []) for name in
+                        ("layer_norm", "group_norm_gate", "wkv6", "token_shift", "shift_store", "lerp5", "residual")})
 
 
 def _vulkan_headers() -> bool:
@@ -50,7 +52,8 @@ def _embed_shaders() -> str:
     SPIRV_OUT.mkdir(parents=True, exist_ok=True)
     entries, arrays = [], []
     for name, (src, defines) in sorted(SHADER_VARIANTS.items()):
-        for suffix, extra in (("", []), ("_sg", ["SUBGROUP"])):
+        uses_subgroups = "SUBGROUP" in (SHADERS / src).read_text()
+        for suffix, extra in (("", []), ("_sg", ["SUBGROUP"])) if uses_subgroups else (("", []),):
             spv = SPIRV_OUT / f"{name}{suffix}.spv"
             cmd = ["glslc", "-fshader-stage=compute", "--target-env=vulkan1.1", "-O",
                    *(f"-D{d}" for d in defines + extra), str(SHADERS / src), "-o", str(spv)]

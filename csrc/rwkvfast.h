@@ -276,10 +276,16 @@ int rwkv_vk_init(struct rwkv_vk **out, int device, struct rwkv_error *err);
 void rwkv_vk_free(struct rwkv_vk *vk);
 void rwkv_vk_info(const struct rwkv_vk *vk, struct rwkv_vk_device_info *out);
 
-/* One op on the device, for tests against the CPU kernels: y[t][r] = sum_c W[r][c] x[t][c]
- * for W (n_rows, n_cols) of ggml type `type` (its GGUF bytes, rows packed). */
+/* Single ops on the device, for tests against the CPU kernels (each with buffers of its own).
+ * matmul: y[t][r] = post(sum_c W[r][c] x[t][c]) for W (n_rows, n_cols) of ggml type `type`
+ * (its GGUF bytes, rows packed); `post` as enum rwkv_post (matmul.h), `bias` for the decay. */
 int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_rows, int64_t n_cols,
-                   const float *x, int64_t n_tok, float *y, struct rwkv_error *err);
+                   const float *x, int64_t n_tok, int post, const float *bias, float *y, struct rwkv_error *err);
+/* run: shader `name` over n_bufs buffers (uploaded from data[i], bytes[i], and read back into
+ * them), with `push` constants, workgroups of local_x and a grid of (gx, gy, gz). */
+int rwkv_vk_run(struct rwkv_vk *vk, const char *name, int n_bufs, void *const *data, const size_t *bytes,
+                const void *push, uint32_t push_bytes, uint32_t local_x, uint32_t gx, uint32_t gy, uint32_t gz,
+                struct rwkv_error *err);
 
 #ifdef __cplusplus
 }

@@ -48,7 +48,10 @@ cdef extern from "rwkvfast.h" nogil:
     void rwkv_vk_free(rwkv_vk *vk)
     void rwkv_vk_info(const rwkv_vk *vk, rwkv_vk_device_info *out)
     int rwkv_vk_matmul(rwkv_vk *vk, uint32_t type, const void *w, int64_t n_rows, int64_t n_cols,
-                       const float *x, int64_t n_tok, float *y, rwkv_error *err)
+                       const float *x, int64_t n_tok, int post, const float *bias, float *y, rwkv_error *err)
+    int rwkv_vk_run(rwkv_vk *vk, const char *name, int n_bufs, void *const *data, const size_t *bytes,
+                    const void *push, uint32_t push_bytes, uint32_t local_x, uint32_t gx, uint32_t gy, uint32_t gz,
+                    rwkv_error *err)
 
     struct rwkv_gguf:
         pass

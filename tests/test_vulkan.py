@@ -4,6 +4,7 @@ build has no backend or the machine no Vulkan, unless $RWKVFAST_REQUIRE_VULKAN i
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -89,3 +90,139 @@ def test_a_type_without_a_shader_is_a_value_error(device):
     raw = _core.quantize("Q2_K", np.zeros(256, np.float32)).reshape(1, -1)
     with pytest.raises(ValueError, match="no matmul shader for Q2_K"):
         device.matmul("Q2_K", raw, np.zeros((1, 256), np.float32))
+
+
+# -- the other shaders, each against a numpy or CPU-kernel reference -----------------------
+
+def _f32(*shape, seed=0, scale=1.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("post", [1, 2, 3, 4, 5])
+def test_matmul_post_ops(device, post):
+    rng = np.random.default_rng(post)
+    w = rng.standard_normal((33, 64), dtype=np.float32) * 0.3
+    x = rng.standard_normal((2, 64), dtype=np.float32)
+    bias = rng.standard_normal(33).astype(np.float32) * 0.2 - 1.0
+    z = (x.astype(np.float64) @ w.astype(np.float64).T)
+    want = {1: np.tanh(z), 2: z / (1 + np.exp(-z)), 3: 1 / (1 + np.exp(-z)), 4: np.maximum(z, 0) ** 2,
+            5: np.exp(-np.exp(bias + z))}[post]
+    got = device.matmul("F32", w.view(np.uint8).reshape(33, -1), x, post=post, bias=bias if post == 5 else None)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("n,T", [(64, 1), (2048, 3), (2560, 2), (100, 1)])
+def test_layer_norm(device, n, T):
+    x, w, b = _f32(T, n, seed=1, scale=3.0) + 1.5, _f32(n, seed=2), _f32(n, seed=3)
+    y = np.zeros((T, n), np.float32)
+    device.run("layer_norm", [x, w, b, y], struct.pack("<3If", n, n, n, 1e-5), (T, 1, 1), local_x=256)
+    xd = x.astype(np.float64)
+    want = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5) * w + b
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("H,N,T", [(1, 64, 1), (32, 64, 3), (5, 32, 2)])
+def test_group_norm_and_gate(device, H, N, T):
+    C = H * N
+    y0, w, b, g = _f32(T, C, seed=4, scale=2.0), _f32(C, seed=5), _f32(C, seed=6), _f32(T, C, seed=7)
+    y = y0.copy()
+    device.run("group_norm_gate", [y, w, b, g], struct.pack("<2If", N, C, 64e-5), (H, T, 1))
+    yd = y0.astype(np.float64).reshape(T, H, N)
+    norm = (yd - yd.mean(2, keepdims=True)) / np.sqrt(yd.var(2, keepdims=True) + 64e-5)
+    np.testing.assert_allclose(y, (norm.reshape(T, C) * w + b) * g, rtol=1e-5, atol=1e-5)
+
+
+def _wkv_inputs(T, H, N, seed):
+    r, k, v = _f32(T, H * N, seed=seed), _f32(T, H * N, seed=seed + 1), _f32(T, H * N, seed=seed + 2)
+    w = np.exp(-np.exp(_f32(T, H * N, seed=seed + 3))).astype(np.float32)
+    u = _f32(H * N, seed=seed + 4)
+    return r, k, v, w, u
+
+
+@pytest.mark.parametrize("H,N,T", [(1, 64, 1), (4, 64, 5), (3, 32, 2)])
+def test_wkv6_a_sequence_matches_the_cpu_kernel(device, H, N, T):
+    r, k, v, w, u = _wkv_inputs(T, H, N, seed=10)
+    # the state sits in slot 1 of 2, after another layer's: offsets are honoured
+    S0 = _f32(2, 2, H, N, N, seed=20)
+    S, y = S0.copy(), np.zeros((T, H * N), np.float32)
+    slots = np.array([1], np.uint32)
+    floats_per_slot = 2 * H * N * N
+    device.run("wkv6", [r, k, v, w, u, S, y, slots], struct.pack("<5I", T, H * N, 0, floats_per_slot, H * N * N),
+               (H, 1, 1), local_x=N)
+    want_S = S0[1, 1].copy()
+    for t in range(T):
+        for h in range(H):
+            sl = slice(h * N, (h + 1) * N)
+            want_y = _core.wkv6_at_level("scalar", r[t, sl], k[t, sl], v[t, sl], w[t, sl], u[sl], want_S[h])
+            np.testing.assert_allclose(y[t, sl], want_y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(S[1, 1], want_S, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(S[0], S0[0])  # other slots and layers untouched
+    np.testing.assert_array_equal(S[1, 0], S0[1, 0])
+
+
+def test_wkv6_a_batch_keeps_each_sequence_in_its_own_slot(device):
+    H, N, T = 2, 64, 3
+    r, k, v, w, u = _wkv_inputs(T, H, N, seed=30)
+    S0 = _f32(4, H, N, N, seed=40)
+    S, y = S0.copy(), np.zeros((T, H * N), np.float32)
+    slots = np.array([3, 0, 2], np.uint32)
+    device.run("wkv6", [r, k, v, w, u, S, y, slots], struct.pack("<5I", T, H * N, 1, H * N * N, 0), (H, T, 1),
+               local_x=N)
+    for t, slot in enumerate(slots):
+        want_S = S0[slot].copy()
+        for h in range(H):
+            sl = slice(h * N, (h + 1) * N)
+            want_y = _core.wkv6_at_level("scalar", r[t, sl], k[t, sl], v[t, sl], w[t, sl], u[sl], want_S[h])
+            np.testing.assert_allclose(y[t, sl], want_y, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(S[slot], want_S, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(S[1], S0[1])
+
+
+@pytest.mark.parametrize("batch", [0, 1])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_token_shift_and_its_state(device, batch, mode):
+    C, T = 100, 3
+    xa, l0, l1 = _f32(T, C, seed=50), _f32(C, seed=51), _f32(C, seed=52)
+    state0 = _f32(4, 2, C, seed=53)  # 4 slots of 2 layers' shift vectors; this layer's is the second
+    slots = np.array([2, 0, 3] if batch else [1], np.uint32)
+    o0, o1, state = np.zeros((T, C), np.float32), np.zeros((T, C), np.float32), state0.copy()
+    push = struct.pack("<8I", C, T, C, C, batch, 2 * C, C, mode)
+    device.run("token_shift", [xa, state, l0, l1, o0, o1, slots], push, ((C + 63) // 64, T, 1))
+    prev = np.stack([state0[s, 1] for s in slots]) if batch else np.vstack([state0[slots[0], 1], xa[:-1]])
+    sx = prev - xa
+    want0, want1 = (sx, xa + sx * l0) if mode == 0 else (xa + sx * l0, xa + sx * l1)
+    np.testing.assert_allclose(o0, want0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(o1, want1, rtol=1e-6, atol=1e-6)
+    device.run("shift_store", [xa, state, slots], struct.pack("<6I", C, T, C, batch, 2 * C, C),
+               ((C + 63) // 64, T if batch else 1, 1))
+    want = state0.copy()
+    for i, s in enumerate(slots):
+        want[s, 1] = xa[i] if batch else xa[-1]
+    np.testing.assert_array_equal(state, want)
+
+
+def test_lerp5(device):
+    C, T = 96, 2
+    xa, sx, lerp, mix = _f32(T, C, seed=60), _f32(T, C, seed=61), _f32(5 * C, seed=62), _f32(T, 5 * C, seed=63)
+    xm = np.zeros((T, 5 * C), np.float32)
+    device.run("lerp5", [xa, sx, lerp, mix, xm], struct.pack("<4I", C, T, C, 5 * C), ((5 * C + 63) // 64, T, 1))
+    want = np.tile(xa, 5) + np.tile(sx, 5) * (lerp + mix)
+    np.testing.assert_allclose(xm, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_residual(device, mode):
+    C, T = 70, 3
+    x0, a, b = _f32(T, C, seed=70), _f32(T, C, seed=71), _f32(T, C, seed=72)
+    x = x0.copy()
+    device.run("residual", [x, a, b], struct.pack("<4If", C, T, C, mode, 0.5), ((C + 63) // 64, T, 1))
+    want = {0: x0 + a, 1: x0 + a * b, 2: x0 * 0.5}[mode]
+    np.testing.assert_allclose(x, want, rtol=1e-6, atol=1e-6)
+
+
+def test_run_checks_its_arguments(device):
+    x = np.zeros(4, np.float32)
+    with pytest.raises(RuntimeError, match="no shader nope"):
+        device.run("nope", [x], b"", (1, 1, 1))
+    with pytest.raises(ValueError, match="exceed"):
+        device.run("residual", [x, x, x], struct.pack("<4If", 4, 1, 4, 0, 1.0), (1, 1, 1), local_x=1 << 20)

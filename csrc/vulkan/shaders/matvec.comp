@@ -1,5 +1,5 @@
 #version 450
-// y[t][r] = dot(W[r], x[t]) for one weight type (chosen by -DTYPE_*): one workgroup per
+// y[t][r] = post(dot(W[r], x[t])) for one weight type (chosen by -DTYPE_*): one workgroup per
 // (row, token); its threads stride over the row's blocks and the partial sums are reduced
 // with subgroupAdd (-DSUBGROUP) or through shared memory.
 //
@@ -16,11 +16,24 @@ layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) readonly buffer Wbuf { uint w[]; };
 layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
 layout(std430, binding = 2) writeonly buffer Ybuf { float y[]; };
+layout(std430, binding = 3) readonly buffer Bbuf { float bias[]; }; // POST_DECAY only
 
 layout(push_constant) uniform Push {
     uint n_rows, n_cols, row_words; // row_words: 32-bit words per uploaded row
     uint x_off, x_stride, y_off, y_stride;
+    uint post; // as the CPU's enum rwkv_post: none, tanh, silu, sigmoid, relu^2, decay
 } p;
+
+float post(float v, uint r) {
+    switch (p.post) {
+    case 1u: return tanh(v);
+    case 2u: return v / (1.0 + exp(-v));
+    case 3u: return 1.0 / (1.0 + exp(-v));
+    case 4u: { float m = max(v, 0.0); return m * m; }
+    case 5u: return exp(-exp(bias[r] + v));
+    default: return v;
+    }
+}
 
 // The unit of work of one thread: UNIT elements (a block, or a 32-element part of a K-quant
 // super-block), unit_dot(row's first word, unit index, x offset of the unit).
@@ -187,7 +200,7 @@ void main() {
     if (lane == 0u) {
         float s = 0.0;
         for (uint i = 0u; i < gl_NumSubgroups; i++) s += partial[i];
-        y[p.y_off + t * p.y_stride + r] = s;
+        y[p.y_off + t * p.y_stride + r] = post(s, r);
     }
 #else
     partial[lane] = acc;
@@ -196,6 +209,6 @@ void main() {
         if (lane < h) partial[lane] += partial[lane + h];
         barrier();
     }
-    if (lane == 0u) y[p.y_off + t * p.y_stride + r] = partial[0];
+    if (lane == 0u) y[p.y_off + t * p.y_stride + r] = post(partial[0], r);
 #endif
 }
