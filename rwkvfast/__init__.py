@@ -42,8 +42,23 @@ def gguf_metadata(path: str | os.PathLike) -> dict:
 
 
 def system_info() -> str:
-    """Which SIMD level and kernel each slot uses, like llama.cpp's system_info line.
+    """Which SIMD level and kernel each slot uses, like llama.cpp's system_info line, and the
+    Vulkan devices found (or why there are none).
 
     RWKVFAST_CPU=scalar|avx2|avx512|avx512vnni (read at import) caps the level.
     """
-    return _core.system_info()
+    return f"{_core.system_info().rstrip(' |')} | vulkan: {vulkan_devices_line()}"
+
+
+def vulkan_devices_line() -> str:
+    """'0: NVIDIA ... (discrete, 1.3.280, 24.0 GiB), 1: ...', or why there is no device."""
+    if not _core.vk_built():
+        return "not built"
+    try:
+        devs = _core.vk_devices()
+    except RuntimeError as e:
+        return f"none ({e})"
+    if not devs:
+        return "none (no device found)"
+    return ", ".join(f"{d['index']}: {d['name']} ({d['type']}, {d['api_version']}, "
+                     f"{d['memory_bytes'] / 2**30:.1f} GiB)" for d in devs)

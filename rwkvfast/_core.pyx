@@ -65,7 +65,7 @@ def cpu_level_supported():
 
 
 def system_info():
-    cdef char buf[512]
+    cdef char buf[4096]  # a slot per kernel: over 1 KB
     rwkv_system_info(buf, sizeof(buf))
     return buf.decode()
 

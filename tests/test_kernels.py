@@ -112,8 +112,13 @@ def test_unsupported_level_is_an_error():
 def test_system_info_names_every_slot():
     info = rwkvfast.system_info()
     assert info.startswith(f"cpu: {_core.cpu_level()}")
-    for slot in ("wkv6", "gemv_f32", "gemv_f16", "gemv_bf16", "gemv_q4_k"):
+    for slot in ("wkv6", "gemv_f32", "gemv_f16", "gemv_bf16", "gemv_q4_k", "gemm_q6_k"):  # the last: not cut off
         assert f"{slot} = " in info
+    vk = info.split(" | vulkan: ")[1]
+    if _core.vk_built() and os.environ.get("RWKVFAST_REQUIRE_VULKAN"):
+        assert vk.startswith("0: ")  # CI has lavapipe
+    else:
+        assert vk == "not built" or vk.startswith(("0: ", "none ("))
 
 
 _LEVEL_SCRIPT = textwrap.dedent("""
