@@ -14,6 +14,7 @@
 #include "kernels/kernels.h"
 #include "ops.h"
 #include "rwkv6.h"
+#include "vulkan/model.h"
 #include "wkv6.h"
 
 /* Group norm epsilon of RWKV-6's ln_x: 1e-5 * head_size_divisor^2 with divisor 8,
@@ -203,9 +204,10 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
 }
 
 /* T tokens through the model; logits of the last token (out, all_logits = 0) or of every
- * token (out rows n_vocab apart), or none (out NULL). */
-static void forward_chunk(const struct rwkv_model *m, const int32_t *tokens, struct rwkv_state *st, float *out,
-                          int all_logits, struct work *s) {
+ * token (out rows n_vocab apart), or none (out NULL). Offloaded layers (and the head, when it
+ * is offloaded too) run on the Vulkan device, the rest here. */
+static int forward_chunk(const struct rwkv_model *m, const int32_t *tokens, struct rwkv_state *st, float *out,
+                         int all_logits, struct work *s, struct rwkv_error *err) {
     const struct rwkv_model_info *hp = &m->info;
     const int64_t C = hp->n_embd, T = s->T, sC = stride(C);
 
@@ -213,7 +215,18 @@ static void forward_chunk(const struct rwkv_model *m, const int32_t *tokens, str
         rwkv_mat_row_f32(&m->emb, tokens[t], s->tmp + t * sC);
         rwkv_layer_norm(s->tmp + t * sC, s->x + t * sC, m->ln0_w, m->ln0_b, C, hp->layer_norm_eps);
     }
-    for (int64_t il = 0; il < hp->n_layer; il++) {
+    int64_t first_cpu = 0;
+    if (m->gpu) {
+        int head = 0;
+        first_cpu = rwkv_model_gpu_layers(m, &head);
+        struct rwkv_model *mm = (struct rwkv_model *)m; /* the lock is the one mutable part */
+        mtx_lock(&mm->gpu_lock);
+        const int rc = rwkv_vk_model_forward(m->gpu, s->x, sC, T, s->batch ? s->batch : &st, s->batch != NULL,
+                                             head ? out : NULL, all_logits, err);
+        mtx_unlock(&mm->gpu_lock);
+        if (rc != RWKV_OK || head) return rc;
+    }
+    for (int64_t il = first_cpu; il < hp->n_layer; il++) {
         const struct rwkv_layer *L = &m->layers[il];
         time_mix(m, L, il, st, s);
         channel_mix(m, L, il, st, s);
@@ -223,12 +236,13 @@ static void forward_chunk(const struct rwkv_model *m, const int32_t *tokens, str
         if (hp->rescale_every > 0 && (il + 1) % hp->rescale_every == 0)
             for (int64_t i = 0; i < T * sC; i++) s->x[i] *= 0.5f;
     }
-    if (!out) return;
+    if (!out) return RWKV_OK;
     const int64_t t0 = all_logits ? 0 : T - 1, n = T - t0;
     for (int64_t t = t0; t < T; t++)
         rwkv_layer_norm(s->x + t * sC, s->xa + t * sC, m->lnout_w, m->lnout_b, C, hp->layer_norm_eps);
     const struct rwkv_gemv_job head = job(&m->head, s->xa + t0 * sC, sC, out, hp->n_vocab, RWKV_POST_NONE, NULL, n);
     rwkv_matmul_jobs(1, &head, s->xq, m->n_threads);
+    return RWKV_OK;
 }
 
 /* Whether a state has this model's shape. */
@@ -258,7 +272,7 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
         float *out = NULL;
         if (logits && all_logits) out = logits + t * hp->n_vocab;
         else if (logits && last) out = logits;
-        forward_chunk(m, tokens + t, state, out, all_logits, &s);
+        RWKV_TRY(forward_chunk(m, tokens + t, state, out, all_logits, &s, err));
     }
     if (T > SCRATCH_KEEP_TOKENS) scratch_release(state);
 fail:
@@ -286,7 +300,7 @@ int rwkv_model_forward_batch(const struct rwkv_model *m, const int32_t *tokens, 
     for (int64_t b = 0; b < n_seq; b += s.T) {
         s.T = n_seq - b < T ? n_seq - b : T;
         s.batch = states + b;
-        forward_chunk(m, tokens + b, states[0], logits ? logits + b * hp->n_vocab : NULL, 1, &s);
+        RWKV_TRY(forward_chunk(m, tokens + b, states[0], logits ? logits + b * hp->n_vocab : NULL, 1, &s, err));
     }
     if (T > SCRATCH_KEEP_TOKENS) scratch_release(states[0]);
 fail:

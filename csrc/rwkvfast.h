@@ -276,6 +276,15 @@ int rwkv_vk_init(struct rwkv_vk **out, int device, struct rwkv_error *err);
 void rwkv_vk_free(struct rwkv_vk *vk);
 void rwkv_vk_info(const struct rwkv_vk *vk, struct rwkv_vk_device_info *out);
 
+/* Run layers [0, n_gpu_layers) of m on Vulkan device `device` (-1: the default choice);
+ * n_gpu_layers beyond the layer count also takes ln_out and the head, like llama.cpp's
+ * -ngl. Call once, before any forward. */
+int rwkv_model_offload(struct rwkv_model *m, int device, int n_gpu_layers, struct rwkv_error *err);
+/* Layers on the device (0 when none), and whether the head is there too. */
+int rwkv_model_gpu_layers(const struct rwkv_model *m, int *head);
+/* The device the model runs on (NULL when it is not offloaded). */
+const struct rwkv_vk *rwkv_model_vk(const struct rwkv_model *m);
+
 /* Single ops on the device, for tests against the CPU kernels (each with buffers of its own).
  * matmul: y[t][r] = post(sum_c W[r][c] x[t][c]) for W (n_rows, n_cols) of ggml type `type`
  * (its GGUF bytes, rows packed); `post` as enum rwkv_post (matmul.h), `bias` for the decay. */

@@ -34,6 +34,8 @@ cdef extern from "rwkvfast.h" nogil:
                            float *y, int64_t n_rows, int64_t n_cols, rwkv_error *err)
 
     int rwkv_vk_built()
+    int rwkv_model_offload(rwkv_model *m, int device, int n_gpu_layers, rwkv_error *err)
+    int rwkv_model_gpu_layers(const rwkv_model *m, int *head)
     struct rwkv_vk_device_info:
         char name[256]
         char type[16]
@@ -47,6 +49,7 @@ cdef extern from "rwkvfast.h" nogil:
     int rwkv_vk_init(rwkv_vk **out, int device, rwkv_error *err)
     void rwkv_vk_free(rwkv_vk *vk)
     void rwkv_vk_info(const rwkv_vk *vk, rwkv_vk_device_info *out)
+    const rwkv_vk *rwkv_model_vk(const rwkv_model *m)
     int rwkv_vk_matmul(rwkv_vk *vk, uint32_t type, const void *w, int64_t n_rows, int64_t n_cols,
                        const float *x, int64_t n_tok, int post, const float *bias, float *y, rwkv_error *err)
     int rwkv_vk_run(rwkv_vk *vk, const char *name, int n_bufs, void *const *data, const size_t *bytes,

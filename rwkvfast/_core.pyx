@@ -436,6 +436,32 @@ cdef class _Model:
             raise ValueError("the model is closed")
         return 0
 
+    def offload(self, int device, int n_gpu_layers):
+        """Run the first n_gpu_layers layers on a Vulkan device (see rwkvfast.Model)."""
+        cdef rwkv_error err
+        cdef int rc
+        self._live()
+        with nogil:
+            rc = rwkv_model_offload(self.m, device, n_gpu_layers, &err)
+        _check(rc, &err)
+
+    def gpu_layers(self):
+        """(layers on the GPU, whether the head is there too)."""
+        cdef int head = 0
+        self._live()
+        n = rwkv_model_gpu_layers(self.m, &head)
+        return n, bool(head)
+
+    def gpu_device(self):
+        """The device's name, or None when nothing is offloaded."""
+        cdef rwkv_vk_device_info d
+        self._live()
+        cdef const rwkv_vk *vk = rwkv_model_vk(self.m)
+        if vk == NULL:
+            return None
+        rwkv_vk_info(vk, &d)
+        return d.name.decode("utf-8", "replace")
+
     def close(self):
         if self.active:
             raise RuntimeError("cannot close the model while a forward pass is running")

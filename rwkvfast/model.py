@@ -67,7 +67,8 @@ class Model:
     """
 
     def __init__(self, path: str | os.PathLike, n_threads: int | None = None,
-                 use_mmap: bool | None = None, n_batch: int = 512) -> None:
+                 use_mmap: bool | None = None, n_batch: int = 512, n_gpu_layers: int = 0,
+                 device: int | None = None) -> None:
         """`n_threads` defaults to all cores (or OMP_NUM_THREADS).
 
         `n_batch` (llama.cpp's -b) is how many tokens a forward call processes together:
@@ -81,6 +82,11 @@ class Model:
         maps the file (instant open, pages shared with other processes, works when the
         model barely fits in RAM). The default (None) loads when the file takes less than
         half of the available memory, else maps.
+
+        `n_gpu_layers` (llama.cpp's -ngl) runs the first layers on a Vulkan GPU; more than
+        the model has puts the head there too. `device` indexes rwkvfast.vulkan_devices_line()'s
+        list (default: $RWKVFAST_VK_DEVICE, else the first discrete GPU). Without a Vulkan
+        device this raises RuntimeError naming what is missing.
         """
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
@@ -91,9 +97,23 @@ class Model:
             use_mmap = not _fits_in_memory(self.path)
         self.use_mmap = bool(use_mmap)
         self._m = _core._Model(self.path, n_threads or 0, self.use_mmap, n_batch)
+        if n_gpu_layers:
+            if device is None:
+                device = int(os.environ.get("RWKVFAST_VK_DEVICE", "-1"))
+            try:
+                self._m.offload(device, n_gpu_layers)
+            except BaseException:
+                self._m.close()
+                raise
         self._tokenizer: Tokenizer | None = None
         # tokens fed through forward() since the model was opened (how much work a turn cost)
         self.n_tokens_processed = 0
+
+    @property
+    def gpu(self) -> dict | None:
+        """{'layers': n, 'head': bool, 'device': name} when layers run on a Vulkan device."""
+        n, head = self._m.gpu_layers()
+        return {"layers": n, "head": head, "device": self._m.gpu_device()} if n else None
 
     # -- lifetime ---------------------------------------------------------
     def close(self) -> None:

@@ -33,7 +33,8 @@ def test_guide_completion_command(model_path, capsys):
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert out.startswith("User: What's mbti?tell me in chinese.\n\nAssistant:")  # -e is on: \n is a newline
-    assert "-ngl 99" in err and "all layers run on the CPU" in err and "tokens per second" in err
+    # with a Vulkan device the layers go there, without one the CPU runs them and says so
+    assert "-ngl 99" in err and ("on the GPU" in err or "running on the CPU" in err) and "tokens per second" in err
     assert main(argv) == 0
     assert capsys.readouterr().out == out  # same seed, same text
     assert main(argv + ["-b", "3"]) == 0
@@ -220,3 +221,10 @@ def test_prompt_from_a_file_and_system_prompt_flag(model_path, tmp_path, capsys)
     r = subprocess.run([sys.executable, "-m", "rwkvfast.cli.chat", "-m", model_path, "-sys", "Be brief", "-n", "4",
                         "-s", "1", "-v"], input="Hi\n", capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "prompt tokens" in r.stderr
+
+
+def test_ngl_without_a_usable_device_warns_once_and_runs_on_the_cpu(model_path, capsys, monkeypatch):
+    monkeypatch.setenv("RWKVFAST_VK_DEVICE", "99")  # no such device (or no backend at all)
+    assert main(["-m", model_path, "-p", "Hi", "-no-cnv", "-ngl", "99", "-n", "4", "-s", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: -ngl 99:") == 1 and "running on the CPU" in err

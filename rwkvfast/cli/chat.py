@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import rwkvfast
+from rwkvfast.cli.load import open_model
 from rwkvfast.chat import Chat
 from rwkvfast.generate import generate
 from rwkvfast.sampler import LLAMA_DEFAULTS, RWKV_CHAT_DEFAULTS, RWKV_STATE_TUNED_DEFAULTS, Sampler
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt = _unescape(prompt)
     t0 = time.perf_counter()
     try:
-        model = rwkvfast.Model(args.model, n_threads=args.threads, n_batch=args.batch_size)
+        model = open_model(args.model, args.threads, args.batch_size, args.n_gpu_layers)
     except (ValueError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
@@ -289,9 +290,6 @@ def main(argv: list[str] | None = None) -> int:
     stats = _Stats()
     with model:
         print(_header(model, args), file=sys.stderr)
-        if args.n_gpu_layers:
-            print(f"note: -ngl {args.n_gpu_layers}: this build has no GPU backend; all layers run on the CPU",
-                  file=sys.stderr)
         state = None
         if args.state:
             try:

@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 
 import rwkvfast
+from rwkvfast.cli.load import open_model
 from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler
 
 
@@ -78,14 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     from rwkvfast.server.state_cache import StateCache
 
     try:
-        model = rwkvfast.Model(args.model, n_threads=args.threads, n_batch=args.batch_size)
+        model = open_model(args.model, args.threads, args.batch_size, args.n_gpu_layers)
     except (ValueError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     with model:
-        if args.n_gpu_layers:
-            print(f"note: -ngl {args.n_gpu_layers}: this build has no GPU backend; all layers run on the CPU",
-                  file=sys.stderr)
         try:
             cache = (StateCache(model, args.state_cache_mb << 20, args.state_cache_dir, args.state_cache_disk_mb << 20)
                      if args.state_cache_mb or args.state_cache_dir else None)
