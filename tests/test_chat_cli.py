@@ -223,8 +223,13 @@ def test_prompt_from_a_file_and_system_prompt_flag(model_path, tmp_path, capsys)
     assert r.returncode == 0 and "prompt tokens" in r.stderr
 
 
-def test_ngl_without_a_usable_device_warns_once_and_runs_on_the_cpu(model_path, capsys, monkeypatch):
-    monkeypatch.setenv("RWKVFAST_VK_DEVICE", "99")  # no such device (or no backend at all)
-    assert main(["-m", model_path, "-p", "Hi", "-no-cnv", "-ngl", "99", "-n", "4", "-s", "1"]) == 0
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_ngl_without_a_usable_device_warns_once_and_runs_on_the_cpu(model_path, capsys, monkeypatch, how):
+    argv = ["-m", model_path, "-p", "Hi", "-no-cnv", "-ngl", "99", "-n", "4", "-s", "1"]
+    if how == "env":
+        monkeypatch.setenv("RWKVFAST_VK_DEVICE", "99")  # no such device (or no backend at all)
+    else:
+        argv += ["--device", "99"]
+    assert main(argv) == 0
     err = capsys.readouterr().err
     assert err.count("warning: -ngl 99:") == 1 and "running on the CPU" in err

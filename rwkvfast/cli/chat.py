@@ -48,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     a("-n", "--n-predict", type=int, default=-1, help="tokens per answer (-1: until the answer ends)")
     a("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
     a("-b", "--batch-size", type=int, default=512, help="prompt tokens processed together (default 512)")
-    a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0, help="layers on the GPU (Vulkan builds)")
+    a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0,
+      help="layers on the Vulkan GPU (more than the model has: the output too)")
+    a("-dev", "--device", type=int, default=None,
+      help="Vulkan device index, as system_info lists them (default: $RWKVFAST_VK_DEVICE, else the first discrete GPU)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("-cnv", "--conversation", dest="conversation", action="store_true", default=True,
                       help="chat mode (default)")
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt = _unescape(prompt)
     t0 = time.perf_counter()
     try:
-        model = open_model(args.model, args.threads, args.batch_size, args.n_gpu_layers)
+        model = open_model(args.model, args.threads, args.batch_size, args.n_gpu_layers, args.device)
     except (ValueError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1

@@ -6,13 +6,14 @@ import sys
 import rwkvfast
 
 
-def open_model(path: str, n_threads: int | None, n_batch: int, n_gpu_layers: int) -> rwkvfast.Model:
+def open_model(path: str, n_threads: int | None, n_batch: int, n_gpu_layers: int,
+               device: int | None = None) -> rwkvfast.Model:
     """-ngl N puts N layers on the Vulkan device; without one (no backend in this build, no
     loader, no driver, not enough memory) it says why, once, and runs on the CPU, as llama.cpp
     does. Errors of the file itself propagate (ValueError, OSError)."""
     if n_gpu_layers > 0:
         try:
-            m = rwkvfast.Model(path, n_threads=n_threads, n_batch=n_batch, n_gpu_layers=n_gpu_layers)
+            m = rwkvfast.Model(path, n_threads=n_threads, n_batch=n_batch, n_gpu_layers=n_gpu_layers, device=device)
             g = m.gpu
             print(f"note: -ngl {n_gpu_layers}: {g['layers']}/{m.info['n_layer']} layers"
                   f"{' and the output' if g['head'] else ''} on the GPU ({g['device']})", file=sys.stderr)

@@ -27,7 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     a("--port", type=int, default=8080, help="port (default 8080)")
     a("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
     a("-b", "--batch-size", type=int, default=512, help="prompt tokens processed together (default 512)")
-    a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0, help="layers on the GPU (Vulkan builds)")
+    a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0,
+      help="layers on the Vulkan GPU (more than the model has: the output too)")
+    a("-dev", "--device", type=int, default=None,
+      help="Vulkan device index, as system_info lists them (default: $RWKVFAST_VK_DEVICE, else the first discrete GPU)")
     a("-np", "--parallel", type=int, default=4, help="sequences generated at once (default 4); more requests queue")
     a("--max-body-mb", type=int, default=16, help="largest request body accepted; beyond that 413 (default 16)")
     a("--max-queue", type=int, default=256, help="requests that may wait for a slot; beyond that 503 (default 256)")
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from rwkvfast.server.state_cache import StateCache
 
     try:
-        model = open_model(args.model, args.threads, args.batch_size, args.n_gpu_layers)
+        model = open_model(args.model, args.threads, args.batch_size, args.n_gpu_layers, args.device)
     except (ValueError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
