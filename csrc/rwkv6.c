@@ -219,11 +219,8 @@ static int forward_chunk(const struct rwkv_model *m, const int32_t *tokens, stru
     if (m->gpu) {
         int head = 0;
         first_cpu = rwkv_model_gpu_layers(m, &head);
-        struct rwkv_model *mm = (struct rwkv_model *)m; /* the lock is the one mutable part */
-        mtx_lock(&mm->gpu_lock);
         const int rc = rwkv_vk_model_forward(m->gpu, s->x, sC, T, s->batch ? s->batch : &st, s->batch != NULL,
                                              head ? out : NULL, all_logits, err);
-        mtx_unlock(&mm->gpu_lock);
         if (rc != RWKV_OK || head) return rc;
     }
     for (int64_t il = first_cpu; il < hp->n_layer; il++) {
@@ -245,6 +242,15 @@ static int forward_chunk(const struct rwkv_model *m, const int32_t *tokens, stru
     return RWKV_OK;
 }
 
+/* A state last run on another model's device comes back to its arrays first: this model
+ * reads them (its CPU layers), or its own device copies them in. */
+static void claim(const struct rwkv_model *m, struct rwkv_state *st) {
+    if (st->gpu && st->gpu != m->gpu) {
+        rwkv_state_sync(st, 0);
+        rwkv_vk_model_release(st->gpu, st);
+    }
+}
+
 /* Whether a state has this model's shape. */
 static int fits(const struct rwkv_model_info *hp, const struct rwkv_state *st) {
     return st->n_layer == hp->n_layer && st->n_embd == hp->n_embd && st->n_head == hp->n_head &&
@@ -263,6 +269,7 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
         RWKV_CHECK(tokens[t] >= 0 && tokens[t] < hp->n_vocab, RWKV_ERR_FORMAT,
                    "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,
                    (long long)hp->n_vocab - 1);
+    claim(m, state);
     struct work s = {0};
     const int64_t T = n_tokens < m->n_batch ? n_tokens : m->n_batch;
     RWKV_CHECK(work_bind(hp, T, state, &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
@@ -294,6 +301,7 @@ int rwkv_model_forward_batch(const struct rwkv_model *m, const int32_t *tokens, 
             RWKV_CHECK(states[c] != st, RWKV_ERR_FORMAT, "sequences %lld and %lld share one state", (long long)c,
                        (long long)b);
     }
+    for (int64_t b = 0; b < n_seq; b++) claim(m, states[b]);
     struct work s = {0};
     const int64_t T = n_seq < m->n_batch ? n_seq : m->n_batch;
     RWKV_CHECK(work_bind(hp, T, states[0], &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");

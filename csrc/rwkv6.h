@@ -7,8 +7,6 @@
 #ifndef RWKV_RWKV6_H
 #define RWKV_RWKV6_H
 
-#include <threads.h>
-
 #include "matmul.h"
 #include "rwkvfast.h"
 
@@ -43,11 +41,9 @@ struct rwkv_model {
     const float *ln0_w, *ln0_b, *lnout_w, *lnout_b;
     struct rwkv_mat head; /* (V, C) */
     struct rwkv_layer *layers;
-    /* Vulkan offload (rwkv_model_offload): the device, its copy of the first layers, and the
-     * lock that makes forwards from several threads take the device one at a time */
+    /* Vulkan offload (rwkv_model_offload): the device and its copy of the first layers */
     struct rwkv_vk *vk;
     struct rwkv_vk_model *gpu;
-    mtx_t gpu_lock;
 };
 
 #endif

@@ -232,7 +232,6 @@ int rwkv_model_offload(struct rwkv_model *m, int device, int n_gpu_layers, struc
     RWKV_CHECK(n_gpu_layers > 0, RWKV_ERR_FORMAT, "n_gpu_layers must be positive, got %d", n_gpu_layers);
     RWKV_TRY(rwkv_vk_init(&m->vk, device, err));
     RWKV_TRY(rwkv_vk_model_init(&m->gpu, m->vk, m, n_gpu_layers, err));
-    RWKV_CHECK(mtx_init(&m->gpu_lock, mtx_plain) == thrd_success, RWKV_ERR_BACKEND, "cannot create a lock");
     return RWKV_OK;
 fail:
     rwkv_vk_model_free(m->gpu);
@@ -250,10 +249,7 @@ const struct rwkv_vk *rwkv_model_vk(const struct rwkv_model *m) { return m->vk; 
 
 void rwkv_model_free(struct rwkv_model *m) {
     if (!m) return;
-    if (m->gpu) {
-        rwkv_vk_model_free(m->gpu);
-        mtx_destroy(&m->gpu_lock);
-    }
+    rwkv_vk_model_free(m->gpu);
     rwkv_vk_free(m->vk);
     rwkv_gguf_close(m->gguf);
     free(m->layers);

@@ -222,9 +222,18 @@ struct rwkv_state {
      * allocate); not part of the state's value: never copied or saved */
     void *scratch;
     size_t scratch_bytes;
+    /* Vulkan: the offloaded model whose device holds this state's first layers (NULL: none),
+     * its slot there, whether that copy is current (gpu_valid) and newer than the arrays
+     * above (gpu_newer). Read the arrays only after rwkv_state_sync. */
+    struct rwkv_vk_model *gpu;
+    uint32_t gpu_slot;
+    int gpu_valid, gpu_newer;
 };
 
 int rwkv_state_init(struct rwkv_state **out, const struct rwkv_model *m, struct rwkv_error *err);
+/* Bring the arrays up to date with the device (a no-op for a state that never ran there);
+ * `will_write`: the caller is about to change them, so the device copy is dropped. */
+void rwkv_state_sync(struct rwkv_state *s, int will_write);
 /* A zero state of an explicit shape (n_head * head_size must equal n_embd). */
 int rwkv_state_init_shape(struct rwkv_state **out, int64_t n_layer, int64_t n_embd, int64_t n_head,
                           int64_t head_size, struct rwkv_error *err);

@@ -4,6 +4,7 @@
 
 #include "error.h"
 #include "rwkv6.h"
+#include "vulkan/model.h"
 
 static size_t n_shift(const struct rwkv_state *s) { return (size_t)(s->n_layer * s->n_embd); }
 static size_t n_wkv(const struct rwkv_state *s) {
@@ -40,8 +41,15 @@ fail:
     return rc;
 }
 
+void rwkv_state_sync(struct rwkv_state *s, int will_write) {
+    if (!s->gpu) return;
+    rwkv_vk_model_sync(s->gpu, s);
+    if (will_write) s->gpu_valid = 0;
+}
+
 void rwkv_state_free(struct rwkv_state *s) {
     if (!s) return;
+    if (s->gpu) rwkv_vk_model_release(s->gpu, s);
     free(s->att_shift);
     free(s->ffn_shift);
     free(s->wkv);
@@ -50,6 +58,7 @@ void rwkv_state_free(struct rwkv_state *s) {
 }
 
 void rwkv_state_reset(struct rwkv_state *s) {
+    rwkv_state_sync(s, 1);
     memset(s->att_shift, 0, n_shift(s) * sizeof(float));
     memset(s->ffn_shift, 0, n_shift(s) * sizeof(float));
     memset(s->wkv, 0, n_wkv(s) * sizeof(float));
@@ -61,6 +70,8 @@ int rwkv_state_copy(struct rwkv_state *dst, const struct rwkv_state *src, struct
                    dst->head_size == src->head_size,
                RWKV_ERR_FORMAT, "state shapes differ: %lld layers x %lld vs %lld layers x %lld",
                (long long)dst->n_layer, (long long)dst->n_embd, (long long)src->n_layer, (long long)src->n_embd);
+    rwkv_state_sync((struct rwkv_state *)src, 0); /* its arrays' value, not its device copy, changes */
+    rwkv_state_sync(dst, 1);
     memcpy(dst->att_shift, src->att_shift, n_shift(src) * sizeof(float));
     memcpy(dst->ffn_shift, src->ffn_shift, n_shift(src) * sizeof(float));
     memcpy(dst->wkv, src->wkv, n_wkv(src) * sizeof(float));

@@ -381,8 +381,10 @@ cdef class _State:
         return (self.st.n_layer, self.st.n_embd, self.st.n_head, self.st.head_size)
 
     def arrays(self, bint writeable=False):
-        """(att_shift [L,C], ffn_shift [L,C], wkv [L,H,N,N]) as numpy views."""
+        """(att_shift [L,C], ffn_shift [L,C], wkv [L,H,N,N]) as numpy views, up to date with
+        the GPU at this moment (a later forward on the GPU does not show in them)."""
         L, C, H, N = self.shape
+        rwkv_state_sync(self.st, writeable)
         return (_view(self.st.att_shift, (L, C), self, writeable),
                 _view(self.st.ffn_shift, (L, C), self, writeable),
                 _view(self.st.wkv, (L, H, N, N), self, writeable))

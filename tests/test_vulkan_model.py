@@ -92,3 +92,94 @@ def test_a_missing_device_is_a_clear_error():
     path = fixture_path("tiny/gguf/tiny-F32.gguf")
     with pytest.raises(RuntimeError, match="no device 99"):
         rwkvfast.Model(path, n_gpu_layers=1, device=99)
+
+
+def _cpu_state(path, ids):
+    with rwkvfast.Model(path) as m:
+        s = m.new_state()
+        m.forward(ids, s)
+        return [a.copy() for a in (s.att_shift, s.ffn_shift, s.wkv)]
+
+
+def test_a_resident_state_reads_back_what_the_cpu_would_have_and_takes_writes():
+    path = fixture_path("tiny/gguf/tiny-F32.gguf")
+    ids = reference_ids()[:10]
+    want = _cpu_state(path, ids)
+    with rwkvfast.Model(path, n_gpu_layers=3) as m:
+        s = m.new_state()
+        m.forward(ids, s)  # the state now lives on the device
+        for got, w in zip((s.att_shift, s.ffn_shift, s.wkv), want):
+            np.testing.assert_allclose(got, w, rtol=0, atol=1e-4)
+        again = m.forward(ids[:3], m.new_state())
+        s.reset()  # a write on the CPU side: the device must take it, not keep its copy
+        np.testing.assert_array_equal(m.forward(ids[:3], s), again)
+        other = m.new_state()
+        m.forward(ids, other)
+        s2 = other.copy()  # a copy of a resident state has its value
+        np.testing.assert_allclose(s2.wkv, want[2], rtol=0, atol=1e-4)
+
+
+def test_a_state_moves_between_models_and_outlives_its_model():
+    path = fixture_path("tiny/gguf/tiny-F32.gguf")
+    ids = reference_ids()[:16]
+    with rwkvfast.Model(path) as cpu:
+        want = cpu.forward(ids[8:], _fresh_after(cpu, ids[:8]), all_logits=True)
+    gpu = rwkvfast.Model(path, n_gpu_layers=1)
+    s = gpu.new_state()
+    gpu.forward(ids[:8], s)
+    with rwkvfast.Model(path) as cpu:  # continued by a model without a GPU
+        got = cpu.forward(ids[8:], s.copy(), all_logits=True)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    before = s.wkv.copy()
+    gpu.forward(ids[8:], s)
+    after = s.wkv.copy()
+    assert not np.array_equal(before, after)
+    gpu.close()  # the state keeps its value without its model
+    np.testing.assert_array_equal(s.wkv, after)
+
+
+def _fresh_after(m, ids):
+    s = m.new_state()
+    m.forward(ids, s)
+    return s
+
+
+def test_more_sequences_than_the_first_slots_hold():
+    path = fixture_path("tiny/gguf/tiny-F32.gguf")
+    ids = reference_ids()[:7]
+    with rwkvfast.Model(path) as cpu:
+        want = [cpu.forward(ids[i:], cpu.new_state()) for i in range(7)]
+    with rwkvfast.Model(path, n_gpu_layers=3) as m:  # 7 resident states: the pool grows twice
+        states, last = [m.new_state() for _ in range(7)], {}
+        for step in range(7):
+            live = [i for i in range(7) if i + step < 7]
+            rows = m.forward_batch([ids[i + step] for i in live], [states[i] for i in live])
+            last.update({i: row for i, row in zip(live, rows) if i + step == 6})  # sequence i's final token
+        del states[3]  # a freed state gives its slot back
+        states.append(m.new_state())
+        final = m.forward(ids, states[-1])
+    assert sorted(last) == list(range(7))
+    for i in range(7):
+        np.testing.assert_allclose(last[i], want[i], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(final, want[0], rtol=0, atol=1e-4)
+
+
+def test_two_threads_share_one_offloaded_model():
+    import threading
+    path = fixture_path("tiny/gguf/tiny-F32.gguf")
+    prompts = [reference_ids()[:20], reference_ids()[20:40]]
+    with rwkvfast.Model(path, n_gpu_layers=1) as m:
+        alone = [m.forward(p, m.new_state(), all_logits=True) for p in prompts]
+        got = [None, None]
+
+        def run(i):
+            s = m.new_state()
+            got[i] = np.stack([m.forward(t, s) for t in prompts[i]])  # token by token: many turns at the lock
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for g, a in zip(got, alone):
+        np.testing.assert_allclose(g, a, rtol=0, atol=1e-4)

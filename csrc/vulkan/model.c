@@ -7,14 +7,16 @@
  * device buffer, a slot per sequence of the chunk: [att_shift L x C][ffn_shift L x C]
  * [wkv L x H x N x N], which are the first L layers' parts of a struct rwkv_state's arrays.
  *
- * This first version copies those slots in from the CPU states before each chunk and back
- * after it (the state is exact either way; keeping it resident is the next step).
+ * A state stays resident: it is copied in when it first meets the device (or after the CPU
+ * changed it) and back only when someone reads its arrays (rwkv_state_sync), when it moves
+ * to another model, or when this model is freed.
  */
 #include "vulkan/vk.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
 
 #include "error.h"
 #include "ggml_types.h"
@@ -30,6 +32,8 @@ int rwkv_vk_model_init(struct rwkv_vk_model **out, struct rwkv_vk *vk, const str
 }
 void rwkv_vk_model_free(struct rwkv_vk_model *g) { (void)g; }
 int rwkv_vk_model_layers(const struct rwkv_vk_model *g) { (void)g; return 0; }
+void rwkv_vk_model_sync(struct rwkv_vk_model *g, struct rwkv_state *s) { (void)g, (void)s; }
+void rwkv_vk_model_release(struct rwkv_vk_model *g, struct rwkv_state *s) { (void)g, (void)s; }
 int rwkv_vk_model_has_head(const struct rwkv_vk_model *g) { (void)g; return 0; }
 int rwkv_vk_model_forward(struct rwkv_vk_model *g, float *x, int64_t x_stride, int64_t T,
                           struct rwkv_state *const *states, int batch, float *logits, int all_logits,
@@ -68,10 +72,16 @@ struct rwkv_vk_model {
     struct gmat head_w;
     struct rwkv_vk_pipe pipes[N_PIPES];
     VkDescriptorPool pool;
-    /* activations for up to cap_T tokens, and state slots for up to cap_T sequences */
+    /* activations for up to cap_T tokens */
     int64_t cap_T;
-    struct rwkv_vk_buf x, xa, sx, xxx, lora, mix, xm, r, k, v, g, w, y, dd, fk, tmp, logits, slots, states;
+    struct rwkv_vk_buf x, xa, sx, xxx, lora, mix, xm, r, k, v, g, w, y, dd, fk, tmp, logits, slots;
+    /* resident states: slot i of `states` (host-visible) belongs to owner_of[i] (NULL: free) */
+    struct rwkv_vk_buf states;
+    struct rwkv_state **owner_of;
+    uint32_t n_slots;
     size_t slot_floats;
+    mtx_t lock; /* forwards, syncs and releases from several threads take turns */
+    int locked_init;
 };
 
 static int upload_vec(struct rwkv_vk_model *g, struct rwkv_vk_buf *b, const float *src, int64_t n,
@@ -141,7 +151,7 @@ static void free_mat(struct rwkv_vk *vk, struct gmat *w) { rwkv_vk_buf_free(vk, 
 
 static void free_acts(struct rwkv_vk_model *g) {
     struct rwkv_vk_buf *bs[] = {&g->x, &g->xa, &g->sx, &g->xxx, &g->lora, &g->mix, &g->xm, &g->r, &g->k, &g->v,
-                                &g->g, &g->w, &g->y, &g->dd, &g->fk, &g->tmp, &g->logits, &g->slots, &g->states};
+                                &g->g, &g->w, &g->y, &g->dd, &g->fk, &g->tmp, &g->logits, &g->slots};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) rwkv_vk_buf_free(g->vk, bs[i]);
     g->cap_T = 0;
 }
@@ -161,14 +171,11 @@ static int ensure_acts(struct rwkv_vk_model *g, int64_t T, struct rwkv_error *er
         {&g->g, C, RWKV_VK_DEVICE_LOCAL}, {&g->w, C, RWKV_VK_DEVICE_LOCAL}, {&g->y, C, RWKV_VK_DEVICE_LOCAL},
         {&g->dd, Dd, RWKV_VK_DEVICE_LOCAL}, {&g->fk, F, RWKV_VK_DEVICE_LOCAL}, {&g->tmp, C, RWKV_VK_DEVICE_LOCAL},
         {&g->logits, g->head ? (size_t)hp->n_vocab : 1, RWKV_VK_HOST_CACHED},
-        {&g->states, g->slot_floats, RWKV_VK_HOST_CACHED},
     };
     for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) RWKV_TRY(rwkv_vk_buf_init(g->vk, a[i].b, a[i].n * t * f, a[i].where, err));
     RWKV_TRY(rwkv_vk_buf_init(g->vk, &g->slots, t * sizeof(uint32_t), RWKV_VK_HOST_VISIBLE, err));
-    RWKV_CHECK(g->x.map && g->logits.map && g->states.map && g->slots.map, RWKV_ERR_BACKEND,
+    RWKV_CHECK(g->x.map && g->logits.map && g->slots.map, RWKV_ERR_BACKEND,
                "Vulkan: no host-visible memory for the inputs and outputs");
-    uint32_t *slots = g->slots.map;
-    for (size_t i = 0; i < t; i++) slots[i] = (uint32_t)i;
     g->cap_T = T;
     return RWKV_OK;
 fail:
@@ -191,6 +198,8 @@ int rwkv_vk_model_init(struct rwkv_vk_model **out, struct rwkv_vk *vk, const str
     g->slot_floats = (size_t)g->n_gpu * (size_t)(2 * C + H * N * N);
     g->layers = calloc((size_t)g->n_gpu, sizeof *g->layers);
     RWKV_CHECK(g->layers || !g->n_gpu, RWKV_ERR_NOMEM, "out of memory");
+    RWKV_CHECK(mtx_init(&g->lock, mtx_plain) == thrd_success, RWKV_ERR_BACKEND, "cannot create a lock");
+    g->locked_init = 1;
     RWKV_TRY(pipe_for(g, P_LN, "layer_norm", 4, 4 * 4, NORM_WG, err));
     RWKV_TRY(pipe_for(g, P_GN, "group_norm_gate", 4, 3 * 4, 64, err));
     RWKV_TRY(pipe_for(g, P_WKV, "wkv6", 8, 5 * 4, (uint32_t)N, err));
@@ -249,9 +258,20 @@ fail:
     return rc;
 }
 
+static void download(struct rwkv_vk_model *g, struct rwkv_state *s);
+
 void rwkv_vk_model_free(struct rwkv_vk_model *g) {
     if (!g) return;
     struct rwkv_vk *vk = g->vk;
+    for (uint32_t i = 0; i < g->n_slots; i++) { /* states outlive the model: they keep their value */
+        struct rwkv_state *s = g->owner_of[i];
+        if (!s) continue;
+        if (s->gpu_newer) download(g, s);
+        s->gpu = NULL, s->gpu_valid = s->gpu_newer = 0;
+    }
+    free(g->owner_of);
+    rwkv_vk_buf_free(vk, &g->states);
+    if (g->locked_init) mtx_destroy(&g->lock);
     for (int il = 0; g->layers && il < g->n_gpu; il++) {
         struct glayer *d = &g->layers[il];
         struct rwkv_vk_buf *vs[] = {&d->ln1_w, &d->ln1_b, &d->ln2_w, &d->ln2_b, &d->lerp_x, &d->lerp5, &d->decay,
@@ -392,23 +412,96 @@ fail:
     return rc;
 }
 
-int rwkv_vk_model_forward(struct rwkv_vk_model *g, float *x, int64_t x_stride, int64_t T,
+/* ------------------------------------------------------ resident states -- */
+
+static float *slot_ptr(struct rwkv_vk_model *g, uint32_t slot) {
+    return (float *)g->states.map + (size_t)slot * g->slot_floats;
+}
+
+/* The first n_gpu layers of a state's arrays, to or from its slot. */
+static void upload(struct rwkv_vk_model *g, struct rwkv_state *s) {
+    const int64_t C = g->m->info.n_embd, L = g->n_gpu;
+    const int64_t HNN = g->m->info.n_head * g->m->info.head_size * g->m->info.head_size;
+    float *slot = slot_ptr(g, s->gpu_slot);
+    memcpy(slot, s->att_shift, (size_t)(L * C) * sizeof(float));
+    memcpy(slot + L * C, s->ffn_shift, (size_t)(L * C) * sizeof(float));
+    memcpy(slot + 2 * L * C, s->wkv, (size_t)(L * HNN) * sizeof(float));
+    s->gpu_valid = 1, s->gpu_newer = 0;
+}
+
+static void download(struct rwkv_vk_model *g, struct rwkv_state *s) {
+    const int64_t C = g->m->info.n_embd, L = g->n_gpu;
+    const int64_t HNN = g->m->info.n_head * g->m->info.head_size * g->m->info.head_size;
+    const float *slot = slot_ptr(g, s->gpu_slot);
+    memcpy(s->att_shift, slot, (size_t)(L * C) * sizeof(float));
+    memcpy(s->ffn_shift, slot + L * C, (size_t)(L * C) * sizeof(float));
+    memcpy(s->wkv, slot + 2 * L * C, (size_t)(L * HNN) * sizeof(float));
+    s->gpu_newer = 0;
+}
+
+/* Give s a slot (the pool doubles when full; it is host-visible, so growing is a copy). */
+static int attach(struct rwkv_vk_model *g, struct rwkv_state *s, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    uint32_t i = 0;
+    while (i < g->n_slots && g->owner_of[i]) i++;
+    if (i == g->n_slots) {
+        const uint32_t n = g->n_slots ? 2 * g->n_slots : 4;
+        struct rwkv_vk_buf nb = {0};
+        struct rwkv_state **owners = calloc(n, sizeof *owners);
+        RWKV_CHECK(owners, RWKV_ERR_NOMEM, "out of memory");
+        rc = rwkv_vk_buf_init(g->vk, &nb, (size_t)n * g->slot_floats * sizeof(float), RWKV_VK_HOST_CACHED, err);
+        if (rc == RWKV_OK && !nb.map) {
+            rwkv_vk_buf_free(g->vk, &nb);
+            rc = rwkv_set_error(err, RWKV_ERR_BACKEND, "Vulkan: no host-visible memory for states");
+        }
+        if (rc != RWKV_OK) {
+            free(owners);
+            goto fail;
+        }
+        if (g->n_slots) memcpy(nb.map, g->states.map, (size_t)g->n_slots * g->slot_floats * sizeof(float));
+        memcpy(owners, g->owner_of, (size_t)g->n_slots * sizeof *owners);
+        rwkv_vk_buf_free(g->vk, &g->states);
+        free(g->owner_of);
+        g->states = nb, g->owner_of = owners, g->n_slots = n;
+    }
+    g->owner_of[i] = s;
+    s->gpu = g, s->gpu_slot = i, s->gpu_valid = s->gpu_newer = 0;
+fail:
+    return rc;
+}
+
+void rwkv_vk_model_sync(struct rwkv_vk_model *g, struct rwkv_state *s) {
+    mtx_lock(&g->lock);
+    if (s->gpu == g && s->gpu_newer) download(g, s);
+    mtx_unlock(&g->lock);
+}
+
+void rwkv_vk_model_release(struct rwkv_vk_model *g, struct rwkv_state *s) {
+    mtx_lock(&g->lock);
+    if (s->gpu == g) {
+        g->owner_of[s->gpu_slot] = NULL;
+        s->gpu = NULL, s->gpu_valid = s->gpu_newer = 0;
+    }
+    mtx_unlock(&g->lock);
+}
+
+/* ---------------------------------------------------------------- forward -- */
+
+static int forward_locked(struct rwkv_vk_model *g, float *x, int64_t x_stride, int64_t T,
                           struct rwkv_state *const *states, int batch, float *logits, int all_logits,
                           struct rwkv_error *err) {
     int rc = RWKV_OK;
     struct rwkv_vk *vk = g->vk;
     const struct rwkv_model_info *hp = &g->m->info;
-    const int64_t C = hp->n_embd, HNN = hp->n_head * hp->head_size * hp->head_size, L = g->n_gpu;
-    const int64_t n_seq = batch ? T : 1;
+    const int64_t C = hp->n_embd, n_seq = batch ? T : 1;
     RWKV_TRY(ensure_acts(g, T, err));
-    float *gx = g->x.map, *gs = g->states.map;
-    for (int64_t t = 0; t < T; t++) memcpy(gx + t * C, x + t * x_stride, (size_t)C * sizeof(float));
-    for (int64_t s = 0; s < n_seq; s++) { /* the offloaded layers' part of each state, into its slot */
-        float *slot = gs + (size_t)s * g->slot_floats;
-        memcpy(slot, states[s]->att_shift, (size_t)(L * C) * sizeof(float));
-        memcpy(slot + L * C, states[s]->ffn_shift, (size_t)(L * C) * sizeof(float));
-        memcpy(slot + 2 * L * C, states[s]->wkv, (size_t)(L * HNN) * sizeof(float));
+    for (int64_t i = 0; i < n_seq; i++) {
+        if (states[i]->gpu != g) RWKV_TRY(attach(g, states[i], err));
+        if (!states[i]->gpu_valid) upload(g, states[i]);
+        ((uint32_t *)g->slots.map)[i] = states[i]->gpu_slot;
     }
+    float *gx = g->x.map;
+    for (int64_t t = 0; t < T; t++) memcpy(gx + t * C, x + t * x_stride, (size_t)C * sizeof(float));
     RWKV_TRY(rwkv_vk_begin(vk, err));
     VkResult r = vk->f.vkResetDescriptorPool(vk->dev, g->pool, 0);
     RWKV_CHECK(r == VK_SUCCESS, RWKV_ERR_BACKEND, "Vulkan: vkResetDescriptorPool failed: %s", rwkv_vk_result_name(r));
@@ -419,16 +512,22 @@ int rwkv_vk_model_forward(struct rwkv_vk_model *g, float *x, int64_t x_stride, i
         RWKV_TRY(matvec(g, &g->head_w, &g->xa, (uint32_t)(t0 * C), (uint32_t)C, &g->logits, 0,
                         (uint32_t)hp->n_vocab, RWKV_POST_NONE, NULL, n_out, err));
     }
-    RWKV_TRY(rwkv_vk_submit_wait(vk, err));
+    rc = rwkv_vk_submit_wait(vk, err);
+    for (int64_t i = 0; i < n_seq; i++) /* after a failed submission the device copy is unknown */
+        states[i]->gpu_valid = states[i]->gpu_newer = rc == RWKV_OK;
+    if (rc != RWKV_OK) goto fail;
     for (int64_t t = 0; t < T; t++) memcpy(x + t * x_stride, gx + t * C, (size_t)C * sizeof(float));
-    for (int64_t s = 0; s < n_seq; s++) {
-        const float *slot = gs + (size_t)s * g->slot_floats;
-        memcpy(states[s]->att_shift, slot, (size_t)(L * C) * sizeof(float));
-        memcpy(states[s]->ffn_shift, slot + L * C, (size_t)(L * C) * sizeof(float));
-        memcpy(states[s]->wkv, slot + 2 * L * C, (size_t)(L * HNN) * sizeof(float));
-    }
     if (g->head && logits) memcpy(logits, g->logits.map, (size_t)(n_out * hp->n_vocab) * sizeof(float));
 fail:
+    return rc;
+}
+
+int rwkv_vk_model_forward(struct rwkv_vk_model *g, float *x, int64_t x_stride, int64_t T,
+                          struct rwkv_state *const *states, int batch, float *logits, int all_logits,
+                          struct rwkv_error *err) {
+    mtx_lock(&g->lock);
+    const int rc = forward_locked(g, x, x_stride, T, states, batch, logits, all_logits, err);
+    mtx_unlock(&g->lock);
     return rc;
 }
 

@@ -17,6 +17,9 @@ int rwkv_vk_model_forward(struct rwkv_vk_model *g, float *x, int64_t x_stride, i
                           struct rwkv_state *const *states, int batch, float *logits, int all_logits,
                           struct rwkv_error *err);
 int rwkv_vk_model_layers(const struct rwkv_vk_model *g);
+/* A resident state: copy the device's newer layers into its arrays; give its slot back. */
+void rwkv_vk_model_sync(struct rwkv_vk_model *g, struct rwkv_state *s);
+void rwkv_vk_model_release(struct rwkv_vk_model *g, struct rwkv_state *s);
 int rwkv_vk_model_has_head(const struct rwkv_vk_model *g);
 
 #endif
