@@ -39,8 +39,11 @@ int rwkv_vk_pipe_named(struct rwkv_vk *vk, struct rwkv_vk_pipe *p, const char *b
 }
 
 struct matvec_push {
-    uint32_t n_rows, n_cols, row_words, x_off, x_stride, y_off, y_stride, post;
+    uint32_t n_rows, n_cols, row_words, x_off, x_stride, y_off, y_stride, post, n_tok;
 };
+
+/* Tokens per matvec workgroup (TOK in matvec.comp). */
+#define MATVEC_TOK 4
 
 int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_rows, int64_t n_cols,
                    const float *x, int64_t n_tok, int post, const float *bias, float *y, struct rwkv_error *err) {
@@ -68,11 +71,12 @@ int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_r
     memcpy(bx.map, x, (size_t)(n_tok * n_cols) * sizeof(float));
     /* host-visible memory without HOST_COHERENT would need flushes; the types picked are coherent */
     const struct matvec_push push = {(uint32_t)n_rows, (uint32_t)n_cols, L.row_words, 0, (uint32_t)n_cols, 0,
-                                     (uint32_t)n_rows, (uint32_t)post};
+                                     (uint32_t)n_rows, (uint32_t)post, (uint32_t)n_tok};
     const uint32_t gx = n_rows < 65535 ? (uint32_t)n_rows : 65535u, gz = (uint32_t)((n_rows + gx - 1) / gx);
     const struct rwkv_vk_buf *bufs[4] = {&bw, &bx, &by, &bb};
     RWKV_TRY(rwkv_vk_begin(vk, err));
-    RWKV_TRY(rwkv_vk_cmd_dispatch(vk, &pipe, bufs, &push, gx, (uint32_t)n_tok, gz, err));
+    RWKV_TRY(rwkv_vk_cmd_dispatch(vk, &pipe, bufs, &push, gx, (uint32_t)((n_tok + MATVEC_TOK - 1) / MATVEC_TOK), gz,
+                                  err));
     rwkv_vk_cmd_barrier(vk);
     RWKV_TRY(rwkv_vk_submit_wait(vk, err));
     memcpy(y, by.map, (size_t)(n_tok * n_rows) * sizeof(float));

@@ -22,6 +22,7 @@ layout(push_constant) uniform Push {
     uint n_rows, n_cols, row_words; // row_words: 32-bit words per uploaded row
     uint x_off, x_stride, y_off, y_stride;
     uint post; // as the CPU's enum rwkv_post: none, tanh, silu, sigmoid, relu^2, decay
+    uint n_tok;
 } p;
 
 float post(float v, uint r) {
@@ -178,37 +179,48 @@ float unit_dot(uint wo, uint u, uint xo) {
 #error "define one TYPE_*"
 #endif
 
+// A workgroup computes TOK tokens of its row: the row is read from memory once for them
+// (unpacked again per token, from the cache).
+const uint TOK = 4u;
+
 #ifndef SUBGROUP
-shared float partial[WG];
+shared float partial[TOK * WG];
 #else
-shared float partial[32]; // one per subgroup (subgroups of at least 4 lanes, WG <= 128)
+shared float partial[TOK * 32u]; // per token, one per subgroup (subgroups of >= 4 lanes, WG <= 128)
 #endif
 
 void main() {
     // rows beyond the 65535 workgroups a dimension may hold go on in z
     const uint r = gl_WorkGroupID.x + gl_NumWorkGroups.x * gl_WorkGroupID.z;
-    const uint t = gl_WorkGroupID.y, lane = gl_LocalInvocationID.x;
+    const uint t0 = gl_WorkGroupID.y * TOK, lane = gl_LocalInvocationID.x;
     if (r >= p.n_rows) return; // the whole workgroup: no barrier is left waiting
+    const uint nt = min(TOK, p.n_tok - t0);
     const uint n_units = p.n_cols / UNIT;
-    const uint wo = r * p.row_words, xo = p.x_off + t * p.x_stride;
-    float acc = 0.0;
-    for (uint u = lane; u < n_units; u += WG) acc += unit_dot(wo, u, xo + u * UNIT);
+    const uint wo = r * p.row_words;
+    float acc[TOK];
+    for (uint j = 0u; j < TOK; j++) acc[j] = 0.0;
+    for (uint u = lane; u < n_units; u += WG)
+        for (uint j = 0u; j < TOK; j++)
+            if (j < nt) acc[j] += unit_dot(wo, u, p.x_off + (t0 + j) * p.x_stride + u * UNIT);
 #ifdef SUBGROUP
-    acc = subgroupAdd(acc);
-    if (gl_SubgroupInvocationID == 0u) partial[gl_SubgroupID] = acc;
+    for (uint j = 0u; j < TOK; j++) {
+        const float a = subgroupAdd(acc[j]);
+        if (gl_SubgroupInvocationID == 0u) partial[j * 32u + gl_SubgroupID] = a;
+    }
     barrier();
-    if (lane == 0u) {
+    if (lane < nt) {
         float s = 0.0;
-        for (uint i = 0u; i < gl_NumSubgroups; i++) s += partial[i];
-        y[p.y_off + t * p.y_stride + r] = post(s, r);
+        for (uint i = 0u; i < gl_NumSubgroups; i++) s += partial[lane * 32u + i];
+        y[p.y_off + (t0 + lane) * p.y_stride + r] = post(s, r);
     }
 #else
-    partial[lane] = acc;
+    for (uint j = 0u; j < TOK; j++) partial[j * WG + lane] = acc[j];
     barrier();
     for (uint h = WG / 2u; h > 0u; h >>= 1) {
-        if (lane < h) partial[lane] += partial[lane + h];
+        if (lane < h)
+            for (uint j = 0u; j < TOK; j++) partial[j * WG + lane] += partial[j * WG + lane + h];
         barrier();
     }
-    if (lane == 0u) y[p.y_off + t * p.y_stride + r] = post(partial[0], r);
+    if (lane < nt) y[p.y_off + (t0 + lane) * p.y_stride + r] = post(partial[lane * WG], r);
 #endif
 }
