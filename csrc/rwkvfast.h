@@ -279,7 +279,8 @@ int rwkv_vk_devices(struct rwkv_vk_device_info *out, int cap, int *n, struct rwk
 
 /* An open device. `device` indexes rwkv_vk_devices' list; -1 picks the first discrete GPU,
  * else the first integrated one, else device 0. RWKVFAST_VK_SUBGROUP=0 in the environment
- * makes it use the shaders without subgroup operations (as on devices that lack them). */
+ * makes it use the shaders without subgroup operations (as on devices that lack them), and
+ * RWKVFAST_VK_STAGING=1 reach device-local memory only through copies (as on discrete GPUs). */
 struct rwkv_vk;
 int rwkv_vk_init(struct rwkv_vk **out, int device, struct rwkv_error *err);
 void rwkv_vk_free(struct rwkv_vk *vk);

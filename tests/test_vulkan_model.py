@@ -183,3 +183,17 @@ def test_two_threads_share_one_offloaded_model():
             t.join()
     for g, a in zip(got, alone):
         np.testing.assert_allclose(g, a, rtol=0, atol=1e-4)
+
+
+def test_the_staging_copies_of_a_discrete_gpu(monkeypatch):
+    """Device-local memory that the host cannot map (discrete GPUs): weights, x and logits go
+    through copies. Lavapipe maps everything, so this is forced."""
+    monkeypatch.setenv("RWKVFAST_VK_STAGING", "1")
+    path = fixture_path("tiny/gguf/tiny-Q4_K_M.gguf")
+    ids = reference_ids()[:12]
+    with rwkvfast.Model(path, n_gpu_layers=3) as m:
+        staged = m.forward(ids, m.new_state(), all_logits=True)
+    monkeypatch.delenv("RWKVFAST_VK_STAGING")
+    with rwkvfast.Model(path, n_gpu_layers=3) as m:
+        mapped = m.forward(ids, m.new_state(), all_logits=True)
+    np.testing.assert_array_equal(staged, mapped)

@@ -153,6 +153,8 @@ int rwkv_vk_init(struct rwkv_vk **out, int device, struct rwkv_error *err) {
                          (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sg.subgroupSize >= 4;
     const char *no_sg = getenv("RWKVFAST_VK_SUBGROUP");
     if (no_sg && !strcmp(no_sg, "0")) vk->subgroup_arith = 0;
+    const char *staging = getenv("RWKVFAST_VK_STAGING");
+    vk->no_map_device_local = staging && !strcmp(staging, "1");
 
     VkQueueFamilyProperties qf[32];
     uint32_t n_qf = 32;
@@ -253,7 +255,7 @@ int rwkv_vk_buf_init(struct rwkv_vk *vk, struct rwkv_vk_buf *b, VkDeviceSize siz
     VK_CHECK(f->vkAllocateMemory(vk->dev, &mai, NULL, &b->mem), "vkAllocateMemory");
     VK_CHECK(f->vkBindBufferMemory(vk->dev, b->buf, b->mem, 0), "vkBindBufferMemory");
     const VkMemoryPropertyFlags flags = vk->mem_props.memoryTypes[type].propertyFlags;
-    if (flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) {
+    if ((flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) && !(where == RWKV_VK_DEVICE_LOCAL && vk->no_map_device_local)) {
         VK_CHECK(f->vkMapMemory(vk->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map), "vkMapMemory");
         b->coherent = !!(flags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
     }

@@ -76,6 +76,8 @@ struct rwkv_vk_model {
     /* activations for up to cap_T tokens */
     int64_t cap_T;
     struct rwkv_vk_buf x, xa, sx, xxx, lora, mix, xm, r, k, v, g, w, y, dd, fk, tmp, logits, slots;
+    /* host-visible copies of x and the logits, where device-local memory is not (discrete GPUs) */
+    struct rwkv_vk_buf x_io, logits_io;
     /* resident states: slot i of `states` (host-visible) belongs to owner_of[i] (NULL: free) */
     struct rwkv_vk_buf states;
     struct rwkv_state **owner_of;
@@ -152,7 +154,8 @@ static void free_mat(struct rwkv_vk *vk, struct gmat *w) { rwkv_vk_buf_free(vk, 
 
 static void free_acts(struct rwkv_vk_model *g) {
     struct rwkv_vk_buf *bs[] = {&g->x, &g->xa, &g->sx, &g->xxx, &g->lora, &g->mix, &g->xm, &g->r, &g->k, &g->v,
-                                &g->g, &g->w, &g->y, &g->dd, &g->fk, &g->tmp, &g->logits, &g->slots};
+                                &g->g, &g->w, &g->y, &g->dd, &g->fk, &g->tmp, &g->logits, &g->slots,
+                                &g->x_io, &g->logits_io};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) rwkv_vk_buf_free(g->vk, bs[i]);
     g->cap_T = 0;
 }
@@ -165,17 +168,19 @@ static int ensure_acts(struct rwkv_vk_model *g, int64_t T, struct rwkv_error *er
     const size_t C = (size_t)hp->n_embd, F = (size_t)hp->n_ffn, D = (size_t)hp->lora_mix, Dd = (size_t)hp->lora_decay;
     const size_t t = (size_t)T, f = sizeof(float);
     struct { struct rwkv_vk_buf *b; size_t n; enum rwkv_vk_mem where; } a[] = {
-        {&g->x, C, RWKV_VK_HOST_CACHED}, {&g->xa, C, RWKV_VK_DEVICE_LOCAL}, {&g->sx, C, RWKV_VK_DEVICE_LOCAL},
+        {&g->x, C, RWKV_VK_DEVICE_LOCAL}, {&g->xa, C, RWKV_VK_DEVICE_LOCAL}, {&g->sx, C, RWKV_VK_DEVICE_LOCAL},
         {&g->xxx, C, RWKV_VK_DEVICE_LOCAL}, {&g->lora, N_MIX * D, RWKV_VK_DEVICE_LOCAL},
         {&g->mix, N_MIX * C, RWKV_VK_DEVICE_LOCAL}, {&g->xm, N_MIX * C, RWKV_VK_DEVICE_LOCAL},
         {&g->r, C, RWKV_VK_DEVICE_LOCAL}, {&g->k, C, RWKV_VK_DEVICE_LOCAL}, {&g->v, C, RWKV_VK_DEVICE_LOCAL},
         {&g->g, C, RWKV_VK_DEVICE_LOCAL}, {&g->w, C, RWKV_VK_DEVICE_LOCAL}, {&g->y, C, RWKV_VK_DEVICE_LOCAL},
         {&g->dd, Dd, RWKV_VK_DEVICE_LOCAL}, {&g->fk, F, RWKV_VK_DEVICE_LOCAL}, {&g->tmp, C, RWKV_VK_DEVICE_LOCAL},
-        {&g->logits, g->head ? (size_t)hp->n_vocab : 1, RWKV_VK_HOST_CACHED},
+        {&g->logits, g->head ? (size_t)hp->n_vocab : 1, RWKV_VK_DEVICE_LOCAL},
     };
     for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) RWKV_TRY(rwkv_vk_buf_init(g->vk, a[i].b, a[i].n * t * f, a[i].where, err));
     RWKV_TRY(rwkv_vk_buf_init(g->vk, &g->slots, t * sizeof(uint32_t), RWKV_VK_HOST_VISIBLE, err));
-    RWKV_CHECK(g->x.map && g->logits.map && g->slots.map, RWKV_ERR_BACKEND,
+    if (!g->x.map) RWKV_TRY(rwkv_vk_buf_init(g->vk, &g->x_io, g->x.size, RWKV_VK_HOST_CACHED, err));
+    if (!g->logits.map) RWKV_TRY(rwkv_vk_buf_init(g->vk, &g->logits_io, g->logits.size, RWKV_VK_HOST_CACHED, err));
+    RWKV_CHECK((g->x.map || g->x_io.map) && (g->logits.map || g->logits_io.map) && g->slots.map, RWKV_ERR_BACKEND,
                "Vulkan: no host-visible memory for the inputs and outputs");
     g->cap_T = T;
     return RWKV_OK;
@@ -502,11 +507,16 @@ static int forward_locked(struct rwkv_vk_model *g, float *x, int64_t x_stride, i
         if (!states[i]->gpu_valid) upload(g, states[i]);
         ((uint32_t *)g->slots.map)[i] = states[i]->gpu_slot;
     }
-    float *gx = g->x.map;
+    float *gx = g->x.map ? g->x.map : g->x_io.map;
     for (int64_t t = 0; t < T; t++) memcpy(gx + t * C, x + t * x_stride, (size_t)C * sizeof(float));
     RWKV_TRY(rwkv_vk_begin(vk, err));
     VkResult r = vk->f.vkResetDescriptorPool(vk->dev, g->pool, 0);
     RWKV_CHECK(r == VK_SUCCESS, RWKV_ERR_BACKEND, "Vulkan: vkResetDescriptorPool failed: %s", rwkv_vk_result_name(r));
+    const VkBufferCopy x_bytes = {0, 0, (VkDeviceSize)(T * C) * sizeof(float)};
+    if (!g->x.map) {
+        vk->f.vkCmdCopyBuffer(vk->cmd, g->x_io.buf, g->x.buf, 1, &x_bytes);
+        rwkv_vk_cmd_barrier(vk);
+    }
     for (int il = 0; il < g->n_gpu; il++) RWKV_TRY(record_layer(g, il, T, batch, err));
     const int64_t t0 = all_logits ? 0 : T - 1, n_out = T - t0;
     if (g->head && logits) {
@@ -514,12 +524,17 @@ static int forward_locked(struct rwkv_vk_model *g, float *x, int64_t x_stride, i
         RWKV_TRY(matvec(g, &g->head_w, &g->xa, (uint32_t)(t0 * C), (uint32_t)C, &g->logits, 0,
                         (uint32_t)hp->n_vocab, RWKV_POST_NONE, NULL, n_out, err));
     }
+    if (!g->x.map) vk->f.vkCmdCopyBuffer(vk->cmd, g->x.buf, g->x_io.buf, 1, &x_bytes);
+    const VkBufferCopy l_bytes = {0, 0, (VkDeviceSize)(n_out * hp->n_vocab) * sizeof(float)};
+    if (g->head && logits && !g->logits.map) vk->f.vkCmdCopyBuffer(vk->cmd, g->logits.buf, g->logits_io.buf, 1, &l_bytes);
+    rwkv_vk_cmd_barrier(vk); /* the copies, before the host reads */
     rc = rwkv_vk_submit_wait(vk, err);
     for (int64_t i = 0; i < n_seq; i++) /* after a failed submission the device copy is unknown */
         states[i]->gpu_valid = states[i]->gpu_newer = rc == RWKV_OK;
     if (rc != RWKV_OK) goto fail;
     for (int64_t t = 0; t < T; t++) memcpy(x + t * x_stride, gx + t * C, (size_t)C * sizeof(float));
-    if (g->head && logits) memcpy(logits, g->logits.map, (size_t)(n_out * hp->n_vocab) * sizeof(float));
+    if (g->head && logits)
+        memcpy(logits, g->logits.map ? g->logits.map : g->logits_io.map, (size_t)(n_out * hp->n_vocab) * sizeof(float));
 fail:
     return rc;
 }

@@ -86,6 +86,7 @@ struct rwkv_vk {
     VkPhysicalDeviceMemoryProperties mem_props;
     uint32_t subgroup_size;
     int subgroup_arith; /* subgroupAdd and friends work in compute shaders */
+    int no_map_device_local; /* RWKVFAST_VK_STAGING=1: act as a discrete GPU (tests the staging paths) */
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
     VkFence fence;
