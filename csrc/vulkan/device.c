@@ -346,13 +346,14 @@ fail:
     return rc;
 }
 
-int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, const struct rwkv_vk_pipe *p, const struct rwkv_vk_buf *const *bufs,
-                         const void *push, uint32_t gx, uint32_t gy, uint32_t gz, struct rwkv_error *err) {
+int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, VkDescriptorPool pool, const struct rwkv_vk_pipe *p,
+                         const struct rwkv_vk_buf *const *bufs, const void *push, uint32_t gx, uint32_t gy,
+                         uint32_t gz, struct rwkv_error *err) {
     int rc = RWKV_OK;
     struct rwkv_vk_fns *f = &vk->f;
     VkDescriptorSet set;
     const VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-                                            .descriptorPool = vk->desc_pool, .descriptorSetCount = 1,
+                                            .descriptorPool = pool, .descriptorSetCount = 1,
                                             .pSetLayouts = &p->dsl};
     VK_CHECK(f->vkAllocateDescriptorSets(vk->dev, &ai, &set), "vkAllocateDescriptorSets");
     VkDescriptorBufferInfo infos[16];

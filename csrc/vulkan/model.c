@@ -45,8 +45,6 @@ int rwkv_vk_model_forward(struct rwkv_vk_model *g, float *x, int64_t x_stride, i
 #include "vulkan/weights.h"
 
 #define RWKV6_LNX_EPS 64e-5f
-#define MATVEC_WG 64
-#define MATVEC_TOK 4 /* tokens per matvec workgroup: TOK in matvec.comp */
 #define NORM_WG 256
 
 struct gmat {
@@ -131,7 +129,7 @@ static int upload_mat(struct rwkv_vk_model *g, struct gmat *out, const struct rw
     out->pipe = P_MATVEC0 + (int)w->type;
     char name[32];
     snprintf(name, sizeof name, "matvec_%s", rwkv_type_name(w->type));
-    RWKV_TRY(pipe_for(g, out->pipe, name, 4, 9 * sizeof(uint32_t), MATVEC_WG, err));
+    RWKV_TRY(pipe_for(g, out->pipe, name, 4, sizeof(struct rwkv_vk_matvec_push), RWKV_VK_MATVEC_WG, err));
     const size_t bytes = (size_t)w->n_rows * out->L.row_words * 4;
     RWKV_TRY(rwkv_vk_buf_init(vk, &out->buf, bytes, RWKV_VK_DEVICE_LOCAL, err));
     if (out->buf.map) {
@@ -302,15 +300,16 @@ void rwkv_vk_model_free(struct rwkv_vk_model *g) {
 /* ------------------------------------------------------------- recording -- */
 
 /* Record one dispatch (a descriptor set from the model's pool) and a barrier after it. */
+static int dispatch(struct rwkv_vk_model *g, const struct rwkv_vk_pipe *p, const struct rwkv_vk_buf *const *bufs,
+                    const void *push, uint32_t gx, uint32_t gy, uint32_t gz, struct rwkv_error *err) {
+    const int rc = rwkv_vk_cmd_dispatch(g->vk, g->pool, p, bufs, push, gx, gy, gz, err);
+    if (rc == RWKV_OK) rwkv_vk_cmd_barrier(g->vk);
+    return rc;
+}
+
 static int run(struct rwkv_vk_model *g, int pipe, const struct rwkv_vk_buf *const *bufs, const void *push, uint32_t gx,
                uint32_t gy, struct rwkv_error *err) {
-    struct rwkv_vk *vk = g->vk;
-    VkDescriptorPool keep = vk->desc_pool;
-    vk->desc_pool = g->pool;
-    int rc = rwkv_vk_cmd_dispatch(vk, &g->pipes[pipe], bufs, push, gx, gy, 1, err);
-    vk->desc_pool = keep;
-    if (rc == RWKV_OK) rwkv_vk_cmd_barrier(vk);
-    return rc;
+    return dispatch(g, &g->pipes[pipe], bufs, push, gx, gy, 1, err);
 }
 
 static uint32_t groups(int64_t n, uint32_t wg) { return (uint32_t)((n + wg - 1) / wg); }
@@ -319,18 +318,12 @@ static uint32_t groups(int64_t n, uint32_t wg) { return (uint32_t)((n + wg - 1) 
 static int matvec(struct rwkv_vk_model *g, const struct gmat *W, const struct rwkv_vk_buf *x, uint32_t x_off,
                   uint32_t xs, const struct rwkv_vk_buf *y, uint32_t y_off, uint32_t ys, int post,
                   const struct rwkv_vk_buf *bias, int64_t T, struct rwkv_error *err) {
-    const uint32_t push[9] = {(uint32_t)W->rows, (uint32_t)W->cols, W->L.row_words, x_off, xs, y_off, ys,
-                              (uint32_t)post, (uint32_t)T};
+    const struct rwkv_vk_matvec_push push = {(uint32_t)W->rows, (uint32_t)W->cols, W->L.row_words, x_off, xs, y_off,
+                                             ys, (uint32_t)post, (uint32_t)T};
     const struct rwkv_vk_buf *b[4] = {&W->buf, x, y, bias ? bias : &g->dummy};
-    const uint32_t gx = W->rows < 65535 ? (uint32_t)W->rows : 65535u;
-    struct rwkv_vk *vk = g->vk;
-    VkDescriptorPool keep = vk->desc_pool;
-    vk->desc_pool = g->pool;
-    int rc = rwkv_vk_cmd_dispatch(vk, &g->pipes[W->pipe], b, push, gx, groups(T, MATVEC_TOK), groups(W->rows, gx),
-                                  err);
-    vk->desc_pool = keep;
-    if (rc == RWKV_OK) rwkv_vk_cmd_barrier(vk);
-    return rc;
+    uint32_t grid[3];
+    rwkv_vk_matvec_grid(W->rows, T, grid);
+    return dispatch(g, &g->pipes[W->pipe], b, &push, grid[0], grid[1], grid[2], err);
 }
 
 static int layer_norm(struct rwkv_vk_model *g, const struct rwkv_vk_buf *x, const struct rwkv_vk_buf *w,

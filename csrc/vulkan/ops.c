@@ -25,9 +25,6 @@ int rwkv_vk_run(struct rwkv_vk *vk, const char *name, int n_bufs, void *const *d
 #include "vulkan/spirv.h"
 #include "vulkan/weights.h"
 
-/* Workgroup size of the matvec shaders: 64 threads fill a wave on every vendor's GPU. */
-#define MATVEC_WG 64
-
 int rwkv_vk_pipe_named(struct rwkv_vk *vk, struct rwkv_vk_pipe *p, const char *base, uint32_t n_bufs,
                        uint32_t push_bytes, uint32_t local_x, struct rwkv_error *err) {
     char name[64];
@@ -38,12 +35,6 @@ int rwkv_vk_pipe_named(struct rwkv_vk *vk, struct rwkv_vk_pipe *p, const char *b
     return rwkv_vk_pipe_init(vk, p, sp->code, sp->bytes, n_bufs, push_bytes, local_x, err);
 }
 
-struct matvec_push {
-    uint32_t n_rows, n_cols, row_words, x_off, x_stride, y_off, y_stride, post, n_tok;
-};
-
-/* Tokens per matvec workgroup (TOK in matvec.comp). */
-#define MATVEC_TOK 4
 
 int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_rows, int64_t n_cols,
                    const float *x, int64_t n_tok, int post, const float *bias, float *y, struct rwkv_error *err) {
@@ -58,7 +49,7 @@ int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_r
     char base[32];
     snprintf(base, sizeof base, "matvec_%s", rwkv_type_name(type));
     RWKV_CHECK(post >= 0 && post <= 5 && (post != 5 || bias), RWKV_ERR_FORMAT, "matmul: bad post-op %d", post);
-    RWKV_TRY(rwkv_vk_pipe_named(vk, &pipe, base, 4, sizeof(struct matvec_push), MATVEC_WG, err));
+    RWKV_TRY(rwkv_vk_pipe_named(vk, &pipe, base, 4, sizeof(struct rwkv_vk_matvec_push), RWKV_VK_MATVEC_WG, err));
     RWKV_TRY(rwkv_vk_buf_init(vk, &bb, (size_t)n_rows * sizeof(float), RWKV_VK_HOST_VISIBLE, err));
     RWKV_CHECK(bb.map, RWKV_ERR_BACKEND, "Vulkan: the op runner needs host-visible memory");
     if (bias) memcpy(bb.map, bias, (size_t)n_rows * sizeof(float));
@@ -70,13 +61,13 @@ int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_r
     rwkv_vk_pack_rows(&L, w, n_rows, n_cols, bw.map);
     memcpy(bx.map, x, (size_t)(n_tok * n_cols) * sizeof(float));
     /* host-visible memory without HOST_COHERENT would need flushes; the types picked are coherent */
-    const struct matvec_push push = {(uint32_t)n_rows, (uint32_t)n_cols, L.row_words, 0, (uint32_t)n_cols, 0,
+    const struct rwkv_vk_matvec_push push = {(uint32_t)n_rows, (uint32_t)n_cols, L.row_words, 0, (uint32_t)n_cols, 0,
                                      (uint32_t)n_rows, (uint32_t)post, (uint32_t)n_tok};
-    const uint32_t gx = n_rows < 65535 ? (uint32_t)n_rows : 65535u, gz = (uint32_t)((n_rows + gx - 1) / gx);
+    uint32_t grid[3];
+    rwkv_vk_matvec_grid(n_rows, n_tok, grid);
     const struct rwkv_vk_buf *bufs[4] = {&bw, &bx, &by, &bb};
     RWKV_TRY(rwkv_vk_begin(vk, err));
-    RWKV_TRY(rwkv_vk_cmd_dispatch(vk, &pipe, bufs, &push, gx, (uint32_t)((n_tok + MATVEC_TOK - 1) / MATVEC_TOK), gz,
-                                  err));
+    RWKV_TRY(rwkv_vk_cmd_dispatch(vk, vk->desc_pool, &pipe, bufs, &push, grid[0], grid[1], grid[2], err));
     rwkv_vk_cmd_barrier(vk);
     RWKV_TRY(rwkv_vk_submit_wait(vk, err));
     memcpy(y, by.map, (size_t)(n_tok * n_rows) * sizeof(float));
@@ -111,7 +102,7 @@ int rwkv_vk_run(struct rwkv_vk *vk, const char *name, int n_bufs, void *const *d
         ptrs[i] = &bufs[i];
     }
     RWKV_TRY(rwkv_vk_begin(vk, err));
-    RWKV_TRY(rwkv_vk_cmd_dispatch(vk, &pipe, ptrs, push, gx, gy, gz, err));
+    RWKV_TRY(rwkv_vk_cmd_dispatch(vk, vk->desc_pool, &pipe, ptrs, push, gx, gy, gz, err));
     rwkv_vk_cmd_barrier(vk);
     RWKV_TRY(rwkv_vk_submit_wait(vk, err));
     for (int i = 0; i < n_bufs; i++) memcpy(data[i], bufs[i].map, bytes[i]);

@@ -90,7 +90,7 @@ struct rwkv_vk {
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
     VkFence fence;
-    VkDescriptorPool desc_pool; /* for the one-off op runners (tests); reset per call */
+    VkDescriptorPool desc_pool; /* for the one-off op runners (tests); reset by rwkv_vk_begin */
 };
 
 enum rwkv_vk_mem { RWKV_VK_DEVICE_LOCAL, RWKV_VK_HOST_VISIBLE, RWKV_VK_HOST_CACHED };
@@ -110,9 +110,23 @@ int rwkv_vk_pipe_named(struct rwkv_vk *vk, struct rwkv_vk_pipe *p, const char *b
 int rwkv_vk_begin(struct rwkv_vk *vk, struct rwkv_error *err);
 int rwkv_vk_submit_wait(struct rwkv_vk *vk, struct rwkv_error *err);
 
-/* Record: bind p, a descriptor set over bufs (from desc_pool), push constants, dispatch. */
-int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, const struct rwkv_vk_pipe *p, const struct rwkv_vk_buf *const *bufs,
-                         const void *push, uint32_t gx, uint32_t gy, uint32_t gz, struct rwkv_error *err);
+/* Record: bind p, a descriptor set over bufs (allocated from `pool`), push constants, dispatch. */
+int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, VkDescriptorPool pool, const struct rwkv_vk_pipe *p,
+                         const struct rwkv_vk_buf *const *bufs, const void *push, uint32_t gx, uint32_t gy,
+                         uint32_t gz, struct rwkv_error *err);
+
+/* matvec.comp's interface: its workgroup size, the tokens a workgroup computes, its push
+ * constants, and its grid (rows beyond the 65535 workgroups of one dimension go on in z). */
+#define RWKV_VK_MATVEC_WG 64
+#define RWKV_VK_MATVEC_TOK 4
+struct rwkv_vk_matvec_push {
+    uint32_t n_rows, n_cols, row_words, x_off, x_stride, y_off, y_stride, post, n_tok;
+};
+static inline void rwkv_vk_matvec_grid(int64_t n_rows, int64_t n_tok, uint32_t grid[3]) {
+    grid[0] = n_rows < 65535 ? (uint32_t)n_rows : 65535u;
+    grid[1] = (uint32_t)((n_tok + RWKV_VK_MATVEC_TOK - 1) / RWKV_VK_MATVEC_TOK);
+    grid[2] = (uint32_t)((n_rows + grid[0] - 1) / grid[0]);
+}
 /* Record a compute->compute/transfer barrier on all memory. */
 void rwkv_vk_cmd_barrier(struct rwkv_vk *vk);
 #endif /* RWKV_HAVE_VULKAN */

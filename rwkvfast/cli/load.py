@@ -11,13 +11,14 @@ def open_model(path: str, n_threads: int | None, n_batch: int, n_gpu_layers: int
     """-ngl N puts N layers on the Vulkan device; without one (no backend in this build, no
     loader, no driver, not enough memory) it says why, once, and runs on the CPU, as llama.cpp
     does. Errors of the file itself propagate (ValueError, OSError)."""
-    if n_gpu_layers > 0:
-        try:
-            m = rwkvfast.Model(path, n_threads=n_threads, n_batch=n_batch, n_gpu_layers=n_gpu_layers, device=device)
-            g = m.gpu
-            print(f"note: -ngl {n_gpu_layers}: {g['layers']}/{m.info['n_layer']} layers"
-                  f"{' and the output' if g['head'] else ''} on the GPU ({g['device']})", file=sys.stderr)
-            return m
-        except RuntimeError as e:
-            print(f"warning: -ngl {n_gpu_layers}: {' '.join(str(e).split())}; running on the CPU", file=sys.stderr)
-    return rwkvfast.Model(path, n_threads=n_threads, n_batch=n_batch)
+    if n_gpu_layers <= 0:
+        return rwkvfast.Model(path, n_threads=n_threads, n_batch=n_batch)
+    try:
+        m = rwkvfast.Model(path, n_threads=n_threads, n_batch=n_batch, n_gpu_layers=n_gpu_layers, device=device)
+    except RuntimeError as e:
+        print(f"warning: -ngl {n_gpu_layers}: {' '.join(str(e).split())}; running on the CPU", file=sys.stderr)
+        return rwkvfast.Model(path, n_threads=n_threads, n_batch=n_batch)
+    g = m.gpu
+    print(f"note: -ngl {n_gpu_layers}: {g['layers']}/{m.info['n_layer']} layers"
+          f"{' and the output' if g['head'] else ''} on the GPU ({g['device']})", file=sys.stderr)
+    return m

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from importlib import resources
 import secrets
-import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
+from importlib import resources
 from typing import Any, AsyncIterator, Callable
 
 from starlette.applications import Starlette
@@ -102,7 +101,7 @@ class App:
             Route("/v1/chat/completions", self._post(self._chat), methods=["POST"]),
             Route("/completion", self._post(self._native_completion), methods=["POST"]),
         ]
-        self._count_lock = threading.Lock()  # responses finish in the threadpool's threads
+        # updated as responses finish, on the event loop (no lock needed)
         self.counts = {"requests": 0, "prompt_tokens": 0, "cache_tokens": 0, "predicted_tokens": 0,
                        "prompt_seconds": 0.0, "predicted_seconds": 0.0}
         self.asgi = Starlette(routes=routes, exception_handlers={404: self._not_found, 405: self._not_allowed,
@@ -312,10 +311,11 @@ class App:
         checkpoints: list[int] = []
         enc = self.model.tokenizer.encode
         for i, m in enumerate(msgs):
-            if i and (msgs[i - 1].get("role") == "system" != m.get("role") or i == len(msgs) - 1):
-                checkpoints.append(len(ids))
             if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
                 raise ApiError(400, "each message needs a role (system, user, assistant) and a string content")
+            system_ends = i > 0 and msgs[i - 1]["role"] == "system" and m["role"] != "system"
+            if system_ends or (i > 0 and i == len(msgs) - 1):
+                checkpoints.append(len(ids))
             # each turn tokenized on its own, an answer as it was generated: a conversation's
             # tokens then extend its previous request's, so the state cache finds the earlier turns
             content = format_message(m["content"])
@@ -361,13 +361,12 @@ class App:
 
     def _count(self, job: Job) -> None:
         r, c = job.result, self.counts
-        with self._count_lock:
-            c["requests"] += 1
-            c["prompt_tokens"] += r.prompt_n
-            c["cache_tokens"] += r.cache_n
-            c["predicted_tokens"] += len(r.tokens)
-            c["prompt_seconds"] += r.prompt_s
-            c["predicted_seconds"] += r.gen_s
+        c["requests"] += 1
+        c["prompt_tokens"] += r.prompt_n
+        c["cache_tokens"] += r.cache_n
+        c["predicted_tokens"] += len(r.tokens)
+        c["prompt_seconds"] += r.prompt_s
+        c["predicted_seconds"] += r.gen_s
 
     def _usage_timings(self, job: Job) -> dict:
         r = job.result

@@ -136,7 +136,6 @@ class _Seq:
 
     def __init__(self, job: Job, state: State, todo: list[int], logits: np.ndarray | None, tokenizer) -> None:
         self.job, self.state, self.todo, self.logits = job, state, todo, logits
-        self.fed = len(job.prompt) - len(todo)  # prompt tokens in the state
         self.stream = TextStream(tokenizer, job.stops)
         self.t_start = time.perf_counter()
         self.t_gen: float | None = None
@@ -263,25 +262,26 @@ class Engine:
         if not others_waiting:
             return self.prompt_chunk
         n = 16 if self._prompt_rate is None else int(self._prompt_rate * self.step_seconds) // 16 * 16
-        return max(1, min(self.prompt_chunk, max(16, n)))
+        return min(self.prompt_chunk, max(16, n))
 
     def _feed_chunk(self, s: _Seq, size: int) -> None:
-        nxt = next((c for c in s.job.checkpoints if c > s.fed), len(s.job.prompt))
-        n = min(size, nxt - s.fed)
+        fed = len(s.job.prompt) - len(s.todo)  # prompt tokens already in the state
+        nxt = next((c for c in s.job.checkpoints if c > fed), len(s.job.prompt))
+        n = min(size, nxt - fed)
         chunk, s.todo = s.todo[:n], s.todo[n:]
         t0 = time.perf_counter()
         logits = self.model.forward(chunk, s.state)
         dt = time.perf_counter() - t0
         s.job.result.prompt_s += dt
         s.job.result.prompt_n += n
-        s.fed += n
+        fed += n
         if n >= 16 and dt > 0:
             rate = n / dt
             self._prompt_rate = rate if self._prompt_rate is None else 0.7 * self._prompt_rate + 0.3 * rate
         if not s.todo:
             s.logits = logits
-        if self.cache is not None and (not s.todo or s.fed == nxt):
-            self.cache.insert(s.job.prompt[:s.fed], s.state, logits)
+        if self.cache is not None and fed == nxt:  # at a checkpoint or the prompt's end
+            self.cache.insert(s.job.prompt[:fed], s.state, logits)
 
     def _decode(self, seqs: list[_Seq]) -> None:
         feed: list[_Seq] = []
