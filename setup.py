@@ -25,8 +25,9 @@ SPIRV_OUT = ROOT / "build" / "spirv"
 
 # name -> (shader file, defines). Each also gets a "<name>_sg" build with -DSUBGROUP, used on
 # devices whose compute shaders have subgroup arithmetic.
-SHADER_VARIANTS = {f"matvec_{t}": ("matvec.comp", [f"TYPE_{t}"]) for t in
-                   ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")}
+MATMUL_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
+SHADER_VARIANTS = {f"{shader}_{t}": (f"{shader}.comp", [f"TYPE_{t}"])
+                   for shader in ("matvec", "matmul") for t in MATMUL_TYPES}
 SHADER_VARIANTS.update({name: (f"{name}.comp", []) for name in
                         ("layer_norm", "group_norm_gate", "wkv6", "token_shift", "shift_store", "lerp5", "residual")})
 

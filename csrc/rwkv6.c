@@ -244,11 +244,14 @@ static int forward_chunk(const struct rwkv_model *m, const int32_t *tokens, stru
 
 /* A state last run on another model's device comes back to its arrays first: this model
  * reads them (its CPU layers), or its own device copies them in. */
-static void claim(const struct rwkv_model *m, struct rwkv_state *st) {
+static int claim(const struct rwkv_model *m, struct rwkv_state *st, struct rwkv_error *err) {
+    int rc = RWKV_OK;
     if (st->gpu && st->gpu != m->gpu) {
-        rwkv_state_sync(st, 0);
+        RWKV_TRY(rwkv_state_sync(st, 0, err));
         rwkv_vk_model_release(st->gpu, st);
     }
+fail:
+    return rc;
 }
 
 /* Whether a state has this model's shape. */
@@ -269,7 +272,7 @@ int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_
         RWKV_CHECK(tokens[t] >= 0 && tokens[t] < hp->n_vocab, RWKV_ERR_FORMAT,
                    "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,
                    (long long)hp->n_vocab - 1);
-    claim(m, state);
+    RWKV_TRY(claim(m, state, err));
     struct work s = {0};
     const int64_t T = n_tokens < m->n_batch ? n_tokens : m->n_batch;
     RWKV_CHECK(work_bind(hp, T, state, &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
@@ -301,7 +304,7 @@ int rwkv_model_forward_batch(const struct rwkv_model *m, const int32_t *tokens, 
             RWKV_CHECK(states[c] != st, RWKV_ERR_FORMAT, "sequences %lld and %lld share one state", (long long)c,
                        (long long)b);
     }
-    for (int64_t b = 0; b < n_seq; b++) claim(m, states[b]);
+    for (int64_t b = 0; b < n_seq; b++) RWKV_TRY(claim(m, states[b], err));
     struct work s = {0};
     const int64_t T = n_seq < m->n_batch ? n_seq : m->n_batch;
     RWKV_CHECK(work_bind(hp, T, states[0], &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");

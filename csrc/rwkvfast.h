@@ -232,8 +232,9 @@ struct rwkv_state {
 
 int rwkv_state_init(struct rwkv_state **out, const struct rwkv_model *m, struct rwkv_error *err);
 /* Bring the arrays up to date with the device (a no-op for a state that never ran there);
- * `will_write`: the caller is about to change them, so the device copy is dropped. */
-void rwkv_state_sync(struct rwkv_state *s, int will_write);
+ * `will_write`: the caller is about to change them, so the device copy is dropped. Fails
+ * only where the device does (the arrays then keep their older value). */
+int rwkv_state_sync(struct rwkv_state *s, int will_write, struct rwkv_error *err);
 /* A zero state of an explicit shape (n_head * head_size must equal n_embd). */
 int rwkv_state_init_shape(struct rwkv_state **out, int64_t n_layer, int64_t n_embd, int64_t n_head,
                           int64_t head_size, struct rwkv_error *err);

@@ -41,10 +41,17 @@ fail:
     return rc;
 }
 
-void rwkv_state_sync(struct rwkv_state *s, int will_write) {
-    if (!s->gpu) return;
-    rwkv_vk_model_sync(s->gpu, s);
-    if (will_write) s->gpu_valid = 0;
+int rwkv_state_sync(struct rwkv_state *s, int will_write, struct rwkv_error *err) {
+    if (!s->gpu) return RWKV_OK;
+    const int rc = rwkv_vk_model_sync(s->gpu, s, err);
+    if (rc == RWKV_OK && will_write) s->gpu_valid = 0;
+    return rc;
+}
+
+/* The arrays are about to be overwritten whole: the device's copy is neither needed nor
+ * current any more. */
+static void discard_device_copy(struct rwkv_state *s) {
+    if (s->gpu) s->gpu_valid = s->gpu_newer = 0;
 }
 
 void rwkv_state_free(struct rwkv_state *s) {
@@ -58,7 +65,7 @@ void rwkv_state_free(struct rwkv_state *s) {
 }
 
 void rwkv_state_reset(struct rwkv_state *s) {
-    rwkv_state_sync(s, 1);
+    discard_device_copy(s);
     memset(s->att_shift, 0, n_shift(s) * sizeof(float));
     memset(s->ffn_shift, 0, n_shift(s) * sizeof(float));
     memset(s->wkv, 0, n_wkv(s) * sizeof(float));
@@ -70,8 +77,9 @@ int rwkv_state_copy(struct rwkv_state *dst, const struct rwkv_state *src, struct
                    dst->head_size == src->head_size,
                RWKV_ERR_FORMAT, "state shapes differ: %lld layers x %lld vs %lld layers x %lld",
                (long long)dst->n_layer, (long long)dst->n_embd, (long long)src->n_layer, (long long)src->n_embd);
-    rwkv_state_sync((struct rwkv_state *)src, 0); /* its arrays' value, not its device copy, changes */
-    rwkv_state_sync(dst, 1);
+    /* src: its arrays catch up with its device copy (its value does not change) */
+    RWKV_TRY(rwkv_state_sync((struct rwkv_state *)src, 0, err));
+    discard_device_copy(dst);
     memcpy(dst->att_shift, src->att_shift, n_shift(src) * sizeof(float));
     memcpy(dst->ffn_shift, src->ffn_shift, n_shift(src) * sizeof(float));
     memcpy(dst->wkv, src->wkv, n_wkv(src) * sizeof(float));

@@ -33,7 +33,7 @@ cdef extern from "rwkvfast.h" nogil:
     int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x,
                            float *y, int64_t n_rows, int64_t n_cols, rwkv_error *err)
 
-    void rwkv_state_sync(rwkv_state *s, int will_write)
+    int rwkv_state_sync(rwkv_state *s, int will_write, rwkv_error *err)
     int rwkv_vk_built()
     int rwkv_model_offload(rwkv_model *m, int device, int n_gpu_layers, rwkv_error *err)
     int rwkv_model_gpu_layers(const rwkv_model *m, int *head)

@@ -383,8 +383,9 @@ cdef class _State:
     def arrays(self, bint writeable=False):
         """(att_shift [L,C], ffn_shift [L,C], wkv [L,H,N,N]) as numpy views, up to date with
         the GPU at this moment (a later forward on the GPU does not show in them)."""
+        cdef rwkv_error err
         L, C, H, N = self.shape
-        rwkv_state_sync(self.st, writeable)
+        _check(rwkv_state_sync(self.st, writeable, &err), &err)
         return (_view(self.st.att_shift, (L, C), self, writeable),
                 _view(self.st.ffn_shift, (L, C), self, writeable),
                 _view(self.st.wkv, (L, H, N, N), self, writeable))

@@ -64,9 +64,17 @@ def _rows(wtype, w):
 
 
 @pytest.mark.parametrize("wtype", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"])
-@pytest.mark.parametrize("rows,cols,ntok", [(1, 256, 1), (70, 768, 9), (257, 2304, 6)])
+@pytest.mark.parametrize("rows,cols,ntok", [(1, 256, 1), (257, 2304, 6), (70, 768, 9), (130, 512, 70)])
 def test_matmul_matches_the_dequantized_weights(device, wtype, rows, cols, ntok):
+    # up to 7 tokens: matvec.comp; from 8: the tiled matmul.comp, here with partial tiles of
+    # rows and tokens on every edge
     _check_matmul(device, wtype, rows, cols, ntok)
+
+
+@pytest.mark.parametrize("wtype", ["F32", "F16", "BF16"])
+@pytest.mark.parametrize("cols", [4, 36, 100])
+def test_the_tiled_matmul_takes_rows_that_end_inside_a_tile(device, wtype, cols):  # K not a multiple of 32
+    _check_matmul(device, wtype, 65, cols, 33)
 
 
 @pytest.mark.parametrize("wtype", ["F16", "Q4_K"])

@@ -336,9 +336,16 @@ fail:
 
 int rwkv_vk_submit_wait(struct rwkv_vk *vk, struct rwkv_error *err) {
     int rc = RWKV_OK;
+    VK_CHECK(vk->f.vkEndCommandBuffer(vk->cmd), "vkEndCommandBuffer");
+    rc = rwkv_vk_submit_cmds(vk, 1, &vk->cmd, err);
+fail:
+    return rc;
+}
+
+int rwkv_vk_submit_cmds(struct rwkv_vk *vk, uint32_t n, const VkCommandBuffer *cmds, struct rwkv_error *err) {
+    int rc = RWKV_OK;
     struct rwkv_vk_fns *f = &vk->f;
-    VK_CHECK(f->vkEndCommandBuffer(vk->cmd), "vkEndCommandBuffer");
-    const VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &vk->cmd};
+    const VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = n, .pCommandBuffers = cmds};
     VK_CHECK(f->vkResetFences(vk->dev, 1, &vk->fence), "vkResetFences");
     VK_CHECK(f->vkQueueSubmit(vk->queue, 1, &si, vk->fence), "vkQueueSubmit");
     VK_CHECK(f->vkWaitForFences(vk->dev, 1, &vk->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
@@ -346,7 +353,7 @@ fail:
     return rc;
 }
 
-int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, VkDescriptorPool pool, const struct rwkv_vk_pipe *p,
+int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, VkCommandBuffer cmd, VkDescriptorPool pool, const struct rwkv_vk_pipe *p,
                          const struct rwkv_vk_buf *const *bufs, const void *push, uint32_t gx, uint32_t gy,
                          uint32_t gz, struct rwkv_error *err) {
     int rc = RWKV_OK;
@@ -365,20 +372,20 @@ int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, VkDescriptorPool pool, const struct
                                            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = &infos[i]};
     }
     f->vkUpdateDescriptorSets(vk->dev, p->n_bufs, writes, 0, NULL);
-    f->vkCmdBindPipeline(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->pipe);
-    f->vkCmdBindDescriptorSets(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, 1, &set, 0, NULL);
-    if (p->push_bytes) f->vkCmdPushConstants(vk->cmd, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, p->push_bytes, push);
-    f->vkCmdDispatch(vk->cmd, gx, gy, gz);
+    f->vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->pipe);
+    f->vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, 1, &set, 0, NULL);
+    if (p->push_bytes) f->vkCmdPushConstants(cmd, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, p->push_bytes, push);
+    f->vkCmdDispatch(cmd, gx, gy, gz);
 fail:
     return rc;
 }
 
-void rwkv_vk_cmd_barrier(struct rwkv_vk *vk) {
+void rwkv_vk_cmd_barrier(struct rwkv_vk *vk, VkCommandBuffer cmd) {
     const VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
                                 .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
                                 .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
                                                  VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_HOST_READ_BIT};
-    vk->f.vkCmdPipelineBarrier(vk->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+    vk->f.vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                                VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT |
                                    VK_PIPELINE_STAGE_HOST_BIT,
                                0, 1, &mb, 0, NULL, 0, NULL);

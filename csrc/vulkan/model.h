@@ -18,7 +18,7 @@ int rwkv_vk_model_forward(struct rwkv_vk_model *g, float *x, int64_t x_stride, i
                           struct rwkv_error *err);
 int rwkv_vk_model_layers(const struct rwkv_vk_model *g);
 /* A resident state: copy the device's newer layers into its arrays; give its slot back. */
-void rwkv_vk_model_sync(struct rwkv_vk_model *g, struct rwkv_state *s);
+int rwkv_vk_model_sync(struct rwkv_vk_model *g, struct rwkv_state *s, struct rwkv_error *err);
 void rwkv_vk_model_release(struct rwkv_vk_model *g, struct rwkv_state *s);
 int rwkv_vk_model_has_head(const struct rwkv_vk_model *g);
 

@@ -40,16 +40,14 @@ int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_r
                    const float *x, int64_t n_tok, int post, const float *bias, float *y, struct rwkv_error *err) {
     int rc = RWKV_OK;
     struct rwkv_vk_layout L;
-    struct rwkv_vk_pipe pipe = {0};
+    struct rwkv_vk_pipe mv = {0}, mm = {0};
     struct rwkv_vk_buf bw = {0}, bx = {0}, by = {0}, bb = {0};
     RWKV_CHECK(n_rows > 0 && n_tok > 0 && n_rows <= (int64_t)UINT32_MAX / 4 && n_tok <= 65535, RWKV_ERR_FORMAT,
                "matmul: bad shape (%lld rows, %lld tokens)", (long long)n_rows, (long long)n_tok);
     RWKV_CHECK(rwkv_vk_layout(type, n_cols, &L), RWKV_ERR_FORMAT,
                "Vulkan: no matmul shader for %s weights with %lld columns", rwkv_type_name(type), (long long)n_cols);
-    char base[32];
-    snprintf(base, sizeof base, "matvec_%s", rwkv_type_name(type));
     RWKV_CHECK(post >= 0 && post <= 5 && (post != 5 || bias), RWKV_ERR_FORMAT, "matmul: bad post-op %d", post);
-    RWKV_TRY(rwkv_vk_pipe_named(vk, &pipe, base, 4, sizeof(struct rwkv_vk_matvec_push), RWKV_VK_MATVEC_WG, err));
+    RWKV_TRY(rwkv_vk_matmul_pipes_init(vk, type, &mv, &mm, err));
     RWKV_TRY(rwkv_vk_buf_init(vk, &bb, (size_t)n_rows * sizeof(float), RWKV_VK_HOST_VISIBLE, err));
     RWKV_CHECK(bb.map, RWKV_ERR_BACKEND, "Vulkan: the op runner needs host-visible memory");
     if (bias) memcpy(bb.map, bias, (size_t)n_rows * sizeof(float));
@@ -63,12 +61,10 @@ int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_r
     /* host-visible memory without HOST_COHERENT would need flushes; the types picked are coherent */
     const struct rwkv_vk_matvec_push push = {(uint32_t)n_rows, (uint32_t)n_cols, L.row_words, 0, (uint32_t)n_cols, 0,
                                      (uint32_t)n_rows, (uint32_t)post, (uint32_t)n_tok};
-    uint32_t grid[3];
-    rwkv_vk_matvec_grid(n_rows, n_tok, grid);
     const struct rwkv_vk_buf *bufs[4] = {&bw, &bx, &by, &bb};
     RWKV_TRY(rwkv_vk_begin(vk, err));
-    RWKV_TRY(rwkv_vk_cmd_dispatch(vk, vk->desc_pool, &pipe, bufs, &push, grid[0], grid[1], grid[2], err));
-    rwkv_vk_cmd_barrier(vk);
+    RWKV_TRY(rwkv_vk_cmd_matmul(vk, vk->cmd, vk->desc_pool, (struct rwkv_vk_matmul_pipes){&mv, &mm}, bufs, &push, err));
+    rwkv_vk_cmd_barrier(vk, vk->cmd);
     RWKV_TRY(rwkv_vk_submit_wait(vk, err));
     memcpy(y, by.map, (size_t)(n_tok * n_rows) * sizeof(float));
 fail:
@@ -76,7 +72,8 @@ fail:
     rwkv_vk_buf_free(vk, &by);
     rwkv_vk_buf_free(vk, &bx);
     rwkv_vk_buf_free(vk, &bw);
-    rwkv_vk_pipe_free(vk, &pipe);
+    rwkv_vk_pipe_free(vk, &mm);
+    rwkv_vk_pipe_free(vk, &mv);
     return rc;
 }
 int rwkv_vk_run(struct rwkv_vk *vk, const char *name, int n_bufs, void *const *data, const size_t *bytes,
@@ -102,8 +99,8 @@ int rwkv_vk_run(struct rwkv_vk *vk, const char *name, int n_bufs, void *const *d
         ptrs[i] = &bufs[i];
     }
     RWKV_TRY(rwkv_vk_begin(vk, err));
-    RWKV_TRY(rwkv_vk_cmd_dispatch(vk, vk->desc_pool, &pipe, ptrs, push, gx, gy, gz, err));
-    rwkv_vk_cmd_barrier(vk);
+    RWKV_TRY(rwkv_vk_cmd_dispatch(vk, vk->cmd, vk->desc_pool, &pipe, ptrs, push, gx, gy, gz, err));
+    rwkv_vk_cmd_barrier(vk, vk->cmd);
     RWKV_TRY(rwkv_vk_submit_wait(vk, err));
     for (int i = 0; i < n_bufs; i++) memcpy(data[i], bufs[i].map, bytes[i]);
 fail:

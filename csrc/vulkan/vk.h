@@ -106,29 +106,46 @@ void rwkv_vk_pipe_free(struct rwkv_vk *vk, struct rwkv_vk_pipe *p);
 int rwkv_vk_pipe_named(struct rwkv_vk *vk, struct rwkv_vk_pipe *p, const char *base, uint32_t n_bufs,
                        uint32_t push_bytes, uint32_t local_x, struct rwkv_error *err);
 
-/* Begin recording the context's one command buffer; end it, submit and wait. */
+/* Begin recording the context's one-off command buffer (vk->cmd); end it, submit and wait. */
 int rwkv_vk_begin(struct rwkv_vk *vk, struct rwkv_error *err);
 int rwkv_vk_submit_wait(struct rwkv_vk *vk, struct rwkv_error *err);
+/* Submit recorded command buffers in one batch, in this order, and wait for them. */
+int rwkv_vk_submit_cmds(struct rwkv_vk *vk, uint32_t n, const VkCommandBuffer *cmds, struct rwkv_error *err);
 
-/* Record: bind p, a descriptor set over bufs (allocated from `pool`), push constants, dispatch. */
-int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, VkDescriptorPool pool, const struct rwkv_vk_pipe *p,
+/* Record into cmd: bind p, a descriptor set over bufs (allocated from `pool`), push
+ * constants, dispatch. */
+int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, VkCommandBuffer cmd, VkDescriptorPool pool, const struct rwkv_vk_pipe *p,
                          const struct rwkv_vk_buf *const *bufs, const void *push, uint32_t gx, uint32_t gy,
                          uint32_t gz, struct rwkv_error *err);
 
-/* matvec.comp's interface: its workgroup size, the tokens a workgroup computes, its push
- * constants, and its grid (rows beyond the 65535 workgroups of one dimension go on in z). */
+/* The two matmul shaders share buffers (W, x, y, bias) and push constants. matvec.comp: a
+ * workgroup of RWKV_VK_MATVEC_WG per row and RWKV_VK_MATVEC_TOK tokens, for steps and short
+ * chunks; matmul.comp: tiles of RWKV_VK_GEMM_BM rows x RWKV_VK_GEMM_BN tokens, from
+ * RWKV_VK_GEMM_MIN_TOK tokens on (prompts, batches), where re-reading weights per 4 tokens
+ * would dominate. */
 #define RWKV_VK_MATVEC_WG 64
 #define RWKV_VK_MATVEC_TOK 4
+#define RWKV_VK_GEMM_WG 128
+#define RWKV_VK_GEMM_BM 64
+#define RWKV_VK_GEMM_BN 32
+#define RWKV_VK_GEMM_MIN_TOK 8
 struct rwkv_vk_matvec_push {
     uint32_t n_rows, n_cols, row_words, x_off, x_stride, y_off, y_stride, post, n_tok;
 };
-static inline void rwkv_vk_matvec_grid(int64_t n_rows, int64_t n_tok, uint32_t grid[3]) {
-    grid[0] = n_rows < 65535 ? (uint32_t)n_rows : 65535u;
-    grid[1] = (uint32_t)((n_tok + RWKV_VK_MATVEC_TOK - 1) / RWKV_VK_MATVEC_TOK);
-    grid[2] = (uint32_t)((n_rows + grid[0] - 1) / grid[0]);
-}
-/* Record a compute->compute/transfer barrier on all memory. */
-void rwkv_vk_cmd_barrier(struct rwkv_vk *vk);
+/* A matmul's two pipelines (gemm: NULL where the type has none). */
+struct rwkv_vk_matmul_pipes {
+    const struct rwkv_vk_pipe *matvec, *gemm;
+};
+/* Build both pipelines of weight type `type` into mv and mm. */
+int rwkv_vk_matmul_pipes_init(struct rwkv_vk *vk, uint32_t type, struct rwkv_vk_pipe *mv, struct rwkv_vk_pipe *mm,
+                              struct rwkv_error *err);
+/* Record y = post(W x) for push->n_tok tokens with the shader that suits them, bufs as
+ * {W, x, y, bias}; no barrier after it. */
+int rwkv_vk_cmd_matmul(struct rwkv_vk *vk, VkCommandBuffer cmd, VkDescriptorPool pool, struct rwkv_vk_matmul_pipes pipes,
+                       const struct rwkv_vk_buf *const *bufs, const struct rwkv_vk_matvec_push *push,
+                       struct rwkv_error *err);
+/* Record a compute/transfer -> compute/transfer/host barrier on all memory. */
+void rwkv_vk_cmd_barrier(struct rwkv_vk *vk, VkCommandBuffer cmd);
 #endif /* RWKV_HAVE_VULKAN */
 
 #endif
