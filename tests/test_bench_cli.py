@@ -51,3 +51,22 @@ def test_batch_sizes_are_a_dimension(capsys):
     with pytest.raises(SystemExit) as e:
         main(["-m", m, "-b", "0"])
     assert e.value.code == 2
+
+
+def test_gpu_layers_are_a_dimension(capsys):
+    """-ngl 0,3 runs the model on the CPU and then on the Vulkan device (lavapipe in CI); where
+    no device is found the -ngl run says so and falls back to the CPU, like llama.cpp."""
+    from rwkvfast import _core
+    m = str(fixture_path("tiny/gguf/tiny-F32.gguf"))
+    assert main(["-m", m, "-p", "8", "-n", "2", "-r", "1", "-ngl", "0,3", "-o", "json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [(r["n_gpu_layers"] > 0, r["test"]) for r in rows][:2] == [(False, "pp8"), (False, "tg2")]
+    assert rows[0]["backend"].startswith("CPU")
+    if _core.vk_built() and "running on the CPU" not in captured.err:
+        assert [(r["n_gpu_layers"], r["backend"].startswith("Vulkan")) for r in rows[2:]] == [(3, True), (3, True)]
+    else:
+        assert [r["n_gpu_layers"] for r in rows[2:]] == [0, 0]
+    assert main(["-m", m, "-p", "8", "-n", "0", "-r", "1", "-ngl", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert ("| ngl |" in out[0]) == rows[2]["backend"].startswith("Vulkan")
