@@ -18,7 +18,9 @@ except ImportError as e:  # a source checkout whose extension was never built in
         "after `pip install .`)") from e
 
 from rwkvfast.chat import Chat
+from rwkvfast import perplexity
 from rwkvfast.convert import convert
+from rwkvfast.demo import demo_model_path
 from rwkvfast.generate import generate
 from rwkvfast.model import Model
 from rwkvfast.quantize import quantize
@@ -26,7 +28,8 @@ from rwkvfast.sampler import Sampler, SamplerParams
 from rwkvfast.state import State
 from rwkvfast.tokenizer import StreamDecoder, Tokenizer
 
-__all__ = ["Model", "State", "Tokenizer", "StreamDecoder", "Sampler", "SamplerParams", "Chat", "generate", "convert", "gguf_metadata", "quantize", "system_info",
+__all__ = ["Model", "State", "Tokenizer", "StreamDecoder", "Sampler", "SamplerParams", "Chat", "generate", "convert", "gguf_metadata",
+           "demo_model_path", "perplexity", "quantize", "system_info",
            "__version__"]
 __version__ = "0.1.0"
 

@@ -45,15 +45,16 @@ def reference_ids() -> list[int]:
 
 @contextmanager
 def live_server(model_path, *flags: str):
-    """rwkvfast-server in its own process on a free loopback port; yields (url, process) once it
+    """rwkvfast-server (on model_path, or None: no -m) in its own process on a free loopback port; yields (url, process) once it
     answers /health, and stops it with Ctrl-C (a graceful shutdown) on the way out."""
     import httpx
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", "-m", str(model_path), "--port", str(port),
-                          *flags], stderr=subprocess.PIPE, text=True)
+    model = ["-m", str(model_path)] if model_path is not None else []  # None: the shipped demo
+    p = subprocess.Popen([sys.executable, "-m", "rwkvfast.cli.server", *model, "--port", str(port), *flags],
+                         stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import rwkvfast
-from rwkvfast.cli.load import open_model
+from rwkvfast.cli.load import model_or_demo, open_model
 from rwkvfast.chat import Chat
 from rwkvfast.generate import generate
 from rwkvfast.sampler import LLAMA_DEFAULTS, RWKV_CHAT_DEFAULTS, RWKV_STATE_TUNED_DEFAULTS, Sampler
@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Chat with, or complete text from, an RWKV-6 GGUF model "
                                              "(llama-cli's flags).", epilog=HELP_COMMANDS)
     a = ap.add_argument
-    a("-m", "--model", required=True, help="RWKV-6 GGUF file")
+    a("-m", "--model", default=None,
+      help="RWKV-6 GGUF file (default: the small demo model that ships with rwkvfast)")
     a("-p", "--prompt", default=None, help="chat: the system prompt; -no-cnv: the text to continue")
     a("-f", "--file", default=None, help="read the prompt from a file")
     a("-sys", "--system-prompt", default=None, help="system prompt (chat mode)")
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt = _unescape(prompt)
     t0 = time.perf_counter()
     try:
-        model = open_model(args.model, args.threads, args.batch_size, args.n_gpu_layers, args.device)
+        model = open_model(model_or_demo(args.model), args.threads, args.batch_size, args.n_gpu_layers, args.device)
     except (ValueError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1

@@ -22,3 +22,14 @@ def open_model(path: str, n_threads: int | None, n_batch: int, n_gpu_layers: int
     print(f"note: -ngl {n_gpu_layers}: {g['layers']}/{m.info['n_layer']} layers"
           f"{' and the output' if g['head'] else ''} on the GPU ({g['device']})", file=sys.stderr)
     return m
+
+
+def model_or_demo(path: str | None) -> str:
+    """-m, or without one the demo model that ships with the package (saying so)."""
+    if path is not None:
+        return path
+    from rwkvfast.demo import demo_model_path
+    demo = demo_model_path()
+    print(f"note: no -m given: using the demo model that ships with rwkvfast ({demo.name}, a tiny RWKV-6 "
+          "trained on WordNet that explains English words); pass -m MODEL.gguf for a real model", file=sys.stderr)
+    return str(demo)

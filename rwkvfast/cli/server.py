@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 
 import rwkvfast
-from rwkvfast.cli.load import open_model
+from rwkvfast.cli.load import model_or_demo, open_model
 from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler
 
 
@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
                                              "OpenAI-compatible /v1/completions and /v1/chat/completions, "
                                              "/tokenize, /detokenize, /completion, /props, /metrics, /health, /v1/models.")
     a = ap.add_argument
-    a("-m", "--model", required=True, help="RWKV-6 GGUF file")
+    a("-m", "--model", default=None,
+      help="RWKV-6 GGUF file (default: the small demo model that ships with rwkvfast)")
     a("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     a("--port", type=int, default=8080, help="port (default 8080)")
     a("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from rwkvfast.server.state_cache import StateCache
 
     try:
-        model = open_model(args.model, args.threads, args.batch_size, args.n_gpu_layers, args.device)
+        model = open_model(model_or_demo(args.model), args.threads, args.batch_size, args.n_gpu_layers, args.device)
     except (ValueError, OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1

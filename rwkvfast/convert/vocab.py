@@ -65,8 +65,11 @@ def token_metadata(vocab: list[bytes], n_vocab: int) -> list[tuple[str, Any]]:
     texts = ["<s>"] + [repr(b)[2:-1] for b in vocab] + [f"[PAD{i}]" for i in range(len(vocab) + 1, n_vocab)]
     types = [3] + [1] * len(vocab) + [5] * (n_vocab - len(vocab) - 1)
     template = resources.files("rwkvfast").joinpath("data/rwkv_world_chat_template.jinja").read_text(encoding="utf-8")
+    # the end of a turn is "\n\n": 261 in the World vocabulary, elsewhere in a smaller one
+    eot = vocab.index(b"\n\n") + 1 if b"\n\n" in vocab else None
     return [("tokenizer.ggml.model", "rwkv"),
             ("tokenizer.ggml.tokens", Array(GGUFValueType.STRING, texts)),
             ("tokenizer.ggml.token_type", Array(GGUFValueType.INT32, types)),
-            ("tokenizer.ggml.bos_token_id", U32(0)), ("tokenizer.ggml.eos_token_id", U32(0)),
-            ("tokenizer.ggml.eot_token_id", U32(EOT_TOKEN)), ("tokenizer.chat_template", template)]
+            ("tokenizer.ggml.bos_token_id", U32(0)), ("tokenizer.ggml.eos_token_id", U32(0))] + \
+        ([("tokenizer.ggml.eot_token_id", U32(eot))] if eot is not None else []) + \
+        [("tokenizer.chat_template", template)]
