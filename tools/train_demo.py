@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import demo_corpus  # noqa: E402
 
 CHUNK = 16  # WKV6 tokens per chunk in training
-SPAN = 60.0  # the most a channel may decay over a chunk (as -log) for the factored form
+SPAN = 60.0  # the most a channel may decay over a chunk (as -log) for the factored form: e^60 fits float32
 
 
 # --------------------------------------------------------------------------- vocabulary --
@@ -179,36 +179,39 @@ def build_model(torch, V: int, C: int, L: int, N: int, F: int, D: int, Dd: int):
 
 def wkv6(torch, r, k, v, lw, u):
     """y_t[j] = sum_i r_t[i] (u[i] k_t[i] v_t[j] + S_{t-1}[i][j]),  S_t = diag(w_t) S_{t-1} + k_t^T v_t,
-    from a zero state; lw = log w. Chunks of CHUNK tokens; the decay from token s to a later
-    token t of a chunk is exp(A_{t-1} - A_s), A the cumulative sum of lw. It is factored as
-    exp(A_{t-1}) exp(-A_s), which makes the chunk two matrix products, as long as no
-    channel decays by more than e^-SPAN over the chunk (float32 then holds both factors);
-    a chunk that does is computed pairwise instead. Between chunks the state carries over."""
+    from a zero state; lw = log w. In chunks of up to CHUNK tokens: within one, the decay from
+    token s to a later token t is exp(A_{t-1} - A_s), A the cumulative sum of lw, factored as
+    exp(A_{t-1}) exp(-A_s) so that the chunk is two matrix products. Float32 holds both
+    factors while no channel decays by more than e^-SPAN over the chunk; a chunk that would
+    is halved until none does (one token needs no factors). Exact, never approximated."""
     B, T, H, N = r.shape
     S = r.new_zeros(B, H, N, N)
-    ys = []
-    for c0 in range(0, T, CHUNK):
-        rc, kc, vc, lc = (t[:, c0:c0 + CHUNK] for t in (r, k, v, lw))
-        n = rc.shape[1]
-        A = torch.cumsum(lc, dim=1)  # [B, n, H, N]: decay up to and including token t
-        Ap = A - lc  # up to t - 1
-        y = torch.einsum("bthi,bhij->bthj", rc * torch.exp(Ap), S)
-        earlier = torch.tril(torch.ones(n, n, dtype=torch.bool), diagonal=-1)  # s < t
-        if float(-A[:, -1].detach().min()) < SPAN:
-            rq = (rc * torch.exp(Ap)).permute(0, 2, 1, 3)  # [B, H, t, N]
-            kq = (kc * torch.exp(-A)).permute(0, 2, 3, 1)  # [B, H, N, s]
-            att = (rq @ kq).masked_fill(~earlier, 0.0)  # [B, H, t, s]
-            y = y + (att @ vc.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
-        else:
-            expo = Ap[:, :, None] - A[:, None, :]  # [B, t, s, H, N], never above 0 where s < t
-            expo = torch.where(earlier[None, :, :, None, None], expo, torch.full_like(expo, -math.inf))
-            att = torch.einsum("bthi,bshi,btshi->btsh", rc, kc, torch.exp(expo))
-            y = y + torch.einsum("btsh,bshj->bthj", att, vc)
-        y = y + torch.einsum("bthi,hi,bthi->bth", rc, u, kc)[..., None] * vc
+    ys, pos = [], 0
+    while pos < T:
+        n = min(CHUNK, T - pos)
+        while n > 1 and float(-lw[:, pos:pos + n].detach().sum(dim=1).min()) >= SPAN:
+            n //= 2  # the sum is negative: its minimum is the fastest-decaying channel's
+        y, S = _wkv6_chunk(torch, *(t[:, pos:pos + n] for t in (r, k, v, lw)), u, S)
         ys.append(y)
-        tail = torch.exp(A[:, -1:] - A)  # decay from each token to the chunk's end
-        S = torch.exp(A[:, -1])[..., None] * S + torch.einsum("bshi,bshj->bhij", kc * tail, vc)
+        pos += n
     return torch.cat(ys, dim=1)
+
+
+def _wkv6_chunk(torch, rc, kc, vc, lc, u, S):
+    n = rc.shape[1]
+    A = torch.cumsum(lc, dim=1)  # [B, n, H, N]: decay up to and including token t
+    Ap = A - lc  # up to t - 1
+    y = torch.einsum("bthi,bhij->bthj", rc * torch.exp(Ap), S)
+    if n > 1:
+        earlier = torch.tril(torch.ones(n, n, dtype=torch.bool), diagonal=-1)  # s < t
+        rq = (rc * torch.exp(Ap)).permute(0, 2, 1, 3)  # [B, H, t, N]
+        kq = (kc * torch.exp(-A)).permute(0, 2, 3, 1)  # [B, H, N, s]
+        att = (rq @ kq).masked_fill(~earlier, 0.0)  # [B, H, t, s]
+        y = y + (att @ vc.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
+    y = y + torch.einsum("bthi,hi,bthi->bth", rc, u, kc)[..., None] * vc
+    tail = torch.exp(A[:, -1:] - A)  # decay from each token to the chunk's end
+    S = torch.exp(A[:, -1])[..., None] * S + torch.einsum("bshi,bshj->bhij", kc * tail, vc)
+    return y, S
 
 
 def state_dict_blink(model) -> dict[str, np.ndarray]:
