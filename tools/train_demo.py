@@ -179,39 +179,36 @@ def build_model(torch, V: int, C: int, L: int, N: int, F: int, D: int, Dd: int):
 
 def wkv6(torch, r, k, v, lw, u):
     """y_t[j] = sum_i r_t[i] (u[i] k_t[i] v_t[j] + S_{t-1}[i][j]),  S_t = diag(w_t) S_{t-1} + k_t^T v_t,
-    from a zero state; lw = log w. In chunks of up to CHUNK tokens: within one, the decay from
-    token s to a later token t is exp(A_{t-1} - A_s), A the cumulative sum of lw, factored as
-    exp(A_{t-1}) exp(-A_s) so that the chunk is two matrix products. Float32 holds both
-    factors while no channel decays by more than e^-SPAN over the chunk; a chunk that would
-    is halved until none does (one token needs no factors). Exact, never approximated."""
+    from a zero state; lw = log w. In chunks of CHUNK tokens: within one, the decay from token s
+    to a later token t is exp(A_{t-1} - A_s), A the cumulative sum of lw. It is factored as
+    exp(A_{t-1}) exp(-A_s), which makes the chunk two matrix products, while no channel decays
+    by more than e^-SPAN over the chunk (float32 then holds both factors); a chunk where one
+    does is computed pair by pair instead (slower, never overflowing). Exact either way."""
     B, T, H, N = r.shape
     S = r.new_zeros(B, H, N, N)
-    ys, pos = [], 0
-    while pos < T:
-        n = min(CHUNK, T - pos)
-        while n > 1 and float(-lw[:, pos:pos + n].detach().sum(dim=1).min()) >= SPAN:
-            n //= 2  # the sum is negative: its minimum is the fastest-decaying channel's
-        y, S = _wkv6_chunk(torch, *(t[:, pos:pos + n] for t in (r, k, v, lw)), u, S)
-        ys.append(y)
-        pos += n
-    return torch.cat(ys, dim=1)
-
-
-def _wkv6_chunk(torch, rc, kc, vc, lc, u, S):
-    n = rc.shape[1]
-    A = torch.cumsum(lc, dim=1)  # [B, n, H, N]: decay up to and including token t
-    Ap = A - lc  # up to t - 1
-    y = torch.einsum("bthi,bhij->bthj", rc * torch.exp(Ap), S)
-    if n > 1:
+    ys = []
+    for c0 in range(0, T, CHUNK):
+        rc, kc, vc, lc = (t[:, c0:c0 + CHUNK] for t in (r, k, v, lw))
+        n = rc.shape[1]
+        A = torch.cumsum(lc, dim=1)  # [B, n, H, N]: decay up to and including token t
+        Ap = A - lc  # up to t - 1
+        y = torch.einsum("bthi,bhij->bthj", rc * torch.exp(Ap), S)
         earlier = torch.tril(torch.ones(n, n, dtype=torch.bool), diagonal=-1)  # s < t
-        rq = (rc * torch.exp(Ap)).permute(0, 2, 1, 3)  # [B, H, t, N]
-        kq = (kc * torch.exp(-A)).permute(0, 2, 3, 1)  # [B, H, N, s]
-        att = (rq @ kq).masked_fill(~earlier, 0.0)  # [B, H, t, s]
-        y = y + (att @ vc.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
-    y = y + torch.einsum("bthi,hi,bthi->bth", rc, u, kc)[..., None] * vc
-    tail = torch.exp(A[:, -1:] - A)  # decay from each token to the chunk's end
-    S = torch.exp(A[:, -1])[..., None] * S + torch.einsum("bshi,bshj->bhij", kc * tail, vc)
-    return y, S
+        if float(-A[:, -1].detach().max()) < SPAN:  # the fastest-decaying channel
+            rq = (rc * torch.exp(Ap)).permute(0, 2, 1, 3)  # [B, H, t, N]
+            kq = (kc * torch.exp(-A)).permute(0, 2, 3, 1)  # [B, H, N, s]
+            att = (rq @ kq).masked_fill(~earlier, 0.0)  # [B, H, t, s]
+            y = y + (att @ vc.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
+        else:
+            expo = Ap[:, :, None] - A[:, None, :]  # [B, t, s, H, N], never above 0 where s < t
+            expo = torch.where(earlier[None, :, :, None, None], expo, torch.full_like(expo, -math.inf))
+            att = torch.einsum("bthi,bshi,btshi->btsh", rc, kc, torch.exp(expo))
+            y = y + torch.einsum("btsh,bshj->bthj", att, vc)
+        y = y + torch.einsum("bthi,hi,bthi->bth", rc, u, kc)[..., None] * vc
+        ys.append(y)
+        tail = torch.exp(A[:, -1:] - A)  # decay from each token to the chunk's end
+        S = torch.exp(A[:, -1])[..., None] * S + torch.einsum("bshi,bshj->bhij", kc * tail, vc)
+    return torch.cat(ys, dim=1)
 
 
 def state_dict_blink(model) -> dict[str, np.ndarray]:
@@ -240,11 +237,16 @@ def train(args) -> None:
     model = build_model(torch, V, args.embd, args.layers, 64, int(args.embd * 3.5) // 32 * 32, 32, 64)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params} parameters", flush=True)
+    if args.init:  # go on from an earlier run's export (same vocabulary: the same --seed)
+        from rwkvfast.convert import read_safetensors
+        saved = read_safetensors(args.init)
+        model.load_state_dict({k: torch.from_numpy(t.f32().copy()) for k, t in saved.items()})
+        print(f"init: {args.init}", flush=True)
     matrices = [p for n, p in model.named_parameters() if p.dim() >= 2 and "time_" not in n]
     others = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "time_" not in n)]
     opt = torch.optim.AdamW([{"params": matrices, "weight_decay": 0.01}, {"params": others, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.99), eps=1e-8)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed if args.sample_seed is None else args.sample_seed)
     T, Bsz = args.ctx, args.batch
     log = []
     t_train = time.time()
@@ -282,7 +284,8 @@ def export(model, out: Path, vocab: list[bytes], args, n_params: int, minutes: f
     check_against_engine(model, out / "rwkv6-demo-F32.gguf", out / "heldout.txt")
     info = {"parameters": n_params, "train_minutes": round(minutes, 1), "steps": args.steps, "batch": args.batch,
             "ctx": args.ctx, "tokens_seen": args.steps * args.batch * args.ctx, "corpus_tokens": n_tokens,
-            "seed": args.seed, "threads": args.threads}
+            "seed": args.seed, "threads": args.threads, "init": args.init, "sample_seed": args.sample_seed,
+            "lr": args.lr}
     (out / "train_info.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info), flush=True)
 
@@ -317,6 +320,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, help="start from this .safetensors (an earlier run's export)")
+    ap.add_argument("--sample-seed", type=int, default=None, help="seed of the batches' positions (default --seed)")
     train(ap.parse_args())
 
 
