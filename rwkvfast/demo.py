@@ -1,6 +1,6 @@
-"""The demo model that ships inside the package: a small RWKV-6 trained on WordNet 3.0, so a
-fresh install chats (and the web page, the examples and the tests run) before anything is
-downloaded. rwkvfast-chat and rwkvfast-server use it when no -m is given.
+"""The demo model, packaged in rwkvfast/data/demo: a small RWKV-6 trained on WordNet 3.0, so an
+installation that carries it chats before anything is downloaded. rwkvfast-chat and
+rwkvfast-server use it when no -m is given. The file is made, not kept in git.
 
 It is a real model, not random weights: tools/train_demo.py trains it (see
 rwkvfast/data/demo/README.md for its size, training and held-out perplexity). It knows what

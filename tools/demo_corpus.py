@@ -74,8 +74,7 @@ def read_synsets(root: Path = WORDNET) -> dict[str, Synset]:
             definition = "; ".join(p for p in parts if p and not p.startswith('"'))
             examples = [p.strip('"').strip() for p in parts if p.startswith('"') and len(p) > 2]
             out[f"{pos}{offset}"] = Synset(offset, pos, words, definition, examples, hyper)
-    # sense counts: index.* lines are `lemma pos synset_cnt p_cnt [ptrs] sense_cnt tagsense_cnt offsets`;
-    # cntlist.rev gives each sense's count
+    # how often each lemma's senses were seen in WordNet's tagged texts (cntlist.rev: `key count`)
     counts: dict[str, int] = {}
     for line in (root / "cntlist.rev").read_text(encoding="latin-1").splitlines():
         key, _, n = line.split(" ")

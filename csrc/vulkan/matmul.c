@@ -23,7 +23,7 @@ int rwkv_vk_cmd_matmul(struct rwkv_vk *vk, VkCommandBuffer cmd, VkDescriptorPool
                        const struct rwkv_vk_buf *const *bufs, const struct rwkv_vk_matvec_push *push,
                        struct rwkv_error *err) {
     const uint32_t rows = push->n_rows, T = push->n_tok;
-    if (pipes.gemm && T >= RWKV_VK_GEMM_MIN_TOK && push->n_cols % 4 == 0) {
+    if (T >= RWKV_VK_GEMM_MIN_TOK && push->n_cols % 4 == 0) {
         const uint32_t gx = (rows + RWKV_VK_GEMM_BM - 1) / RWKV_VK_GEMM_BM, gy = (T + RWKV_VK_GEMM_BN - 1) / RWKV_VK_GEMM_BN;
         return rwkv_vk_cmd_dispatch(vk, cmd, pool, pipes.gemm, bufs, push, gx, gy, 1, err);
     }

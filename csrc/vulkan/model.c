@@ -359,7 +359,7 @@ static int forward_locked(struct rwkv_vk_model *g, float *x, int64_t x_stride, i
     struct program *p;
     RWKV_TRY(program_for(g, T, batch, head, head && all_logits, &p, err));
     int copies = 0; /* the states' copies in, recorded into the context's one-off buffer */
-    RWKV_TRY(rwkv_vk_states_in(g, states, n_seq, g->vk->cmd, &copies, err));
+    RWKV_TRY(rwkv_vk_states_in(g, states, n_seq, &copies, err));
     float *gx = g->x.map ? g->x.map : g->x_io.map;
     for (int64_t t = 0; t < T; t++) memcpy(gx + t * C, x + t * x_stride, (size_t)C * sizeof(float));
     const VkCommandBuffer cmds[2] = {g->vk->cmd, p->cmd};

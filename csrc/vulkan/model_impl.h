@@ -70,11 +70,12 @@ int rwkv_vk_record_forward(struct rwkv_vk_model *g, VkCommandBuffer cmd, VkDescr
 
 /* resident.c: give the states of a forward their slots (the pool may grow: programs go);
  * then write the slot table and copy in the states the device does not hold (recorded into
- * `cmd` where the slots are not host-visible; *recorded says whether it did). */
+ * the context's one-off command buffer where the slots are not host-visible; *recorded says
+ * whether it did, and the buffer is then ended, to be submitted before the program). */
 int rwkv_vk_states_attach(struct rwkv_vk_model *g, struct rwkv_state *const *states, int64_t n,
                           struct rwkv_error *err);
-int rwkv_vk_states_in(struct rwkv_vk_model *g, struct rwkv_state *const *states, int64_t n, VkCommandBuffer cmd,
-                      int *recorded, struct rwkv_error *err);
+int rwkv_vk_states_in(struct rwkv_vk_model *g, struct rwkv_state *const *states, int64_t n, int *recorded,
+                      struct rwkv_error *err);
 /* Copy a resident state's newer layers back into its arrays. */
 int rwkv_vk_state_out(struct rwkv_vk_model *g, struct rwkv_state *s, struct rwkv_error *err);
 /* Forget every recorded program (their buffers were replaced). */

@@ -90,8 +90,8 @@ fail:
     return rc;
 }
 
-int rwkv_vk_states_in(struct rwkv_vk_model *g, struct rwkv_state *const *states, int64_t n, VkCommandBuffer cmd,
-                      int *recorded, struct rwkv_error *err) {
+int rwkv_vk_states_in(struct rwkv_vk_model *g, struct rwkv_state *const *states, int64_t n, int *recorded,
+                      struct rwkv_error *err) {
     int rc = RWKV_OK;
     struct rwkv_vk *vk = g->vk;
     *recorded = 0;
@@ -103,25 +103,18 @@ int rwkv_vk_states_in(struct rwkv_vk_model *g, struct rwkv_state *const *states,
         if (g->states.map) {
             pack(g, s, (float *)g->states.map + (size_t)s->gpu_slot * g->slot_floats);
         } else {
-            if (!*recorded) {
-                const VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                                     .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
-                VkResult r = vk->f.vkResetCommandBuffer(cmd, 0);
-                if (r == VK_SUCCESS) r = vk->f.vkBeginCommandBuffer(cmd, &bi);
-                RWKV_CHECK(r == VK_SUCCESS, RWKV_ERR_BACKEND, "Vulkan: vkBeginCommandBuffer failed: %s",
-                           rwkv_vk_result_name(r));
-                *recorded = 1;
-            }
+            if (!*recorded) RWKV_TRY(rwkv_vk_begin(vk, err));
+            *recorded = 1;
             pack(g, s, (float *)g->states_io.map + (size_t)staged * g->slot_floats);
             const VkBufferCopy one = {(VkDeviceSize)staged * slot_bytes(g), (VkDeviceSize)s->gpu_slot * slot_bytes(g),
                                       slot_bytes(g)};
-            vk->f.vkCmdCopyBuffer(cmd, g->states_io.buf, g->states.buf, 1, &one);
+            vk->f.vkCmdCopyBuffer(vk->cmd, g->states_io.buf, g->states.buf, 1, &one);
             staged++;
         }
     }
     if (*recorded) {
-        rwkv_vk_cmd_barrier(vk, cmd);
-        const VkResult r = vk->f.vkEndCommandBuffer(cmd);
+        rwkv_vk_cmd_barrier(vk, vk->cmd);
+        const VkResult r = vk->f.vkEndCommandBuffer(vk->cmd);
         RWKV_CHECK(r == VK_SUCCESS, RWKV_ERR_BACKEND, "Vulkan: vkEndCommandBuffer failed: %s", rwkv_vk_result_name(r));
     }
     /* the forward's submission, which follows, marks them current on the device */

@@ -132,7 +132,7 @@ int rwkv_vk_cmd_dispatch(struct rwkv_vk *vk, VkCommandBuffer cmd, VkDescriptorPo
 struct rwkv_vk_matvec_push {
     uint32_t n_rows, n_cols, row_words, x_off, x_stride, y_off, y_stride, post, n_tok;
 };
-/* A matmul's two pipelines (gemm: NULL where the type has none). */
+/* A weight type's two matmul pipelines. */
 struct rwkv_vk_matmul_pipes {
     const struct rwkv_vk_pipe *matvec, *gemm;
 };

@@ -25,11 +25,11 @@ def open_model(path: str, n_threads: int | None, n_batch: int, n_gpu_layers: int
 
 
 def model_or_demo(path: str | None) -> str:
-    """-m, or without one the demo model that ships with the package (saying so)."""
+    """-m, or without one the packaged demo model (saying so; FileNotFoundError where it is absent)."""
     if path is not None:
         return path
     from rwkvfast.demo import demo_model_path
     demo = demo_model_path()
-    print(f"note: no -m given: using the demo model that ships with rwkvfast ({demo.name}, a tiny RWKV-6 "
+    print(f"note: no -m given: using the demo model packaged with rwkvfast ({demo.name}, a tiny RWKV-6 "
           "trained on WordNet that explains English words); pass -m MODEL.gguf for a real model", file=sys.stderr)
     return str(demo)

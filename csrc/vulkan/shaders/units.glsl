@@ -29,32 +29,24 @@ vec4 q4(uint wo, uint c) {
     return uintBitsToFloat(uvec4(a << 16, a & 0xffff0000u, b << 16, b & 0xffff0000u));
 }
 #elif defined(TYPE_Q8_0)
-#define DQ_SCALED
-vec4 q4(uint wo, uint c) { // 9 words: d, 32 int8
+const uint DQ_BLOCK_WORDS = 9u; // d, 32 int8
+vec4 q4(uint wo, uint c) {
     const uint v = w[wo + (c >> 5) * 9u + 1u + ((c & 31u) >> 2)];
     return vec4(ivec4(int(v << 24) >> 24, int(v << 16) >> 24, int(v << 8) >> 24, int(v) >> 24));
 }
-vec2 unit_so(uint wo, uint c) { return vec2(unpackHalf2x16(w[wo + (c >> 5) * 9u]).x, 0.0); }
 #elif defined(TYPE_Q4_0) || defined(TYPE_Q4_1)
-// 5 words: d (Q4_1: | m << 16), 16 bytes: element j low nibble, j + 16 high nibble
-#define DQ_SCALED
+const uint DQ_BLOCK_WORDS = 5u; // d (Q4_1: | m << 16), 16 bytes: element j low nibble, j + 16 high nibble
 vec4 q4(uint wo, uint c) {
     const uint j = c & 31u, v = w[wo + (c >> 5) * 5u + 1u + ((j & 15u) >> 2)];
+    const vec4 q = j < 16u ? dq_lo(v) : dq_hi(v);
 #ifdef TYPE_Q4_0
-    return (j < 16u ? dq_lo(v) : dq_hi(v)) - 8.0;
+    return q - 8.0;
 #else
-    return j < 16u ? dq_lo(v) : dq_hi(v);
+    return q;
 #endif
 }
-#ifdef TYPE_Q4_0
-vec2 unit_so(uint wo, uint c) { return vec2(unpackHalf2x16(w[wo + (c >> 5) * 5u]).x, 0.0); }
-#else
-#define DQ_OFFSET
-vec2 unit_so(uint wo, uint c) { return unpackHalf2x16(w[wo + (c >> 5) * 5u]); }
-#endif
 #elif defined(TYPE_Q5_0) || defined(TYPE_Q5_1)
-// 6 words: d (Q5_1: | m << 16), qh (bit j: element j's fifth), 16 bytes of nibbles
-#define DQ_SCALED
+const uint DQ_BLOCK_WORDS = 6u; // d (Q5_1: | m << 16), qh (bit j: element j's fifth), 16 bytes of nibbles
 vec4 q4(uint wo, uint c) {
     const uint b = wo + (c >> 5) * 6u, j = c & 31u, v = w[b + 2u + ((j & 15u) >> 2)];
     const uint h = w[b + 1u] >> j;
@@ -65,12 +57,6 @@ vec4 q4(uint wo, uint c) {
     return q;
 #endif
 }
-#ifdef TYPE_Q5_0
-vec2 unit_so(uint wo, uint c) { return vec2(unpackHalf2x16(w[wo + (c >> 5) * 6u]).x, 0.0); }
-#else
-#define DQ_OFFSET
-vec2 unit_so(uint wo, uint c) { return unpackHalf2x16(w[wo + (c >> 5) * 6u]); }
-#endif
 #elif defined(TYPE_Q4_K) || defined(TYPE_Q5_K)
 // super-blocks of 256: d, dmin, 12 bytes of 6-bit scales and mins for the 8 parts of 32,
 // (Q5_K: 32 bytes of fifth bits,) 128 bytes of nibbles: part j takes the low (j even) or
@@ -121,4 +107,20 @@ vec4 q4(uint wo, uint c) {
 vec2 unit_so(uint wo, uint c) { return vec2(unpackHalf2x16(w[wo + (c >> 8) * 53u + 52u]).x, 0.0); }
 #else
 #error "define one TYPE_*"
+#endif
+
+#if defined(TYPE_Q8_0) || defined(TYPE_Q4_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) || defined(TYPE_Q5_1)
+// blocks of 32 whose first word holds d (and, for Q4_1 and Q5_1, m: the offset)
+#define DQ_SCALED
+#if defined(TYPE_Q4_1) || defined(TYPE_Q5_1)
+#define DQ_OFFSET
+#endif
+vec2 unit_so(uint wo, uint c) {
+    const vec2 dm = unpackHalf2x16(w[wo + (c >> 5) * DQ_BLOCK_WORDS]);
+#ifdef DQ_OFFSET
+    return dm;
+#else
+    return vec2(dm.x, 0.0);
+#endif
+}
 #endif
