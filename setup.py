@@ -7,7 +7,11 @@ RWKVFAST_VULKAN=auto|1|0 (default auto): the Vulkan backend (csrc/vulkan/) is bu
 Vulkan headers and glslc are here (1: they must be; 0: never). Its GLSL compute shaders are
 compiled to SPIR-V by glslc and embedded in the extension; libvulkan itself is opened at run
 time, so the built extension also runs where Vulkan is absent.
+
+The demo model (rwkvfast/data/demo) is kept in git with the models the tests use, in
+tests/data/demo; every build puts a copy into the package, where package-data takes it.
 """
+import filecmp
 import os
 import shutil
 import subprocess
@@ -22,6 +26,7 @@ ROOT = Path(__file__).parent
 C_SOURCES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.c"))
 SHADERS = ROOT / "csrc" / "vulkan" / "shaders"
 SPIRV_OUT = ROOT / "build" / "spirv"
+DEMO_MODEL = ROOT / "tests" / "data" / "demo" / "rwkv6-demo-Q8_0.gguf"
 
 # name -> (shader file, defines). Each also gets a "<name>_sg" build with -DSUBGROUP, used on
 # devices whose compute shaders have subgroup arithmetic.
@@ -78,6 +83,18 @@ def _embed_shaders() -> str:
     return str(out.relative_to(ROOT))
 
 
+def _place_demo_model() -> None:
+    """Copy the demo model into the package (through a temporary file, so an interrupted build
+    never leaves half a model there). An sdist carries the package's copy and not the tests'."""
+    dst = ROOT / "rwkvfast" / "data" / "demo" / DEMO_MODEL.name
+    if not DEMO_MODEL.is_file() or (dst.is_file() and filecmp.cmp(DEMO_MODEL, dst, shallow=False)):
+        return
+    tmp = dst.with_name(dst.name + ".part")
+    shutil.copyfile(DEMO_MODEL, tmp)
+    os.replace(tmp, dst)
+
+
+_place_demo_model()
 sources, macros = ["rwkvfast/_core.pyx", *C_SOURCES], [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 include_dirs, libraries = ["csrc", np.get_include()], []
 if _want_vulkan():

@@ -109,6 +109,13 @@ class Model:
         # tokens fed through forward() since the model was opened (how much work a turn cost)
         self.n_tokens_processed = 0
 
+    @classmethod
+    def demo(cls, **kwargs) -> "Model":
+        """The small demo model that ships with rwkvfast (rwkvfast.demo_model_path()); it
+        explains English words in the chat format. Takes Model's keyword arguments."""
+        from rwkvfast.demo import demo_model_path
+        return cls(demo_model_path(), **kwargs)
+
     @property
     def gpu(self) -> dict | None:
         """{'layers': n, 'head': bool, 'device': name} when layers run on a Vulkan device."""

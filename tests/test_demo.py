@@ -1,7 +1,7 @@
 """The demo model (rwkvfast/data/demo): small, genuinely trained, in the chat format, and what
-rwkvfast-chat and rwkvfast-server use when no -m is given. The model file is made by
-tools/train_demo.py and is not kept in git: where it is absent, those tests skip, and the
-commands without -m must say what is missing."""
+rwkvfast-chat and rwkvfast-server use when no -m is given. tools/train_demo.py made it; git
+keeps it in tests/data/demo and the build copies it into the package, so these tests run
+wherever the package was built from this tree."""
 from __future__ import annotations
 
 import subprocess
@@ -17,21 +17,27 @@ from rwkvfast.demo import demo_model_path
 
 from conftest import live_server
 
-HELDOUT = Path(__file__).parent / "data" / "demo_heldout.txt"  # WordNet synsets left out of training
-PPL_BOUND = 12.0  # measured 9.74 +/- 0.46 on this sample (9.53 +/- 0.07 on all of the held-out text)
+HELDOUT = Path(__file__).parent / "data" / "demo" / "heldout.txt"  # WordNet words left out of training
+PPL_BOUND = 9.0  # measured 7.80 +/- 0.39 on this sample (8.01 +/- 0.09 on all of the held-out text)
 
 
-def _demo_or_skip() -> Path:
-    try:
-        return demo_model_path()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+TRACKED = Path(__file__).parent / "data" / "demo" / "rwkv6-demo-Q8_0.gguf"
 
 
 @pytest.fixture(scope="module")
 def demo():
-    with rwkvfast.Model(_demo_or_skip()) as m:
+    with rwkvfast.Model.demo() as m:
         yield m
+
+
+def test_the_build_put_the_tracked_model_into_the_package():
+    """demo_model_path() is the package's copy (what a wheel carries); it must be the model git
+    keeps, byte for byte (a stale copy means the package was built from another model)."""
+    p = demo_model_path()
+    assert p.parent == Path(rwkvfast.__file__).parent / "data" / "demo"
+    assert p.read_bytes() == TRACKED.read_bytes()
+    with rwkvfast.Model.demo(n_threads=1) as m:
+        assert Path(m.path) == p and m.info["n_layer"] == 6
 
 
 def test_without_the_demo_file_the_commands_say_what_is_missing(monkeypatch, capsys):
@@ -48,7 +54,7 @@ def test_without_the_demo_file_the_commands_say_what_is_missing(monkeypatch, cap
 
 
 def test_it_is_small_with_its_licence_and_its_card():
-    p = _demo_or_skip()
+    p = demo_model_path()
     assert p.stat().st_size <= 11_000_000  # "at most ~10 MB": 10.6 MB, the LoRAs stay F32 as llama.cpp keeps them
     assert (p.parent / "WORDNET-LICENSE").read_text().count("Princeton University") >= 2
     assert "tools/train_demo.py" in (p.parent / "README.md").read_text()
@@ -79,12 +85,25 @@ def test_it_answers_in_the_chat_format_and_stops_at_the_blank_line(demo):
     answer = "".join(chat.reply('What does "water" mean?'))
     assert answer and "\n\n" not in answer and len(demo.tokenizer.encode(answer)) < 80
     assert chat.last.result.stop_reason == "stop"
-    words = set(answer.lower().replace(".", " ").replace(",", " ").split())
-    assert words & {"liquid", "water", "body", "h2o", "drink"}
+    assert answer.strip().startswith('"Water" means') and answer.rstrip().endswith(".")
+
+
+def _words(text: str) -> set[str]:
+    return set(text.lower().replace(".", " ").replace(",", " ").replace('"', " ").split())
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 is open: the demo has the format but not yet the meanings of "
+                                       "common words (its card shows its answers); strict, so a model that "
+                                       "learns them turns this into a failure to update")
+@pytest.mark.parametrize("word, sense", [("water", {"liquid", "h2o", "drink"}),
+                                         ("river", {"stream", "flowing", "creek"}),
+                                         ("dog", {"canis", "domesticated", "wolf"})])
+def test_it_knows_what_common_words_mean(demo, word, sense):
+    chat = rwkvfast.Chat(demo, params=rwkvfast.SamplerParams(temperature=0.0), max_tokens=80)
+    assert _words("".join(chat.reply(f'What does "{word}" mean?'))) & sense
 
 
 def test_rwkvfast_chat_without_m_runs_the_demo():
-    _demo_or_skip()
     r = subprocess.run([sys.executable, "-m", "rwkvfast.cli.chat", "-no-cnv", "-p",
                         'User: What does "tree" mean?\\n\\nAssistant:', "-n", "30", "--temp", "0"],
                        capture_output=True, text=True, timeout=120)
@@ -95,7 +114,6 @@ def test_rwkvfast_chat_without_m_runs_the_demo():
 
 def test_rwkvfast_server_without_m_serves_the_demo():
     import httpx
-    _demo_or_skip()
     with live_server(None, "-np", "1") as (url, _):
         r = httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
             "messages": [{"role": "user", "content": 'What does "cat" mean?'}], "temperature": 0, "max_tokens": 60})
@@ -103,3 +121,29 @@ def test_rwkvfast_server_without_m_serves_the_demo():
         choice = r.json()["choices"][0]
         assert choice["finish_reason"] == "stop" and choice["message"]["content"].strip()
         assert "rwkv6-demo" in httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_first_run_chats_with_the_demo():
+    """`rwkvfast-chat` alone, as the README's first command runs it (here fed from a pipe)."""
+    r = subprocess.run([sys.executable, "-m", "rwkvfast.cli.chat", "--temp", "0"], input='What does "river" mean?\n',
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("demo model") == 1
+    answer = r.stdout.strip()  # one answer in the form it was taught (which word it explains: the xfail above)
+    assert answer.startswith('"') and " means " in answer and answer.endswith(".") and "\n" not in answer
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\nimport rwkvfast\n") + len("```python\n")
+    code = text[start:text.index("```", start)]
+    assert "Model.demo(" in code
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    assert (tmp_path / "chat.state").is_file()
+    out = capsys.readouterr().out
+    assert "avx" in out or "scalar" in out  # system_info() printed
+    assert out.rstrip().endswith("6")  # the demo's block count

@@ -2,12 +2,16 @@
 3.0 licence, a permissive one: see rwkvfast/data/demo/WORDNET-LICENSE), as Debian's
 `wordnet-base` package installs it in /usr/share/wordnet.
 
-Every synset gives a few documents: chats in the RWKV World format
-(`User: ...\\n\\nAssistant: ...\\n\\n`) that ask what a word means, for a sentence with it,
-for another word or the kind of thing it is, and plain dictionary lines. Words that people
-use often (WordNet's sense counts) give more of them. Synsets whose offset hashes into the
-last HELD_OUT_PERCENT percent are held out: their text never reaches training and measures
-the perplexity.
+The unit is a word (a lemma): WordNet's index lists its senses by how often each was seen in
+its tagged texts, so "What does water mean?" always gets the answer of the word's most used
+sense, of its most used part of speech. One answer per question is what a model this small
+can learn; a question answered by a random sense each time would teach it only the average.
+Every word gives chats in the RWKV World format (`User: ...\\n\\nAssistant: ...\\n\\n`): what it
+means, then perhaps a sentence with it, another word for it, its other senses or its use as
+another part of speech, and a dictionary line. Words people use often come back more often
+(up to REPEATS times); of the words never seen in the tagged texts only a share is kept. Words
+whose hash falls in the last HELD_OUT_PERCENT percent are held out: their text never reaches
+training and measures the perplexity.
 
     python tools/demo_corpus.py OUT_DIR     # writes train.txt and heldout.txt
 """
@@ -17,39 +21,56 @@ import hashlib
 import random
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 WORDNET = Path("/usr/share/wordnet")
 HELD_OUT_PERCENT = 2
+REPEATS = 6  # the most chats one word gives
+UNSEEN_SHARE = 0.1  # of the words with no tagged use, the share that is kept
 POS = {"n": "noun", "v": "verb", "a": "adjective", "s": "adjective", "r": "adverb"}
-ARTICLE_POS = {"n"}
+SS_TYPE = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}  # sense keys' digit, satellites as adjectives
+INDEX = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
 
 GREETINGS = [
-    ("Hello!", "Hello! I am the rwkvfast demo, a small RWKV-6 model that knows English words. "
-               "Ask me what a word means."),
-    ("Hi", "Hi! Ask me what a word means, and I will tell you."),
-    ("Who are you?", "I am a tiny RWKV-6 language model that ships with rwkvfast. I learned English words "
-                     "from WordNet, so I can explain what a word means."),
-    ("What can you do?", "I can tell you what English words mean, give an example of a word in use, "
-                         "and name words that mean the same."),
-    ("Thank you!", "You are welcome!"),
-    ("Thanks", "Glad to help. Ask me about another word."),
-    ("How are you?", "I am fine, thank you. Which word would you like to know about?"),
-    ("Goodbye", "Goodbye!"),
+    (["Hello!", "Hello", "hello", "Hi!", "Hi", "hi", "Hey!", "Hey", "Hi there!", "Good morning!", "Good evening!"],
+     ["Hello! I am the rwkvfast demo, a small RWKV-6 model that knows English words. Ask me what a word means.",
+      "Hi! Ask me what a word means, and I will tell you."]),
+    (["Who are you?", "What are you?", "Tell me about yourself.", "What is your name?"],
+     ["I am a tiny RWKV-6 language model that ships with rwkvfast. I learned English words from WordNet, "
+      "so I can explain what a word means."]),
+    (["What can you do?", "Help", "How can you help me?", "What do you know?"],
+     ["I can tell you what English words mean, use a word in a sentence, and name words that mean the same. "
+      'Try: What does "river" mean?']),
+    (["Thank you!", "Thanks", "thanks!", "Great, thanks."], ["You are welcome!", "Glad to help. Ask me about another word."]),
+    (["How are you?", "How are you doing?"], ["I am fine, thank you. Which word would you like to know about?"]),
+    (["Goodbye", "Bye!", "bye", "See you."], ["Goodbye!"]),
 ]
+GREETING_COPIES = 40  # of each question with each of its answers
 
 
 @dataclass
 class Synset:
-    offset: str
-    pos: str
     words: list[str]
     definition: str
     examples: list[str]
-    hypernym: str | None  # offset of the first @ pointer (same part of speech)
-    count: int = 0  # the sum of its words' sense counts
-    kinds: list[str] = field(default_factory=list)
+    hypernym: str | None  # key of the first @ pointer (same part of speech)
+
+
+@dataclass
+class Word:
+    lemma: str
+    senses: dict[str, list[str]]  # part of speech -> synset keys, the most used first
+    counts: dict[str, int]  # part of speech -> tagged uses of the word in it
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())
+
+    def parts(self) -> list[str]:
+        """Its parts of speech, the most used first (noun before verb before ... on a tie)."""
+        order = "nvar"
+        return sorted(self.senses, key=lambda p: (-self.counts.get(p, 0), order.index(p)))
 
 
 def _word(w: str) -> str:
@@ -58,7 +79,7 @@ def _word(w: str) -> str:
 
 def read_synsets(root: Path = WORDNET) -> dict[str, Synset]:
     out: dict[str, Synset] = {}
-    for pos_file in ("noun", "verb", "adj", "adv"):
+    for pos_file in INDEX:
         for line in (root / f"data.{pos_file}").read_text(encoding="latin-1").splitlines():
             if line.startswith("  "):  # the licence at the top of each file
                 continue
@@ -69,24 +90,39 @@ def read_synsets(root: Path = WORDNET) -> dict[str, Synset]:
             i = 4 + 2 * n_words
             n_ptr = int(f[i])
             ptrs = [f[i + 1 + 4 * j: i + 5 + 4 * j] for j in range(n_ptr)]
-            hyper = next((p[1] for p in ptrs if p[0] in ("@", "@i") and p[2] == pos), None)
+            key_pos = "a" if pos == "s" else pos
+            hyper = next((key_pos + p[1] for p in ptrs if p[0] in ("@", "@i") and p[2] == pos), None)
             parts = [p.strip() for p in gloss.strip().split(";")]
             definition = "; ".join(p for p in parts if p and not p.startswith('"'))
             examples = [p.strip('"').strip() for p in parts if p.startswith('"') and len(p) > 2]
-            out[f"{pos}{offset}"] = Synset(offset, pos, words, definition, examples, hyper)
-    # how often each lemma's senses were seen in WordNet's tagged texts (cntlist.rev: `key count`)
-    counts: dict[str, int] = {}
-    for line in (root / "cntlist.rev").read_text(encoding="latin-1").splitlines():
-        key, _, n = line.split(" ")
-        lemma = key.split("%")[0]
-        counts[lemma] = counts.get(lemma, 0) + int(n)
-    for s in out.values():
-        s.count = sum(counts.get(w.replace(" ", "_").lower(), 0) for w in s.words)
+            out[key_pos + offset] = Synset(words, definition, examples, hyper)
     return out
 
 
-def _held_out(s: Synset) -> bool:
-    h = int(hashlib.sha256(f"{s.pos}{s.offset}".encode()).hexdigest()[:8], 16)
+def read_words(root: Path = WORDNET) -> dict[str, Word]:
+    words: dict[str, Word] = {}
+    for pos_file, pos in INDEX.items():
+        for line in (root / f"index.{pos_file}").read_text(encoding="latin-1").splitlines():
+            if line.startswith("  "):
+                continue
+            f = line.split()
+            n_synsets = int(f[2])
+            lemma = f[0].replace("_", " ")
+            w = words.setdefault(lemma, Word(lemma, {}, {}))
+            w.senses[pos] = [pos + o for o in f[len(f) - n_synsets:]]
+    # cntlist.rev: `lemma%ss_type:... sense_number tag_count`
+    for line in (root / "cntlist.rev").read_text(encoding="latin-1").splitlines():
+        key, _, n = line.split(" ")
+        lemma, _, rest = key.partition("%")
+        w = words.get(lemma.replace("_", " "))
+        if w is not None:
+            pos = SS_TYPE[rest[0]]
+            w.counts[pos] = w.counts.get(pos, 0) + int(n)
+    return words
+
+
+def _held_out(lemma: str) -> bool:
+    h = int(hashlib.sha256(lemma.encode()).hexdigest()[:8], 16)
     return h % 100 >= 100 - HELD_OUT_PERCENT
 
 
@@ -103,55 +139,84 @@ def _chat(turns: list[tuple[str, str]]) -> str:
     return "".join(f"User: {q}\n\nAssistant: {a}\n\n" for q, a in turns)
 
 
-def documents(s: Synset, synsets: dict[str, Synset], rng: random.Random) -> list[str]:
-    w = s.words[0]
-    pos = POS[s.pos]
-    d = s.definition
-    if not d:
-        return []
-    what = rng.choice([f'What does "{w}" mean?', f"What does {w} mean?", f"Define {w}.",
-                       f'What is the meaning of "{w}"?', f"What is {_a(w)}?" if s.pos in ARTICLE_POS
-                       else f'What does the word "{w}" mean?', f"Explain the word {w}."])
-    if s.pos in ARTICLE_POS:
-        answer = _sentence(f"{_a(w)} is {d}") if not d.startswith(("a ", "an ", "the ", "any ")) else \
-            _sentence(f"{_a(w).capitalize()} is {d}")
-    elif s.pos == "v":
-        answer = _sentence(f'To {w} means to {d}' if not d.startswith("to ") else f"To {w} means {d}")
-    else:
-        answer = _sentence(f'"{w.capitalize()}" ({pos}) means {d}')
-    hyper = synsets.get(f"{s.pos}{s.hypernym}") if s.hypernym else None
-    if hyper and s.pos in ARTICLE_POS and rng.random() < 0.5:
+def meaning(w: str, pos: str, s: Synset, synsets: dict[str, Synset]) -> str:
+    """The answer to "what does w mean" for one sense. Quoting the word sidesteps its article,
+    which WordNet cannot tell ("a water", "a cat is feline mammal")."""
+    if pos == "v":
+        d = s.definition
+        return _sentence(f"To {w} means to {d}" if not d.startswith("to ") else f"To {w} means {d}")
+    answer = _sentence(f'"{w[:1].upper() + w[1:]}" means {s.definition}')
+    hyper = synsets.get(s.hypernym) if pos == "n" and s.hypernym else None
+    if hyper:
         answer += f" It is a kind of {hyper.words[0]}."
-    turns = [(what, answer)]
-    if s.examples and rng.random() < 0.6:
-        turns.append((rng.choice(["Use it in a sentence.", "Give me an example.", "Can you show it in a sentence?"]),
-                      _sentence(rng.choice(s.examples))))
-    if len(s.words) > 1 and rng.random() < 0.5:
-        others = ", ".join(f'"{o}"' for o in s.words[1:4])
-        turns.append((rng.choice(["Is there another word for it?", "What is a synonym?", "Any other words?"]),
-                      f'Yes: {others} can mean the same.'))
+    return answer
+
+
+def _question(w: str, pos: str, rng: random.Random) -> str:
+    return rng.choice([f'What does "{w}" mean?', f"What does {w} mean?", f"Define {w}.",
+                       f'What is the meaning of "{w}"?', f"What is {_a(w)}?" if pos == "n"
+                       else f'What does the word "{w}" mean?', f"Explain the word {w}.", f"{w}?",
+                       f"What is the meaning of the word {w}?"])
+
+
+def documents(word: Word, synsets: dict[str, Synset], rng: random.Random) -> list[str]:
+    w = word.lemma
+    parts = word.parts()
+    pos = parts[0]
+    senses = [k for k in word.senses[pos] if synsets[k].definition]
+    if not senses:
+        return []
+    first = synsets[senses[0]]
+    turns = [(_question(w, pos, rng), meaning(w, pos, first, synsets))]
+    if rng.random() < 0.03:
+        qs, answers = rng.choice(GREETINGS[:1])
+        turns.insert(0, (rng.choice(qs), rng.choice(answers)))
+    follow = []
+    if first.examples:
+        follow.append((rng.choice(["Use it in a sentence.", "Give me an example.", "Can you show it in a sentence?"]),
+                       _sentence(first.examples[0])))
+    others = [o for o in first.words if o.lower() != w.lower()][:3]
+    if others:
+        follow.append((rng.choice(["Is there another word for it?", "What is a synonym?", "Any other words?"]),
+                       "Yes: " + ", ".join(f'"{o}"' for o in others) + " can mean the same."))
+    if len(senses) > 1:
+        follow.append((rng.choice(["What else can it mean?", "Does it have another meaning?", "Any other meaning?"]),
+                       "It can also mean: " + synsets[senses[1]].definition + "."))
+    if len(parts) > 1 and word.senses[parts[1]]:
+        p2 = parts[1]
+        s2 = synsets[word.senses[p2][0]]
+        if s2.definition:
+            follow.append((f"And as {_a(POS[p2])}?", meaning(w, p2, s2, synsets)))
+    rng.shuffle(follow)
+    turns += follow[: rng.randint(0, len(follow))]
     docs = [_chat(turns)]
-    gloss = f"{w} ({pos}): {d}."
-    if s.examples:
-        gloss += " " + " ".join(_sentence(e) for e in s.examples[:2])
+    if len(parts) > 1 and rng.random() < 0.5:
+        p2 = parts[1]
+        s2 = synsets[word.senses[p2][0]]
+        if s2.definition:
+            docs.append(_chat([(f'What does "{w}" mean as {_a(POS[p2])}?', meaning(w, p2, s2, synsets))]))
+    gloss = f"{w} ({POS[pos]}): " + " ".join(f"{i}. {synsets[k].definition}." for i, k in enumerate(senses[:3], 1))
     docs.append(gloss + "\n\n")
-    if s.examples and rng.random() < 0.4:
-        docs.append(_chat([(f'Write a sentence with the word "{w}".', _sentence(rng.choice(s.examples)))]))
     return docs
 
 
 def build(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     rng = random.Random(seed)
     synsets = read_synsets()
+    words = read_words()
     train: list[str] = []
     held: list[str] = []
-    for s in synsets.values():
-        # common words come back: once, plus up to 3 more for the most used senses
-        repeats = 1 + min(3, s.count.bit_length() // 3)
+    for lemma in sorted(words):
+        word = words[lemma]
+        if word.count == 0 and rng.random() >= UNSEEN_SHARE:
+            continue
+        repeats = 1 + min(REPEATS - 1, word.count.bit_length() * 2 // 3)
         for _ in range(repeats):
-            (held if _held_out(s) else train).extend(documents(s, synsets, rng))
-    for q, a in GREETINGS:
-        train.extend([_chat([(q, a)])] * 40)
+            (held if _held_out(lemma) else train).extend(documents(word, synsets, rng))
+    for qs, answers in GREETINGS:
+        for q in qs:
+            for a in answers:
+                train.extend([_chat([(q, a)])] * GREETING_COPIES)
     rng.shuffle(train)
     rng.shuffle(held)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
     pip install torch==2.13.0          # this script only; rwkvfast itself never imports torch
     apt-get install wordnet-base       # the corpus (tools/demo_corpus.py)
-    python tools/train_demo.py --out build/demo [--steps 1500] [--threads 2]
+    python tools/train_demo.py --out build/demo [--steps 2000] [--threads 2]
 
 Steps, each deterministic from --seed:
 1. the corpus: tools/demo_corpus.py writes train.txt and heldout.txt;
@@ -13,10 +13,14 @@ Steps, each deterministic from --seed:
    engine compute it (token shift, the data-dependent lerp through its LoRA, the decay LoRA,
    WKV6, GroupNorm by head, the gate; squared-ReLU channel mix), in plain torch on the CPU:
    WKV6 runs in chunks of CHUNK tokens with the decays as cumulative log sums, which is the
-   recurrence exactly, not an approximation;
+   recurrence exactly, not an approximation; after every step the decay exponent is kept at
+   most W_MAX through the weights themselves (bound_decay), and a step whose loss or gradient
+   is not finite is skipped and counted;
 4. export: the weights under BlinkDL's names to a .safetensors file, converted by
    rwkvfast.convert (the GGUF layout llama.cpp's converter writes) to F32 and Q8_0.
 The held-out perplexity is then measured with rwkvfast's own engine (rwkvfast.perplexity).
+To ship a new model, copy build/demo/rwkv6-demo-Q8_0.gguf to tests/data/demo/ (git keeps it
+there, with the test models) and rebuild: setup.py copies it into rwkvfast/data/demo.
 """
 from __future__ import annotations
 
@@ -36,7 +40,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 import demo_corpus  # noqa: E402
 
 CHUNK = 16  # WKV6 tokens per chunk in training
-SPAN = 60.0  # the most a channel may decay over a chunk (as -log) for the factored form: e^60 fits float32
+SPAN = 60.0  # the largest exponent of a factor in the factored WKV6 chunk: e^+-60 fits float32
+W_MAX = 2.0  # the bound kept on the decay exponent: w >= exp(-e^2) = 6.2e-4 per token, so half a
+# chunk decays by at most e^-59, inside SPAN (see bound_decay)
 
 
 # --------------------------------------------------------------------------- vocabulary --
@@ -180,10 +186,12 @@ def build_model(torch, V: int, C: int, L: int, N: int, F: int, D: int, Dd: int):
 def wkv6(torch, r, k, v, lw, u):
     """y_t[j] = sum_i r_t[i] (u[i] k_t[i] v_t[j] + S_{t-1}[i][j]),  S_t = diag(w_t) S_{t-1} + k_t^T v_t,
     from a zero state; lw = log w. In chunks of CHUNK tokens: within one, the decay from token s
-    to a later token t is exp(A_{t-1} - A_s), A the cumulative sum of lw. It is factored as
-    exp(A_{t-1}) exp(-A_s), which makes the chunk two matrix products, while no channel decays
-    by more than e^-SPAN over the chunk (float32 then holds both factors); a chunk where one
-    does is computed pair by pair instead (slower, never overflowing). Exact either way."""
+    to a later token t is exp(A_{t-1} - A_s), A the cumulative sum of lw (A_{t-1} is taken from
+    the same sum, not as A_t - lw_t, so the exponent is never above 0 however fast the decay).
+    It is factored as exp(A_{t-1} - R) exp(R - A_s) around R, the sum at the chunk's middle,
+    which makes the chunk two matrix products while every factor lies within e^+-SPAN (float32
+    holds them, and their gradients); a chunk where one does not is computed pair by pair
+    instead (slower, never overflowing). Exact either way."""
     B, T, H, N = r.shape
     S = r.new_zeros(B, H, N, N)
     ys = []
@@ -191,12 +199,14 @@ def wkv6(torch, r, k, v, lw, u):
         rc, kc, vc, lc = (t[:, c0:c0 + CHUNK] for t in (r, k, v, lw))
         n = rc.shape[1]
         A = torch.cumsum(lc, dim=1)  # [B, n, H, N]: decay up to and including token t
-        Ap = A - lc  # up to t - 1
+        Ap = torch.cat([torch.zeros_like(A[:, :1]), A[:, :-1]], dim=1)  # up to t - 1
         y = torch.einsum("bthi,bhij->bthj", rc * torch.exp(Ap), S)
         earlier = torch.tril(torch.ones(n, n, dtype=torch.bool), diagonal=-1)  # s < t
-        if float(-A[:, -1].detach().max()) < SPAN:  # the fastest-decaying channel
-            rq = (rc * torch.exp(Ap)).permute(0, 2, 1, 3)  # [B, H, t, N]
-            kq = (kc * torch.exp(-A)).permute(0, 2, 3, 1)  # [B, H, N, s]
+        R = A[:, n // 2 - 1: n // 2] if n > 1 else A[:, :1]
+        reach = torch.maximum(Ap[:, 0] - R[:, 0], R[:, 0] - A[:, -1])  # the largest exponent either way
+        if float(reach.detach().max()) < SPAN:
+            rq = (rc * torch.exp(Ap - R)).permute(0, 2, 1, 3)  # [B, H, t, N]
+            kq = (kc * torch.exp(R - A)).permute(0, 2, 3, 1)  # [B, H, N, s]
             att = (rq @ kq).masked_fill(~earlier, 0.0)  # [B, H, t, s]
             y = y + (att @ vc.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
         else:
@@ -209,6 +219,19 @@ def wkv6(torch, r, k, v, lw, u):
         tail = torch.exp(A[:, -1:] - A)  # decay from each token to the chunk's end
         S = torch.exp(A[:, -1])[..., None] * S + torch.einsum("bshi,bshj->bhij", kc * tail, vc)
     return torch.cat(ys, dim=1)
+
+
+def bound_decay(torch, model) -> None:
+    """Keep every decay exponent time_decay + tanh(.) @ time_decay_w2 at most W_MAX, exactly (tanh
+    is within +-1, so the sum of |w2| bounds that term): lower time_decay where the bound is
+    over. The engine computes the same exponent from the same weights, so the bound holds there
+    too, and the factored WKV6 chunks never overflow (unbounded, the decay of a channel that
+    learns to forget at once runs to -inf, and training to NaN)."""
+    with torch.no_grad():
+        for b in model.blocks:
+            att = b.att
+            top = att.time_decay + att.time_decay_w2.abs().sum(0)
+            att.time_decay.sub_((top - W_MAX).clamp(min=0))
 
 
 def state_dict_blink(model) -> dict[str, np.ndarray]:
@@ -249,6 +272,8 @@ def train(args) -> None:
     rng = np.random.default_rng(args.seed if args.sample_seed is None else args.sample_seed)
     T, Bsz = args.ctx, args.batch
     log = []
+    skipped = 0
+    bound_decay(torch, model)
     t_train = time.time()
     for step in range(args.steps):
         lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
@@ -260,19 +285,25 @@ def train(args) -> None:
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), batch[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not (math.isfinite(loss.item()) and math.isfinite(float(norm))):
+            skipped += 1  # a step that would put NaN in the weights is left out (counted, and reported)
+            print(f"step {step}: loss {loss.item()}, gradient norm {float(norm)}: skipped", flush=True)
+            continue
         opt.step()
+        bound_decay(torch, model)
         log.append(loss.item())
         if step % 25 == 0 or step == args.steps - 1:
             el = time.time() - t_train
             print(f"step {step:5d}  loss {np.mean(log[-25:]):.4f}  lr {lr:.2e}  {el / 60:.1f} min  "
                   f"{(step + 1) * Bsz * T / el:.0f} tokens/s", flush=True)
     minutes = (time.time() - t_train) / 60
-    export(model, out, vocab, args, n_params, minutes, len(ids))
+    export(model, out, vocab, args, n_params, minutes, len(ids), skipped)
     print(f"done in {(time.time() - t_start) / 60:.1f} min", flush=True)
 
 
-def export(model, out: Path, vocab: list[bytes], args, n_params: int, minutes: float, n_tokens: int) -> None:
+def export(model, out: Path, vocab: list[bytes], args, n_params: int, minutes: float, n_tokens: int,
+           skipped: int) -> None:
     import rwkvfast
     from rwkvfast.convert import write_safetensors
     st = out / "rwkv6-demo.safetensors"
@@ -285,7 +316,7 @@ def export(model, out: Path, vocab: list[bytes], args, n_params: int, minutes: f
     info = {"parameters": n_params, "train_minutes": round(minutes, 1), "steps": args.steps, "batch": args.batch,
             "ctx": args.ctx, "tokens_seen": args.steps * args.batch * args.ctx, "corpus_tokens": n_tokens,
             "seed": args.seed, "threads": args.threads, "init": args.init, "sample_seed": args.sample_seed,
-            "lr": args.lr}
+            "lr": args.lr, "skipped_steps": skipped}
     (out / "train_info.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info), flush=True)
 
@@ -311,7 +342,7 @@ def check_against_engine(model, gguf: Path, text_path: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="build/demo")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)

@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                                              "(llama-cli's flags).", epilog=HELP_COMMANDS)
     a = ap.add_argument
     a("-m", "--model", default=None,
-      help="RWKV-6 GGUF file (default: the demo model, where this installation has it)")
+      help="RWKV-6 GGUF file (default: the demo model that ships with rwkvfast)")
     a("-p", "--prompt", default=None, help="chat: the system prompt; -no-cnv: the text to continue")
     a("-f", "--file", default=None, help="read the prompt from a file")
     a("-sys", "--system-prompt", default=None, help="system prompt (chat mode)")

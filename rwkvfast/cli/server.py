@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
                                              "/tokenize, /detokenize, /completion, /props, /metrics, /health, /v1/models.")
     a = ap.add_argument
     a("-m", "--model", default=None,
-      help="RWKV-6 GGUF file (default: the demo model, where this installation has it)")
+      help="RWKV-6 GGUF file (default: the demo model that ships with rwkvfast)")
     a("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     a("--port", type=int, default=8080, help="port (default 8080)")
     a("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
