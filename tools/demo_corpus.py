@@ -200,6 +200,23 @@ def documents(word: Word, synsets: dict[str, Synset], rng: random.Random) -> lis
     return docs
 
 
+def focus(n_words: int, seed: int = 0) -> str:
+    """The first turn alone ("what does w mean" and its answer), twice, for each of the n_words
+    most used words that are not held out: the text of a second training phase that drills the
+    words people ask about most, which the whole corpus shows too rarely for the model to learn."""
+    rng = random.Random(seed)
+    synsets, words = read_synsets(), read_words()
+    ranked = sorted((w for w in words.values() if w.count > 0 and not _held_out(w.lemma)), key=lambda w: -w.count)
+    docs = []
+    for word in ranked[:n_words]:
+        pos = word.parts()[0]
+        senses = [k for k in word.senses[pos] if synsets[k].definition]
+        if senses:
+            answer = meaning(word.lemma, pos, synsets[senses[0]], synsets)
+            docs += [_chat([(_question(word.lemma, pos, rng), answer)]) for _ in range(2)]
+    return "".join(docs)
+
+
 def build(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     rng = random.Random(seed)
     synsets = read_synsets()
