@@ -20,8 +20,8 @@ from conftest import live_server
 HELDOUT = Path(__file__).parent / "data" / "demo" / "heldout.txt"  # WordNet words left out of training
 PPL_BOUND = 9.0  # measured 7.80 +/- 0.39 on this sample (8.01 +/- 0.09 on all of the held-out text)
 
-
 TRACKED = Path(__file__).parent / "data" / "demo" / "rwkv6-demo-Q8_0.gguf"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +121,6 @@ def test_rwkvfast_server_without_m_serves_the_demo():
         choice = r.json()["choices"][0]
         assert choice["finish_reason"] == "stop" and choice["message"]["content"].strip()
         assert "rwkv6-demo" in httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
-
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_readme_first_run_chats_with_the_demo():
