@@ -4,6 +4,7 @@ keeps it in tests/data/demo and the build copies it into the package, so these t
 wherever the package was built from this tree."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,15 @@ from rwkvfast.demo import demo_model_path
 from conftest import live_server
 
 HELDOUT = Path(__file__).parent / "data" / "demo" / "heldout.txt"  # WordNet words left out of training
-PPL_BOUND = 9.0  # measured 7.80 +/- 0.39 on this sample (8.01 +/- 0.09 on all of the held-out text)
+PPL_BOUND = 9.0  # measured 7.80 +/- 0.40 on this sample (7.94 +/- 0.10 on all of the held-out text)
+
+# the probe words and a word of each one's definition; how many the model must know
+COMMON_WORDS = {"water": "liquid", "river": "stream", "dog": "canis", "cat": "feline", "tree": "woody",
+                "book": "written", "house": "dwelling", "happy": "joy", "run": "feet", "teacher": "teaching",
+                "music": "auditory", "sun": "star", "car": "vehicle", "city": "urban", "friend": "affection",
+                "mother": "birth", "rain": "drops", "school": "educational", "language": "communicating",
+                "king": "sovereign"}
+KNOWN_BOUND = 16  # measured 18 of 20
 
 TRACKED = Path(__file__).parent / "data" / "demo" / "rwkv6-demo-Q8_0.gguf"
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +76,20 @@ def test_it_is_small_with_its_licence_and_its_card():
     assert toks[meta["tokenizer.ggml.eot_token_id"]] == "\\n\\n"
 
 
+def test_it_has_the_layout_of_llama_cpps_own_q8_0():
+    """Read with llama.cpp's gguf-py: the same metadata keys, tensor names and tensor types as
+    llama-quantize's Q8_0 of the tiny fixture (which llama.cpp wrote and loads), layer for layer."""
+    from gguf import GGUFReader
+    ours, theirs = GGUFReader(demo_model_path()), GGUFReader(ROOT / "tests" / "data" / "tiny" / "gguf" / "tiny-Q8_0.gguf")
+
+    def layout(r):
+        return {(re.sub(r"^blk\.\d+\.", "blk.N.", t.name), t.tensor_type.name) for t in r.tensors}
+    assert set(ours.fields) == set(theirs.fields)
+    assert layout(ours) == layout(theirs)
+    per_layer = sum(name.startswith("blk.N.") for name, _ in layout(theirs))
+    assert len(ours.tensors) == 6 * per_layer + len(layout(theirs)) - per_layer  # every tensor in all 6 layers
+
+
 def test_it_encodes_any_text_through_byte_fallback(demo):
     text = "naïve façade — 日本語 😀 \x00"
     assert demo.tokenizer.decode(demo.tokenizer.encode(text)) == text
@@ -85,22 +108,25 @@ def test_it_answers_in_the_chat_format_and_stops_at_the_blank_line(demo):
     answer = "".join(chat.reply('What does "water" mean?'))
     assert answer and "\n\n" not in answer and len(demo.tokenizer.encode(answer)) < 80
     assert chat.last.result.stop_reason == "stop"
-    assert answer.strip().startswith('"Water" means') and answer.rstrip().endswith(".")
+    assert answer.strip().startswith('"water" means') and answer.rstrip().endswith(".")
 
 
 def _words(text: str) -> set[str]:
     return set(text.lower().replace(".", " ").replace(",", " ").replace('"', " ").split())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 is open: the demo has the format but not yet the meanings of "
-                                       "common words (its card shows its answers); strict, so a model that "
-                                       "learns them turns this into a failure to update")
-@pytest.mark.parametrize("word, sense", [("water", {"liquid", "h2o", "drink"}),
-                                         ("river", {"stream", "flowing", "creek"}),
-                                         ("dog", {"canis", "domesticated", "wolf"})])
-def test_it_knows_what_common_words_mean(demo, word, sense):
-    chat = rwkvfast.Chat(demo, params=rwkvfast.SamplerParams(temperature=0.0), max_tokens=80)
-    assert _words("".join(chat.reply(f'What does "{word}" mean?'))) & sense
+def test_it_knows_what_common_words_mean(demo):
+    """The probe words that training watched (tools/demo_corpus.py PROBE_WORDS, all drilled), each
+    with a word of its WordNet definition. Measured when it was trained: 18 of 20 exactly as
+    taught (cat and teacher get another word's entry); the bound leaves room for a retrained model
+    to differ by a word or two, and never for the wrong meaning of water, river or dog."""
+    right = set()
+    for word, key in COMMON_WORDS.items():
+        chat = rwkvfast.Chat(demo, params=rwkvfast.SamplerParams(temperature=0.0), max_tokens=80)
+        answer = "".join(chat.reply(f'What does "{word}" mean?'))
+        if key in _words(answer) and f"{word} means" in answer.replace('"', ""):
+            right.add(word)
+    assert {"water", "river", "dog"} <= right and len(right) >= KNOWN_BOUND
 
 
 def test_rwkvfast_chat_without_m_runs_the_demo():
@@ -129,8 +155,8 @@ def test_the_readme_first_run_chats_with_the_demo():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("demo model") == 1
-    answer = r.stdout.strip()  # one answer in the form it was taught (which word it explains: the xfail above)
-    assert answer.startswith('"') and " means " in answer and answer.endswith(".") and "\n" not in answer
+    answer = r.stdout.strip()
+    assert answer.startswith('"river" means a large natural stream') and answer.endswith(".") and "\n" not in answer
 
 
 def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):

@@ -4,14 +4,15 @@
 
 The unit is a word (a lemma): WordNet's index lists its senses by how often each was seen in
 its tagged texts, so "What does water mean?" always gets the answer of the word's most used
-sense, of its most used part of speech. One answer per question is what a model this small
-can learn; a question answered by a random sense each time would teach it only the average.
-Every word gives chats in the RWKV World format (`User: ...\\n\\nAssistant: ...\\n\\n`): what it
-means, then perhaps a sentence with it, another word for it, its other senses or its use as
-another part of speech, and a dictionary line. Words people use often come back more often
-(up to REPEATS times); of the words never seen in the tagged texts only a share is kept. Words
-whose hash falls in the last HELD_OUT_PERCENT percent are held out: their text never reaches
-training and measures the perplexity.
+sense, of its most used part of speech, cut to the definition's first clause. One answer per
+question is what a model this small can learn; a question answered by a random sense each time
+would teach it only the average. Every word gives chats in the RWKV World format
+(`User: ...\n\nAssistant: ...\n\n`): what it means, then perhaps a sentence with it, another
+word for it, its other senses or its use as another part of speech, and a dictionary line.
+Words people use often come back more often (up to REPEATS times), and the first turn of the
+DRILL_WORDS most used ones is drilled on its own besides (drill); of the words never seen in
+the tagged texts only a share is kept. Words whose hash falls in the last HELD_OUT_PERCENT
+percent are held out: their text never reaches training and measures the perplexity.
 
     python tools/demo_corpus.py OUT_DIR     # writes train.txt and heldout.txt
 """
@@ -47,6 +48,10 @@ GREETINGS = [
     (["Goodbye", "Bye!", "bye", "See you."], ["Goodbye!"]),
 ]
 GREETING_COPIES = 40  # of each question with each of its answers
+DRILL_WORDS = 3000  # the most used words, whose first turn is also drilled alone (see drill)
+DRILL_COPIES = 16  # for the first third of them; half that for the rest
+PROBE_WORDS = ("water", "river", "dog", "cat", "tree", "book", "house", "happy", "run", "teacher", "music", "sun",
+               "car", "city", "friend", "mother", "rain", "school", "language", "king")  # all drilled
 
 
 @dataclass
@@ -140,19 +145,22 @@ def _chat(turns: list[tuple[str, str]]) -> str:
 
 
 def meaning(w: str, pos: str, s: Synset, synsets: dict[str, Synset]) -> str:
-    """The answer to "what does w mean" for one sense. Quoting the word sidesteps its article,
-    which WordNet cannot tell ("a water", "a cat is feline mammal")."""
+    """The answer to "what does w mean" for one sense: the word as it was asked, in quotes (which
+    sidesteps its article, that WordNet cannot tell: "a water"), and the definition's first
+    clause (the rest is detail a model this small cannot keep for thousands of words)."""
+    d = s.definition.split(";")[0].strip()
     if pos == "v":
-        d = s.definition
         return _sentence(f"To {w} means to {d}" if not d.startswith("to ") else f"To {w} means {d}")
-    answer = _sentence(f'"{w[:1].upper() + w[1:]}" means {s.definition}')
+    answer = _sentence(f'"{w}" means {d}')
     hyper = synsets.get(s.hypernym) if pos == "n" and s.hypernym else None
     if hyper:
         answer += f" It is a kind of {hyper.words[0]}."
     return answer
 
 
-def _question(w: str, pos: str, rng: random.Random) -> str:
+def _question(w: str, pos: str, rng: random.Random, canonical: float = 0.0) -> str:
+    if rng.random() < canonical:
+        return f'What does "{w}" mean?'
     return rng.choice([f'What does "{w}" mean?', f"What does {w} mean?", f"Define {w}.",
                        f'What is the meaning of "{w}"?', f"What is {_a(w)}?" if pos == "n"
                        else f'What does the word "{w}" mean?', f"Explain the word {w}.", f"{w}?",
@@ -200,21 +208,36 @@ def documents(word: Word, synsets: dict[str, Synset], rng: random.Random) -> lis
     return docs
 
 
-def focus(n_words: int, seed: int = 0) -> str:
-    """The first turn alone ("what does w mean" and its answer), twice, for each of the n_words
-    most used words that are not held out: the text of a second training phase that drills the
-    words people ask about most, which the whole corpus shows too rarely for the model to learn."""
-    rng = random.Random(seed)
-    synsets, words = read_synsets(), read_words()
-    ranked = sorted((w for w in words.values() if w.count > 0 and not _held_out(w.lemma)), key=lambda w: -w.count)
+def drill(words: dict[str, Word], synsets: dict[str, Synset], rng: random.Random) -> list[str]:
+    """The first turn alone, "what does w mean" and its answer, DRILL_COPIES times for each of the
+    DRILL_WORDS most used words that are not held out (half as often past the first third), the
+    canonical phrasing more than half the time. The documents show a common word's question only
+    about 5 times in a run, too few for a model this small to tie the word to its definition: it
+    answered in the form, with another word's meaning."""
+    ranked = sorted((w for w in words.values() if w.count > 0 and not _held_out(w.lemma)),
+                    key=lambda w: (-w.count, w.lemma))
     docs = []
-    for word in ranked[:n_words]:
-        pos = word.parts()[0]
-        senses = [k for k in word.senses[pos] if synsets[k].definition]
-        if senses:
-            answer = meaning(word.lemma, pos, synsets[senses[0]], synsets)
-            docs += [_chat([(_question(word.lemma, pos, rng), answer)]) for _ in range(2)]
-    return "".join(docs)
+    for rank, word in enumerate(ranked[:DRILL_WORDS]):
+        answer = first_answer(word, synsets)
+        if answer:
+            pos = word.parts()[0]
+            copies = DRILL_COPIES if rank < DRILL_WORDS // 3 else DRILL_COPIES // 2
+            docs += [_chat([(_question(word.lemma, pos, rng, canonical=0.5), answer)]) for _ in range(copies)]
+    return docs
+
+
+def first_answer(word: Word, synsets: dict[str, Synset]) -> str | None:
+    """What the training text always answers to "what does <word> mean" (None: WordNet gives the
+    word no definition in its most used part of speech)."""
+    pos = word.parts()[0]
+    first = next((k for k in word.senses[pos] if synsets[k].definition), None)
+    return meaning(word.lemma, pos, synsets[first], synsets) if first else None
+
+
+def probes(lemmas: tuple[str, ...] = PROBE_WORDS) -> dict[str, str]:
+    """Common words and the answers the training text gives for them: what training probes."""
+    synsets, words = read_synsets(), read_words()
+    return {lemma: first_answer(words[lemma], synsets) for lemma in lemmas}
 
 
 def build(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
@@ -230,6 +253,7 @@ def build(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
         repeats = 1 + min(REPEATS - 1, word.count.bit_length() * 2 // 3)
         for _ in range(repeats):
             (held if _held_out(lemma) else train).extend(documents(word, synsets, rng))
+    train.extend(drill(words, synsets, rng))
     for qs, answers in GREETINGS:
         for q in qs:
             for a in answers:

@@ -2,17 +2,7 @@
 
     pip install torch==2.13.0          # this script only; rwkvfast itself never imports torch
     apt-get install wordnet-base       # the corpus (tools/demo_corpus.py)
-    python tools/train_demo.py --out build/demo [--steps 2000] [--threads 2]
-    python tools/train_demo.py --out build/demo2 --init build/demo/rwkv6-demo.safetensors \
-        --focus-words 3000 --steps 300 --lr 1e-3        # a second phase (experimental)
-
-A second phase goes on from the first one's export (the same --seed gives the same corpus and
-vocabulary) with a share of every batch row drawn from demo_corpus.focus(): the first turn
-alone for the most used words, which the whole corpus shows only a few times each. Not yet
-used for the shipped model: at share 0.5 for 300 steps it learned no more meanings and the
-held-out perplexity rose (8.01 -> 8.99); focus text alone (share 1) for 300 steps taught many
-common words (cat, dog, book, happy, teacher; not water or river) but took the held-out
-perplexity to 15.7.
+    python tools/train_demo.py --out build/demo [--steps 2200] [--threads 2]
 
 Steps, each deterministic from --seed:
 1. the corpus: tools/demo_corpus.py writes train.txt and heldout.txt;
@@ -25,7 +15,8 @@ Steps, each deterministic from --seed:
    WKV6 runs in chunks of CHUNK tokens with the decays as cumulative log sums, which is the
    recurrence exactly, not an approximation; after every step the decay exponent is kept at
    most W_MAX through the weights themselves (bound_decay), and a step whose loss or gradient
-   is not finite is skipped and counted;
+   is not finite is skipped and counted; every --probe-every steps it answers "what does w
+   mean" for demo_corpus.PROBE_WORDS greedily and counts the answers that begin as taught;
 4. export: the weights under BlinkDL's names to a .safetensors file, converted by
    rwkvfast.convert (the GGUF layout llama.cpp's converter writes) to F32 and Q8_0.
 The held-out perplexity is then measured with rwkvfast's own engine (rwkvfast.perplexity).
@@ -264,8 +255,7 @@ def train(args) -> None:
     write_vocab_file(vocab, out / "demo_vocab.txt")
     tok = _tokenizer(vocab, out / "demo-vocab.gguf")
     ids = np.asarray(tok.encode(text), dtype=np.int64)
-    focus_ids = np.asarray(tok.encode(demo_corpus.focus(args.focus_words, args.seed)), dtype=np.int64) \
-        if args.focus_words else None
+    probes = demo_corpus.probes()
     print(f"corpus: {len(text)} bytes, {len(ids)} tokens ({len(text) / len(ids):.2f} bytes/token), "
           f"vocabulary {len(vocab) + 1}", flush=True)
     V = len(vocab) + 1
@@ -291,14 +281,7 @@ def train(args) -> None:
         lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
         for g in opt.param_groups:
             g["lr"] = lr
-        if focus_ids is None:  # (draws as the first phase always has, so that run stays reproducible)
-            rows = [ids[s:s + T + 1] for s in rng.integers(0, len(ids) - T - 1, Bsz)]
-        else:  # each row from the focus text with probability --focus-share
-            rows = []
-            for _ in range(Bsz):
-                src = focus_ids if rng.random() < args.focus_share else ids
-                s0 = int(rng.integers(0, len(src) - T - 1))
-                rows.append(src[s0:s0 + T + 1])
+        rows = [ids[s:s + T + 1] for s in rng.integers(0, len(ids) - T - 1, Bsz)]
         batch = torch.from_numpy(np.stack(rows))
         logits = model(batch[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), batch[:, 1:].reshape(-1))
@@ -316,13 +299,44 @@ def train(args) -> None:
             el = time.time() - t_train
             print(f"step {step:5d}  loss {np.mean(log[-25:]):.4f}  lr {lr:.2e}  {el / 60:.1f} min  "
                   f"{(step + 1) * Bsz * T / el:.0f} tokens/s", flush=True)
+        if (step + 1) % args.probe_every == 0:
+            right, answers = probe(model, tok, probes)
+            print(f"probe: {right}/{len(answers)} common words answered as taught; "
+                  + " | ".join(answers[:3]), flush=True)
     minutes = (time.time() - t_train) / 60
-    export(model, out, vocab, args, n_params, minutes, len(ids), skipped)
+    right, answers = probe(model, tok, probes)
+    print(f"probe: {right}/{len(answers)} common words answered as taught", flush=True)
+    for w, a in zip(probes, answers):
+        print(f"  {w}: {a}", flush=True)
+    export(model, out, vocab, args, n_params, minutes, len(ids), skipped, right)
     print(f"done in {(time.time() - t_start) / 60:.1f} min", flush=True)
 
 
+def probe(model, tok, words: dict[str, str]) -> tuple[int, list[str]]:
+    """Greedy answers to `What does "w" mean?` for the probe words, and how many begin as the
+    training text answers them (their first 40 characters): what the held-out loss cannot show,
+    whether the model ties a word to its own definition."""
+    import torch
+    model.eval()
+    answers, right = [], 0
+    with torch.no_grad():
+        for w, expected in words.items():
+            ids = tok.encode(f'User: What does "{w}" mean?\n\nAssistant:')
+            out: list[int] = []
+            for _ in range(24):
+                nxt = int(model(torch.tensor([ids + out]))[0, -1].argmax())
+                if tok.decode([nxt]) == "\n\n":
+                    break
+                out.append(nxt)
+            answer = tok.decode(out).strip()
+            right += answer[:40] == expected[:40]
+            answers.append(answer)
+    model.train()
+    return right, answers
+
+
 def export(model, out: Path, vocab: list[bytes], args, n_params: int, minutes: float, n_tokens: int,
-           skipped: int) -> None:
+           skipped: int, probes_right: int) -> None:
     import rwkvfast
     from rwkvfast.convert import write_safetensors
     st = out / "rwkv6-demo.safetensors"
@@ -335,8 +349,7 @@ def export(model, out: Path, vocab: list[bytes], args, n_params: int, minutes: f
     info = {"parameters": n_params, "train_minutes": round(minutes, 1), "steps": args.steps, "batch": args.batch,
             "ctx": args.ctx, "tokens_seen": args.steps * args.batch * args.ctx, "corpus_tokens": n_tokens,
             "seed": args.seed, "threads": args.threads, "init": args.init, "sample_seed": args.sample_seed,
-            "lr": args.lr, "focus_words": args.focus_words, "focus_share": args.focus_share,
-            "skipped_steps": skipped}
+            "lr": args.lr, "skipped_steps": skipped, "probes_right": probes_right}
     (out / "train_info.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info), flush=True)
 
@@ -362,7 +375,7 @@ def check_against_engine(model, gguf: Path, text_path: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="build/demo")
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=2200)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -372,9 +385,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", default=None, help="start from this .safetensors (an earlier run's export)")
-    ap.add_argument("--focus-words", type=int, default=0,
-                    help="also train on the first turn alone for this many of the most used words (a second phase)")
-    ap.add_argument("--focus-share", type=float, default=0.5, help="share of the batch rows taken from that text")
+    ap.add_argument("--probe-every", type=int, default=250, help="steps between probes of common words")
     ap.add_argument("--sample-seed", type=int, default=None, help="seed of the batches' positions (default --seed)")
     train(ap.parse_args())
 
