@@ -4,6 +4,7 @@ keeps it in tests/data/demo and the build copies it into the package, so these t
 wherever the package was built from this tree."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -28,6 +29,11 @@ COMMON_WORDS = {"water": "liquid", "river": "stream", "dog": "canis", "cat": "fe
                 "mother": "birth", "rain": "drops", "school": "educational", "language": "communicating",
                 "king": "sovereign"}
 KNOWN_BOUND = 16  # measured 18 of 20
+
+# largest logit difference from llama.cpp on the same Q8_0 file: measured 0.17 (logits up to 23.6).
+# llama.cpp rounds the activations to 8 bits as well; each engine's Q8_0 is 0.14 (ours) and 0.20
+# (llama.cpp's) from its own F32 result, and on the F32 export the two agree within 3.8e-6.
+LLAMA_CPP_TOLERANCE = 0.25
 
 TRACKED = Path(__file__).parent / "data" / "demo" / "rwkv6-demo-Q8_0.gguf"
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +94,38 @@ def test_it_has_the_layout_of_llama_cpps_own_q8_0():
     assert layout(ours) == layout(theirs)
     per_layer = sum(name.startswith("blk.N.") for name, _ in layout(theirs))
     assert len(ours.tensors) == 6 * per_layer + len(layout(theirs)) - per_layer  # every tensor in all 6 layers
+
+
+_LLAMA_RUN = """
+import json, sys, numpy as np, llama_cpp
+default_params = llama_cpp.llama_model_default_params
+def no_extra_buffers():  # llama.cpp's AMX Q8_0 path dies of SIGILL where the VM hides AMX
+    p = default_params()
+    p.use_extra_bufts = False
+    return p
+llama_cpp.llama_model_default_params = llama_cpp.llama.llama_cpp.llama_model_default_params = no_extra_buffers
+llm = llama_cpp.Llama(sys.argv[1], n_threads=2, n_ctx=256, logits_all=True, verbose=False)
+ids = llm.tokenize(sys.argv[2].encode(), add_bos=False)
+llm.eval(ids)
+np.save(sys.argv[3], np.asarray(llm.scores[:len(ids)]))
+print(json.dumps(ids))
+"""
+
+
+def test_llama_cpp_runs_it_as_we_do(demo, tmp_path):
+    """Where llama-cpp-python is installed: llama.cpp loads the demo, tokenizes a chat turn as we
+    do and computes the same logits (in a child process, as in test_quantize: a crash of llama.cpp
+    must not take the run down)."""
+    pytest.importorskip("llama_cpp")
+    prompt = 'User: What does "river" mean?\n\nAssistant: "river" means a large natural stream'
+    r = subprocess.run([sys.executable, "-c", _LLAMA_RUN, str(demo_model_path()), prompt, str(tmp_path / "l.npy")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ids = json.loads(r.stdout.splitlines()[-1])
+    assert ids == demo.tokenizer.encode(prompt)
+    ours, theirs = demo.forward(ids, demo.new_state(), all_logits=True), np.load(tmp_path / "l.npy")
+    assert (ours.argmax(-1) == theirs.argmax(-1)).all()
+    assert np.abs(ours - theirs).max() < LLAMA_CPP_TOLERANCE
 
 
 def test_it_encodes_any_text_through_byte_fallback(demo):
