@@ -20,8 +20,9 @@ Steps, each deterministic from --seed:
 4. export: the weights under BlinkDL's names to a .safetensors file, converted by
    rwkvfast.convert (the GGUF layout llama.cpp's converter writes) to F32 and Q8_0.
 The held-out perplexity is then measured with rwkvfast's own engine (rwkvfast.perplexity).
-To ship a new model, copy the last phase's rwkv6-demo-Q8_0.gguf to tests/data/demo/ (git keeps it
-there, with the test models) and rebuild: setup.py copies it into rwkvfast/data/demo.
+To ship a new model, copy its rwkv6-demo-Q8_0.gguf to tests/data/demo/ (git keeps it there,
+with the test models), put the first 24 KB of its heldout.txt there too, re-measure the bounds
+in tests/test_demo.py, and rebuild: setup.py copies the model into rwkvfast/data/demo.
 """
 from __future__ import annotations
 
