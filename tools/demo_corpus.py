@@ -208,16 +208,20 @@ def documents(word: Word, synsets: dict[str, Synset], rng: random.Random) -> lis
     return docs
 
 
+def by_use(words: dict[str, Word]) -> list[Word]:
+    """The words with tagged uses that are not held out, the most used first (ties by name)."""
+    return sorted((w for w in words.values() if w.count > 0 and not _held_out(w.lemma)),
+                  key=lambda w: (-w.count, w.lemma))
+
+
 def drill(words: dict[str, Word], synsets: dict[str, Synset], rng: random.Random) -> list[str]:
     """The first turn alone, "what does w mean" and its answer, DRILL_COPIES times for each of the
     DRILL_WORDS most used words that are not held out (half as often past the first third), the
     canonical phrasing more than half the time. The documents show a common word's question only
     about 5 times in a run, too few for a model this small to tie the word to its definition: it
     answered in the form, with another word's meaning."""
-    ranked = sorted((w for w in words.values() if w.count > 0 and not _held_out(w.lemma)),
-                    key=lambda w: (-w.count, w.lemma))
     docs = []
-    for rank, word in enumerate(ranked[:DRILL_WORDS]):
+    for rank, word in enumerate(by_use(words)[:DRILL_WORDS]):
         answer = first_answer(word, synsets)
         if answer:
             pos = word.parts()[0]

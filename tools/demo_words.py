@@ -32,9 +32,7 @@ def main() -> None:
 
     import rwkvfast
     synsets, words = dc.read_synsets(), dc.read_words()
-    ranked = sorted((w for w in words.values() if w.count > 0 and not dc._held_out(w.lemma)),
-                    key=lambda w: (-w.count, w.lemma))
-    drawn = [w.lemma for w in random.Random(args.seed).sample(ranked[args.first:args.last], args.n)]
+    drawn = [w.lemma for w in random.Random(args.seed).sample(dc.by_use(words)[args.first:args.last], args.n)]
     with rwkvfast.Model(args.model) as m:
         for name, lemmas in (("probe words", list(dc.PROBE_WORDS)), (f"words {args.first}..{args.last}", drawn)):
             right = 0
