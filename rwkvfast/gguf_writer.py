@@ -24,7 +24,6 @@ are not supported (llama.cpp writes none, and rwkvfast's reader refuses them).
 from __future__ import annotations
 
 import os
-import secrets
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
+
+from rwkvfast.atomic_file import create_temp, sweep_stale
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSION = 3
@@ -199,7 +200,7 @@ def _chunks(data: TensorData) -> Iterable[Any]:
 
 def write_gguf(path: str | os.PathLike, metadata: Mapping[str, Any] | Sequence[tuple[str, Any]],
                tensors: Sequence[tuple[str, str | int, Sequence[int], TensorData]],
-               alignment: int = GGUF_DEFAULT_ALIGNMENT, version: int = GGUF_VERSION) -> Path:
+               alignment: int = GGUF_DEFAULT_ALIGNMENT, version: int = GGUF_VERSION, sweep: bool = False) -> Path:
     """Write a GGUF file atomically; returns its Path.
 
     `tensors` are (name, ggml type name or id, ne in ggml order, data); data is bytes, a numpy
@@ -207,6 +208,7 @@ def write_gguf(path: str | os.PathLike, metadata: Mapping[str, Any] | Sequence[t
     callable returning one. The byte count must equal what ne and the type imply (ValueError).
     The file is written beside `path` under a temporary name and renamed over it only when
     complete, so a failure leaves an existing file untouched and no partial file behind.
+    `sweep=True` first removes what crashed writers left in that directory (atomic_file.py).
     `general.alignment` is written (as U32) only when alignment != 32.
     """
     if alignment < 1 or alignment & (alignment - 1):
@@ -243,8 +245,9 @@ def write_gguf(path: str | os.PathLike, metadata: Mapping[str, Any] | Sequence[t
         offset += -(-nbytes // alignment) * alignment
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    if sweep:
+        sweep_stale(path.parent)
+    fd, tmp = create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             header = b"".join(head)

@@ -19,12 +19,13 @@ import json
 import math
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from rwkvfast.atomic_file import create_temp, sweep_stale
 
 MAGIC = b"RWKVKLD1"
 _HEADER_MAX = 1 << 30  # a header beyond this is not one of ours
@@ -87,11 +88,8 @@ class _BaseWriter:
     def __init__(self, path: Path, header: dict, n_rows: int, n_vocab: int):
         self.path = path
         head = json.dumps(header).encode()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-        self.tmp = Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+        sweep_stale(path.parent)
+        fd, self.tmp = create_temp(path)
         self.f = os.fdopen(fd, "wb")
         self.f.write(MAGIC + struct.pack("<Q", len(head)) + head)
         self.expect = n_rows * n_vocab * 2

@@ -453,7 +453,7 @@ def quantize(input: str | os.PathLike, output: str | os.PathLike, type: str | in
                         (lambda p=p, i=i: _chunks(p, pool, window, n_threads, lambda: report(i))))
                        for i, p in enumerate(plans)]
             # GGUF v3 whatever the input's version, as llama-quantize writes it
-            written = write_gguf(dst_path, _metadata(g, f), tensors, alignment=g.alignment)
+            written = write_gguf(dst_path, _metadata(g, f), tensors, alignment=g.alignment, sweep=True)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return QuantizeResult(

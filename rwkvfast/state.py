@@ -117,9 +117,15 @@ class State:
         from rwkvfast.convert.pth import read_torch_checkpoint
 
         where = os.fspath(path)
-        tensors = read_torch_checkpoint(path)
+        tensors = read_torch_checkpoint(path)  # CheckpointError (a ValueError) naming the file
         state = model.new_state()
         L, C, H, N = state._s.shape
+        # [0-9]{1,9}: int() of a 5000-digit layer number would raise a ValueError naming nothing
+        extra = [k for k in tensors
+                 if not (m := re.fullmatch(r"blocks\.([0-9]{1,9})\.att\.time_state", k)) or int(m.group(1)) >= L]
+        if extra:
+            raise ValueError(f"{where}: unexpected tensor {extra[0][:80]!r} (the file has more layers than the "
+                             f"model, or is not a state-tuning file)")
         wkv = state._s.arrays(writeable=True)[2]
         for i in range(L):
             t = tensors.get(f"blocks.{i}.att.time_state")
@@ -129,15 +135,13 @@ class State:
                 raise ValueError(f"{where}: blocks.{i}.att.time_state has shape {list(t.shape)}, the model needs "
                                  f"{[H, N, N]}")
             wkv[i] = t.f32().transpose(0, 2, 1)
-        extra = [k for k in tensors
-                 if not (m := re.fullmatch(r"blocks\.(\d+)\.att\.time_state", k)) or int(m.group(1)) >= L]
-        if extra:
-            raise ValueError(f"{where}: unexpected tensor {extra[0]!r} (the file has more layers than the model?)")
         return state
 
     @classmethod
     def open(cls, path: str | os.PathLike, model: "Model") -> "State":
-        """A state file of either kind: rwkvfast's (GGUF, from save) or an RWKV state-tuning .pth."""
+        """A state file of either kind: rwkvfast's (GGUF, from save) or an RWKV state-tuning .pth.
+        ValueError naming the file for anything that is neither or is malformed; OSError when it
+        cannot be read."""
         with open(path, "rb") as f:
             magic = f.read(4)
         if magic == b"GGUF":

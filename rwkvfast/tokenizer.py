@@ -8,6 +8,14 @@ from typing import Iterable
 from rwkvfast import _core
 
 
+class TooManyTokens(ValueError):
+    """A text needs `n` tokens, more than the `limit` it was given."""
+
+    def __init__(self, n: int, limit: int) -> None:
+        super().__init__(f"the text is {n} tokens, more than the limit of {limit}")
+        self.n, self.limit = n, limit
+
+
 class Tokenizer:
     """RWKV World tokenizer read from any GGUF's ``tokenizer.ggml.*`` metadata.
 
@@ -31,9 +39,14 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._t.vocab_size
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text` (encoded as UTF-8; lone surrogates are an error)."""
-        return self._t.encode_bytes(text.encode("utf-8")).tolist()
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        """Token ids of `text` (encoded as UTF-8; lone surrogates are an error). With `limit`,
+        TooManyTokens when the text needs more ids than that (before any list is built: a
+        server's budget check costs 4 bytes a token, not a Python list)."""
+        ids = self._t.encode_bytes(text.encode("utf-8"))
+        if limit is not None and len(ids) > limit:
+            raise TooManyTokens(len(ids), limit)
+        return ids.tolist()
 
     def piece(self, token_id: int) -> bytes:
         """The bytes of one token; control and unused tokens give b''."""

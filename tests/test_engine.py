@@ -143,3 +143,31 @@ def test_bad_arguments(model):
     eng.close()
     with pytest.raises(RuntimeError, match="closed"):
         eng.submit([1], _greedy(model))
+
+
+def test_a_job_the_machine_has_no_memory_for_is_refused(model):
+    from rwkvfast.server.engine import Overloaded
+    from rwkvfast.server.memory import BYTES_PER_TOKEN, MemoryGuard, available_memory
+
+    free = [(1 << 30) + 100_000 * BYTES_PER_TOKEN]
+    eng = Engine(model, memory=MemoryGuard(reserve=1 << 30, probe=lambda: free[0]))
+    eng.submit([1] * 1000, _greedy(model), max_tokens=1)  # fits
+    with pytest.raises(Overloaded, match="a prompt of 200000 tokens needs about"):
+        eng.submit([1] * 200_000, _greedy(model), max_tokens=1)
+    assert eng.queue_length == 1
+    eng.close()
+    avail = available_memory()
+    assert avail is None or avail > 0  # Linux: MemAvailable, in bytes
+
+
+def test_a_long_prompt_does_not_hold_up_a_short_one(model):
+    eng = Engine(model, n_parallel=2, prompt_chunk=4)
+    long = eng.submit(list(range(1, 101)), _greedy(model), max_tokens=1, stop_on_eos=False)
+    eng.step()
+    short = eng.submit([7, 8, 9, 10, 11, 12, 13, 14], _greedy(model), max_tokens=1, stop_on_eos=False)
+    steps = 0
+    while not short.done:
+        eng.step()
+        steps += 1
+    assert steps <= 4 and long.result.prompt_n < 100  # the chunks took turns
+    eng.close()

@@ -218,3 +218,98 @@ def test_chats_that_share_a_system_prompt_process_it_once(server):
     n_system = len(m.tokenizer.encode(f"System: {system['content']}\n\n"))
     assert one["cache_n"] == 0 and two["cache_n"] == n_system
     assert two["prompt_n"] == len(m.tokenizer.encode("User: Ahoy\n\n") + m.tokenizer.encode("Assistant:"))
+
+
+_NUMERIC = [("/v1/completions", "max_tokens"), ("/v1/completions", "top_k"), ("/v1/completions", "seed"),
+            ("/v1/completions", "n"), ("/completion", "n_predict"), ("/v1/completions", "max_completion_tokens"),
+            ("/v1/completions", "temperature"), ("/v1/completions", "top_p")]
+
+
+@pytest.mark.parametrize("path,field", _NUMERIC)
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_a_400_naming_the_field(server, path, field, value):
+    _, c = server
+    r = c.post(path, content=f'{{"prompt": "hi", "{field}": {value}}}'.encode(),
+               headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert f"'{field}'" in err["message"] and err["type"] == "invalid_request_error" and err["code"] == 400
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/v1/completions", '{"prompt": "a\\ud800b"}', "'prompt'"),
+    ("/completion", '{"prompt": "\\udfff"}', "'prompt'"),
+    ("/v1/completions", '{"prompt": "a", "stop": ["ok", "\\ud800"]}', "'stop[1]'"),
+    ("/tokenize", '{"content": "\\ud83d"}', "'content'"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x\\udc00"}]}', "'messages[0].content'"),
+    ("/v1/completions", '{"prompt": "a", "logit_bias": {"\\ud800": 1}}', r"'logit_bias.\ud800'"),
+    ("/v1/chat/completions", '{"messages": [{"role": [], "content": "x"}]}', "'messages[0].role'"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}, {"role": 7, "content": "y"}]}',
+     "'messages[1].role'"),
+    ("/v1/chat/completions", '{"messages": ["hi"]}', "'messages[0]'"),
+    ("/v1/completions", "[" * 100000, "nested too deeply"),
+    ("/v1/completions", '{"prompt": ' + "[" * 100000 + "}", "nested too deeply"),
+])
+def test_bad_text_and_structure_are_a_400_naming_the_field(server, path, body, field):
+    _, c = server
+    r = c.post(path, content=body.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert field in r.json()["error"]["message"]
+
+
+def test_a_prompt_over_the_per_request_budget_is_a_400_and_answers_stop_at_it(server):
+    m, _ = server
+    eng = Engine(m).start()
+    try:
+        c = TestClient(App(m, eng, ServerConfig(max_tokens_per_request=20)))
+        r = c.post("/v1/completions", json={"prompt": "word " * 40, "max_tokens": 1})
+        assert r.status_code == 400 and "at most 20 tokens per request" in r.json()["error"]["message"]
+        msgs = [{"role": "user", "content": "word " * 10}] * 5
+        r = c.post("/v1/chat/completions", json={"messages": msgs})
+        assert r.status_code == 400 and "-c/--ctx-size" in r.json()["error"]["message"]
+        n_prompt = len(m.tokenizer.encode("Once"))
+        r = c.post("/v1/completions", json={"prompt": "Once", "max_tokens": -1, "temperature": 0,
+                                            "logit_bias": {"0": -100}}).json()
+        assert r["usage"]["completion_tokens"] == 20 - n_prompt and r["choices"][0]["finish_reason"] == "length"
+        assert c.get("/props").json()["default_generation_settings"]["n_ctx"] == 20
+    finally:
+        eng.close()
+
+
+def test_a_request_the_machine_has_no_memory_for_is_a_503(server):
+    from rwkvfast.server.memory import MemoryGuard
+    m, _ = server
+    free = [10 << 30]
+    eng = Engine(m, memory=MemoryGuard(reserve=1 << 30, probe=lambda: free[0])).start()
+    try:
+        c = TestClient(App(m, eng, ServerConfig()))
+        assert c.post("/v1/completions", json={"prompt": "hi", "max_tokens": 1}).status_code == 200
+        free[0] = (1 << 30) + (1 << 20)  # just over the reserve: a big body no longer fits
+        r = c.post("/v1/completions", json={"prompt": "hi " * 50000, "max_tokens": 1})
+        assert r.status_code == 503 and r.json()["error"]["type"] == "server_overloaded"
+        assert "short of memory" in r.json()["error"]["message"]
+        free[0] = 1 << 30
+        r = c.post("/v1/completions", json={"prompt": "hi", "max_tokens": 1})
+        assert r.status_code == 503
+        free[0] = 10 << 30
+        assert c.post("/v1/completions", json={"prompt": "hi", "max_tokens": 1}).status_code == 200
+    finally:
+        eng.close()
+
+
+def test_a_chat_of_32000_messages_is_parsed_once_through_the_cache(server):
+    """Defect: with the state cache on, each assistant turn re-read the whole prefix (109 s of
+    CPU for this request; the linear walk is test_state_cache's, the time bench/test_server.py's)."""
+    from rwkvfast.server.state_cache import StateCache
+    m, _ = server
+    cache = StateCache(m, 64 << 20)
+    eng = Engine(m, cache=cache)  # not started: only the request's parsing is under test
+    app = App(m, eng, ServerConfig(max_tokens_per_request=0))
+    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": "hi there"} for i in range(32000)]
+    job = app._chat({"messages": msgs, "max_tokens": 1}).job
+    enc = m.tokenizer.encode
+    want = []
+    for i in range(32000):
+        want += enc(f"User: hi there\n\n") if i % 2 == 0 else enc("Assistant:") + enc(" hi there\n\n")
+    assert job.prompt == want + enc("Assistant:")
+    eng.close()

@@ -18,7 +18,9 @@ def model_path(tmp_path_factory):
 
 
 @pytest.mark.parametrize("argv,msg", [(["-np", "0"], "parallel"), (["--port", "-1"], "port"),
-                                      (["--top-p", "3"], "top_p"), (["--bogus"], "unrecognized")])
+                                      (["--top-p", "3"], "top_p"), (["--bogus"], "unrecognized"),
+                                      (["-c", "-1"], "ctx-size"), (["--header-timeout", "0"], "header-timeout"),
+                                      (["--max-connections", "0"], "max-connections")])
 def test_bad_flags_exit_2(model_path, capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
         main(["-m", model_path, *argv])
@@ -66,7 +68,7 @@ def test_the_official_openai_client_works_against_a_live_server(model_path):
 
 
 def test_a_live_server_answers_and_shuts_down(model_path):
-    with live_server(model_path, "-t", "1", "-c", "4096", "--alias", "demo") as (url, p):
+    with live_server(model_path, "-t", "1", "-c", "0", "--alias", "demo") as (url, p):  # -c 0: no budget, endless answers
         assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "demo"
         r = httpx.post(f"{url}/v1/completions", json={"prompt": "Hello", "max_tokens": 5, "temperature": 0},
                        timeout=60).json()

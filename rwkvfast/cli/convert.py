@@ -5,7 +5,8 @@ convert_hf_to_gguf.py, straight from a BlinkDL .pth (no torch, no renaming scrip
     rwkvfast-convert v6-Finch-1B6-HF/ --outfile rwkv6-1b6-F16.gguf
     rwkvfast-convert model.pth --to-hf v6-Finch-1B6-HF/
 
-A thin layer over rwkvfast.convert; progress goes to stderr.
+A thin layer over rwkvfast.convert; progress goes to stderr. Every failure is one `error: ...`
+line on stderr and exit status 1 (130 on Ctrl-C), never a traceback.
 """
 from __future__ import annotations
 
@@ -79,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: out of memory; nothing was written", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug, not a bad input (readers raise ValueError): still one line, no traceback
+        print(f"error: internal error ({type(e).__name__}: {' '.join(str(e).split())[:300]}); nothing was "
+              f"written; please report this with the input", file=sys.stderr)
+        return 1
     size = out.stat().st_size
     print(f"rwkvfast-convert: wrote {str(out)!r} ({size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.2f} s",
           file=sys.stderr)

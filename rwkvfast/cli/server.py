@@ -35,11 +35,25 @@ def _parser() -> argparse.ArgumentParser:
     a("-np", "--parallel", type=int, default=4, help="sequences generated at once (default 4); more requests queue")
     a("--max-body-mb", type=int, default=16, help="largest request body accepted; beyond that 413 (default 16)")
     a("--max-queue", type=int, default=256, help="requests that may wait for a slot; beyond that 503 (default 256)")
-    a("-c", "--ctx-size", type=int, default=0,
-      help="accepted for llama-server compatibility and ignored: RWKV has no context window (its state is fixed-size)")
+    a("-c", "--ctx-size", type=int, default=65536,
+      help="most tokens one request may use, prompt and answer together (default 65536; 0: no limit). RWKV "
+           "has no context window (its state is fixed-size): this is a budget, and a longer prompt gets a 400")
     a("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $RWKVFAST_API_KEY or $LLAMA_API_KEY)")
     a("--alias", default="", help="model name reported by the API (default: the file name)")
-    a("--timeout", type=int, default=600, help="seconds an HTTP connection may stay idle (default 600)")
+    a("--timeout", type=float, default=600,
+      help="read/write timeout, as llama-server's: a client that stops reading an answer for this long is dropped "
+           "(default 600)")
+    a("--header-timeout", type=float, default=10,
+      help="seconds a client has to send a request's line and headers, from connecting or from its previous "
+           "answer (default 10)")
+    a("--body-timeout", type=float, default=60, help="seconds a request's body may take to arrive; then 408 (default 60)")
+    a("--keep-alive", type=float, default=5, help="seconds an idle kept-alive connection stays open (default 5)")
+    a("--max-connections", type=int, default=512,
+      help="open connections at most; at the limit a new one closes the longest-idle connection, or gets a "
+           "503 if none is idle (default 512)")
+    a("--memory-reserve-mb", type=int, default=None,
+      help="requests that would leave the machine less memory than this get a 503 (default: 5%% of RAM, at "
+           "least 256)")
     a("--prompt-chunk", type=int, default=256, help="prompt tokens fed per engine step between decode steps (default 256)")
     a("--state-cache-mb", type=int, default=512, help="memory for cached prompt states (default 512; 0: off)")
     a("--state-cache-dir", default=None, help="also keep cached states in this directory, across restarts")
@@ -69,9 +83,15 @@ def main(argv: list[str] | None = None) -> int:
                         ("--port", args.port, 0), ("--max-queue", args.max_queue, 0),
                         ("--max-body-mb", args.max_body_mb, 1), ("--state-cache-mb", args.state_cache_mb, 0),
                         ("--state-cache-disk-mb", args.state_cache_disk_mb, 0),
-                        ("-b/--batch-size", args.batch_size, 1), ("--prompt-chunk", args.prompt_chunk, 1)):
+                        ("-b/--batch-size", args.batch_size, 1), ("--prompt-chunk", args.prompt_chunk, 1),
+                        ("-c/--ctx-size", args.ctx_size, 0), ("--max-connections", args.max_connections, 1),
+                        ("--memory-reserve-mb", args.memory_reserve_mb, 0)):
         if v is not None and v < lo:
             ap.error(f"argument {name}: must be >= {lo}, got {v}")
+    for name, v in (("--timeout", args.timeout), ("--header-timeout", args.header_timeout),
+                    ("--body-timeout", args.body_timeout), ("--keep-alive", args.keep_alive)):
+        if not v > 0:
+            ap.error(f"argument {name}: must be > 0 seconds, got {v}")
     try:
         Sampler(2, _sampling(args))
     except ValueError as e:
@@ -79,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn  # noqa: PLC0415 (imported late: --help and flag errors stay fast)
 
     from rwkvfast.server.app import App, ServerConfig
+    from rwkvfast.server.connections import guarded_h11, raise_fd_limit
     from rwkvfast.server.engine import Engine
+    from rwkvfast.server.memory import MemoryGuard
     from rwkvfast.server.state_cache import StateCache
 
     try:
@@ -94,15 +116,25 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:
             print(f"error: --state-cache-dir: {e}", file=sys.stderr)
             return 1
+        memory = MemoryGuard(None if args.memory_reserve_mb is None else args.memory_reserve_mb << 20)
         engine = Engine(model, n_parallel=args.parallel, prompt_chunk=args.prompt_chunk, cache=cache,
-                        max_queue=args.max_queue).start()
+                        max_queue=args.max_queue, memory=memory).start()
         key = args.api_key or os.environ.get("RWKVFAST_API_KEY") or os.environ.get("LLAMA_API_KEY")
         app = App(model, engine, ServerConfig(alias=args.alias, api_key=key, sampling=_sampling(args),
-                                              n_predict=args.n_predict, max_body_bytes=args.max_body_mb << 20))
+                                              n_predict=args.n_predict, max_body_bytes=args.max_body_mb << 20,
+                                              max_tokens_per_request=args.ctx_size, body_timeout=args.body_timeout))
+        # a socket each, and a margin for the model, the cache directory and the log
+        fds = raise_fd_limit(args.max_connections + 64)
+        max_conn = min(args.max_connections, max(1, fds - 64))
+        if max_conn < args.max_connections:
+            print(f"warning: the open-file limit is {fds}: at most {max_conn} connections", file=sys.stderr)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                timeout_keep_alive=args.keep_alive, lifespan="off",
+                                http=guarded_h11(max_conn, args.header_timeout, args.timeout))
         print(f"rwkvfast-server {rwkvfast.__version__}: {model!r}, {args.parallel} parallel sequences\n"
               f"listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
         try:
-            uvicorn.run(app, host=args.host, port=args.port, timeout_keep_alive=args.timeout, log_level="warning")
+            uvicorn.Server(config).run()
         except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises Ctrl-C
             pass
         finally:

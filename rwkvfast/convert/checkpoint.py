@@ -8,6 +8,7 @@ to BlinkDL's, and reads the dimensions off the tensor shapes, checking every ten
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -66,32 +67,87 @@ def _read_any(path: Path) -> dict[str, CheckpointTensor]:
     return read_torch_checkpoint(path)
 
 
+_MAX_JSON = 64 << 20  # config.json is ~1 KB; a shard index ~100 bytes per tensor
+
+
+def _read_json(p: Path) -> Any:
+    """A small JSON file; ConvertError naming it when it is too big, not UTF-8, not JSON, or
+    nested deeper than the parser can follow."""
+    with open(p, "rb") as f:
+        raw = f.read(_MAX_JSON + 1)
+    if len(raw) > _MAX_JSON:
+        raise ConvertError(f"{p}: more than {_MAX_JSON >> 20} MiB; not a model's JSON file")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConvertError(f"{p}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise ConvertError(f"{p}: JSON nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError; an integer too long to convert
+        raise ConvertError(f"{p}: not valid JSON: {str(e)[:200]}") from None
+
+
+# config.json keys read here and the types they must have (None, JSON null, means "not given")
+_CONFIG_INTS = ("hidden_size", "num_hidden_layers", "head_size", "vocab_size", "intermediate_size", "rescale_every")
+_CONFIG_FLOATS = ("layer_norm_epsilon",)
+
+
+def _check_config(cfg: Any, where: str) -> dict[str, Any]:
+    """The config as a dict whose keys we use have the right types, or ConvertError naming `where`."""
+    if not isinstance(cfg, dict):
+        raise ConvertError(f"{where}: not a JSON object")
+    for key in _CONFIG_INTS:
+        v = cfg.get(key)
+        if v is not None and (type(v) is not int or v < 0):
+            raise ConvertError(f"{where}: {key} must be a non-negative integer, got {_show(v)}")
+    for key in _CONFIG_FLOATS:
+        v = cfg.get(key)
+        if v is not None and (type(v) not in (int, float) or not math.isfinite(v) or v <= 0):
+            raise ConvertError(f"{where}: {key} must be a positive number, got {_show(v)}")
+    return cfg
+
+
+def _show(v: Any) -> str:
+    """A JSON value for a message: short, and never str() of a deep or huge structure."""
+    if isinstance(v, (bool, float)) or v is None or (type(v) is int and abs(v) < 10 ** 30):
+        return json.dumps(v)
+    if isinstance(v, str):
+        return repr(v[:40])
+    return f"a JSON {type(v).__name__}"
+
+
+def _shard_files(path: Path, ip: Path) -> list[Path]:
+    """The weight files a *.index.json lists, each a plain file name in `path` that exists."""
+    index = _read_json(ip)
+    wm = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(wm, dict) or not all(isinstance(v, str) for v in wm.values()):
+        raise ConvertError(f"{ip}: not a shard index (no weight_map of tensor name -> file name)")
+    files = []
+    for n in sorted(set(wm.values())):
+        if n in ("", ".", "..") or Path(n).name != n:
+            raise ConvertError(f"{ip}: shard name {n[:80]!r} is not a file in {path}")
+        if not (path / n).is_file():
+            raise ConvertError(f"{ip}: shard {n[:80]!r} is missing from {path}")
+        files.append(path / n)
+    return files
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, CheckpointTensor], dict[str, Any] | None]:
     """(tensors by BlinkDL name, the Hugging Face config or None) of a .pth / .bin / .safetensors
     file or a Hugging Face directory (config.json with model.safetensors, pytorch_model.bin, or
-    shards listed in a *.index.json)."""
+    shards listed in a *.index.json). ValueError (ConvertError, CheckpointError) naming the file
+    for anything malformed; OSError when a file cannot be read."""
     path = Path(path)
     config = None
     if path.is_dir():
         cfg = path / "config.json"
         if cfg.is_file():
-            try:
-                config = json.loads(cfg.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ConvertError(f"{cfg}: not valid JSON: {e}") from None
+            config = _check_config(_read_json(cfg), str(cfg))
         files: list[Path] = []
         for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
             ip = path / index
             if ip.is_file():
-                try:
-                    wm = json.loads(ip.read_text(encoding="utf-8"))["weight_map"]
-                    names = sorted(set(wm.values()))
-                except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-                    raise ConvertError(f"{ip}: not a shard index ({e})") from None
-                for n in names:
-                    if not isinstance(n, str) or Path(n).name != n:
-                        raise ConvertError(f"{ip}: shard name {n!r} is not a file in {path}")
-                files = [path / n for n in names]
+                files = _shard_files(path, ip)
                 break
         if not files:
             for single in ("model.safetensors", "pytorch_model.bin"):
@@ -107,7 +163,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, CheckpointTensor
         for name, t in _read_any(f).items():
             key = hf_to_blink(name)
             if key in tensors:
-                raise ConvertError(f"{f}: tensor {name!r} appears twice in the checkpoint")
+                raise ConvertError(f"{f}: tensor {name[:80]!r} appears twice in the checkpoint")
             t.name = key
             tensors[key] = t
     return tensors, config
@@ -143,25 +199,30 @@ def infer_hparams(tensors: dict[str, CheckpointTensor], config: dict[str, Any] |
                   rescale_every: int | None = None) -> RWKV6Params:
     """The model's dimensions from its tensor shapes; ConvertError naming the tensor when the
     checkpoint is not a complete, consistent RWKV-6 (x060) model."""
-    def shape(k: str) -> tuple[int, ...]:
+    def shape(k: str, ndim: int | None = None) -> tuple[int, ...]:
         t = tensors.get(k)
         if t is None:
             raise ConvertError(f"missing tensor {k!r}: not an RWKV-6 checkpoint"
                                + (" (RWKV-7 checkpoints are not supported)" if any(".att.x_" in n or "w0" in n for n in tensors) else ""))
+        if ndim is not None and len(t.shape) != ndim:
+            raise ConvertError(f"tensor {k!r} has shape {list(t.shape)}, expected {ndim} dimensions")
         return t.shape
 
     if "blocks.0.att.time_maa_w1" not in tensors and "blocks.0.att.time_mix_k" in tensors:
         raise ConvertError("this is an RWKV-4/5 checkpoint (time_mix_* without time_maa_w1); only RWKV-6 is supported")
-    V, C = shape("emb.weight")
-    layers = sorted({int(m.group(1)) for k in tensors for m in [re.match(r"blocks\.(\d+)\.", k)] if m})
+    V, C = shape("emb.weight", 2)
+    # [0-9]{1,9}: int() of a 5000-digit block number would raise; no model has 10^9 layers
+    layers = sorted({int(m.group(1)) for k in tensors for m in [re.match(r"blocks\.([0-9]{1,9})\.", k)] if m})
     if not layers or layers != list(range(len(layers))):
         raise ConvertError(f"block numbers must run 0..n-1, found {layers[:8]}{'...' if len(layers) > 8 else ''}")
-    H, N = shape("blocks.0.att.time_faaaa")
-    F = shape("blocks.0.ffn.key.weight")[0]
-    w1 = shape("blocks.0.att.time_maa_w1")
-    if len(w1) != 2 or w1[1] % 5:
+    H, N = shape("blocks.0.att.time_faaaa", 2)
+    F = shape("blocks.0.ffn.key.weight", 2)[0]
+    w1 = shape("blocks.0.att.time_maa_w1", 2)
+    if w1[1] % 5:
         raise ConvertError(f"blocks.0.att.time_maa_w1 has shape {list(w1)}, expected [C, 5 * D]")
-    D, Dd = w1[1] // 5, shape("blocks.0.att.time_decay_w1")[-1]
+    D, Dd = w1[1] // 5, shape("blocks.0.att.time_decay_w1", 2)[-1]
+    if min(V, C, F, H, N, D, Dd) < 1:
+        raise ConvertError(f"a dimension is 0 (vocab {V}, n_embd {C}, ffn {F}, {H} heads of {N}, LoRA dims {D}/{Dd})")
     if H * N != C:
         raise ConvertError(f"time_faaaa {H}x{N} does not match n_embd {C} (heads x head size)")
     want = {"emb.weight": (V, C), "blocks.0.ln0.weight": (C,), "blocks.0.ln0.bias": (C,), "ln_out.weight": (C,),
@@ -180,13 +241,14 @@ def infer_hparams(tensors: dict[str, CheckpointTensor], config: dict[str, Any] |
     if extra:
         raise ConvertError(f"unexpected tensor(s) for RWKV-6: {', '.join(extra[:5])}"
                            f"{' ...' if len(extra) > 5 else ''}")
-    cfg = config or {}
-    eps = float(cfg.get("layer_norm_epsilon", LAYER_NORM_EPS))
-    r = rescale_every if rescale_every is not None else int(cfg.get("rescale_every", DEFAULT_RESCALE_EVERY))
-    if r < 0:
-        raise ConvertError(f"rescale_every must be >= 0, got {r}")
+    cfg = _check_config(config if config is not None else {}, "config.json")
+    eps = float(cfg.get("layer_norm_epsilon") or LAYER_NORM_EPS)
+    r = rescale_every if rescale_every is not None else cfg.get("rescale_every")
+    r = DEFAULT_RESCALE_EVERY if r is None else r
+    if type(r) is not int or r < 0:
+        raise ConvertError(f"rescale_every must be an integer >= 0, got {r!r}")
     for key, have in (("hidden_size", C), ("num_hidden_layers", len(layers)), ("head_size", N),
                       ("vocab_size", V), ("intermediate_size", F)):
-        if cfg.get(key) is not None and int(cfg[key]) != have:
+        if cfg.get(key) is not None and cfg[key] != have:
             raise ConvertError(f"config.json says {key} = {cfg[key]}, the tensors say {have}")
     return RWKV6Params(len(layers), C, V, F, N, H, D, Dd, eps, r)

@@ -17,12 +17,16 @@ What llama.cpp's converter does to RWKV-6 tensors, reproduced here:
   size) and its chat template.
 
 The GGUF is written to a temporary file and renamed when complete; an existing output is
-replaced only with overwrite=True (--force).
+replaced only with overwrite=True (--force). Before anything is written, the output's size is
+checked against the input's (every output element comes from one stored element of at least
+2 bytes and takes at most 4, so the tensors can at most double) and against the free space
+where it goes.
 """
 from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -31,7 +35,7 @@ import numpy as np
 
 from ..gguf_writer import F32, U32, tensor_nbytes, write_gguf
 from ..quantize import FType, _from_f32, parse_ftype, tensor_target_type
-from .checkpoint import LERPS, RWKV6Params, blink_to_hf, infer_hparams, load_checkpoint
+from .checkpoint import LERPS, ConvertError, RWKV6Params, blink_to_hf, infer_hparams, load_checkpoint
 from .pth import CheckpointTensor
 from .vocab import load_world_vocab, token_metadata, vocab_path
 
@@ -199,6 +203,29 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, outtype: str = 
             progress(ConvertProgress(i + 1, len(outs), o.name, o.ne, tensors[o.sources[0]].dtype, o.type))
 
     specs = [(o.name, o.type, o.ne, (lambda i=i, o=o: stream(i, o))) for i, o in enumerate(outs)]
-    for o in outs:  # fail before writing anything on a shape the type cannot hold
-        tensor_nbytes(o.type, o.ne)
-    return write_gguf(dst, meta, specs)
+    # fail before writing anything on a shape the type cannot hold, or an output out of proportion
+    need = sum(-(-tensor_nbytes(o.type, o.ne) // 32) * 32 for o in outs)  # aligned as written
+    _check_output_size(src, dst, need)
+    return write_gguf(dst, meta, specs, sweep=True)  # sweep: what an interrupted conversion left
+
+
+def _input_bytes(src: Path) -> int:
+    """Bytes of the input: the file, or the files directly in a Hugging Face directory."""
+    if not src.is_dir():
+        return src.stat().st_size
+    return sum(p.stat().st_size for p in src.iterdir() if p.is_file())
+
+
+def _check_output_size(src: Path, dst: Path, need: int) -> None:
+    """ConvertError when `need` bytes of output tensors cannot come from the input (the readers
+    refuse reused bytes; this is the last guard before a small file starts a huge write) or do
+    not fit in the free space of the destination's filesystem (the temporary file is written
+    whole before it replaces anything)."""
+    have = _input_bytes(src)
+    if need > 2 * have:
+        raise ConvertError(f"{src}: the output's tensors would take {need} bytes from an input of {have} bytes "
+                           f"(at most 2x, from 16-bit to f32): the checkpoint's tensors claim more data than it holds")
+    free = shutil.disk_usage(dst.parent).free
+    if need > free:
+        raise ConvertError(f"not enough space for {dst}: the output needs at least {need} bytes "
+                           f"({need / 2**30:.2f} GiB), its filesystem has {free} bytes ({free / 2**30:.2f} GiB) free")

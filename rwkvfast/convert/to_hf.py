@@ -9,6 +9,8 @@ import json
 import os
 from pathlib import Path
 
+from rwkvfast.atomic_file import sweep_stale, write_bytes
+
 from .checkpoint import blink_to_hf, infer_hparams, load_checkpoint
 from .safetensors import write_safetensors
 from .vocab import load_world_vocab, packaged_vocab_text, token_metadata, vocab_path
@@ -28,6 +30,7 @@ def to_hf(input: str | os.PathLike, output_dir: str | os.PathLike, overwrite: bo
     if st.exists() and not overwrite:
         raise FileExistsError(f"{st} exists; pass overwrite=True (--force) to replace it")
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out)  # what an interrupted run left
     cfg = {"architectures": ["Rwkv6ForCausalLM"], "model_type": "rwkv6", "attention_hidden_size": p.n_embd,
            "bos_token_id": 0, "eos_token_id": 0, "head_size": p.head_size, "head_size_divisor": 8,
            "hidden_size": p.n_embd, "intermediate_size": p.n_ffn, "layer_norm_epsilon": p.layer_norm_eps,
@@ -46,6 +49,4 @@ def to_hf(input: str | os.PathLike, output_dir: str | os.PathLike, overwrite: bo
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes(path, text.encode("utf-8"))

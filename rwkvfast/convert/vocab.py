@@ -23,25 +23,50 @@ def packaged_vocab_text() -> str:
     return resources.files("rwkvfast").joinpath("data/rwkv_vocab_v20230424.txt").read_text(encoding="utf-8")
 
 
+_MAX_VOCAB_FILE = 64 << 20  # the World vocabulary is ~1 MB
+# Its longest line is 140 characters. A bound on the literal, and requiring it to be a string
+# or bytes literal, keeps ast.literal_eval off crafted expressions nested deep enough to exhaust
+# the parser (RecursionError, or MemoryError from a 100k-long chain of unary minus signs).
+_MAX_LITERAL = 4096
+
+
+def _read_text(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        raw = f.read(_MAX_VOCAB_FILE + 1)
+    if len(raw) > _MAX_VOCAB_FILE:
+        raise ConvertError(f"{path}: more than {_MAX_VOCAB_FILE >> 20} MiB; not a vocabulary file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConvertError(f"{path}: not UTF-8 ({e.reason} at byte {e.start}); not a vocabulary file") from None
+
+
 def load_world_vocab(path: str | os.PathLike | None = None) -> list[bytes]:
     """Token bytes of ids 1.. from an RWKV World vocabulary file (default: the packaged
     rwkv_vocab_v20230424.txt). Lines are `id python-literal byte-length`; the literal is read
-    with ast.literal_eval (never eval), and ids and lengths are checked."""
+    with ast.literal_eval (never eval), and ids and lengths are checked. ConvertError (a
+    ValueError) naming the file and line for anything else; OSError when it cannot be read."""
     if path is None:
         text = packaged_vocab_text()
         where = "rwkvfast/data/rwkv_vocab_v20230424.txt"
     else:
-        text, where = Path(path).read_text(encoding="utf-8"), str(path)
+        text, where = _read_text(path), str(path)
     out: list[bytes] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             sp, rsp = line.index(" "), line.rindex(" ")
-            idx, lit, length = int(line[:sp]), ast.literal_eval(line[sp + 1:rsp]), int(line[rsp + 1:])
-        except (ValueError, SyntaxError) as e:
-            raise ConvertError(f"{where}:{n}: not a vocabulary line ({e}): {line[:60]!r}") from None
-        b = lit.encode("utf-8") if isinstance(lit, str) else lit
+            src = line[sp + 1:rsp]
+            if len(src) > _MAX_LITERAL or not (src[:1] in ("'", '"') or src[:2] in ("b'", 'b"')):
+                raise ValueError("the token is not a short string or bytes literal")
+            idx, lit, length = int(line[:sp]), ast.literal_eval(src), int(line[rsp + 1:])
+            b = lit.encode("utf-8") if isinstance(lit, str) else lit
+        except (ValueError, SyntaxError, TypeError, RecursionError) as e:
+            # ValueError includes a string with lone surrogates (UnicodeEncodeError) and a
+            # literal that is not one; RecursionError: a literal nested past the parser's reach
+            raise ConvertError(f"{where}:{n}: not a vocabulary line ({type(e).__name__}: {str(e)[:80]}): "
+                               f"{line[:60]!r}") from None
         if not isinstance(b, bytes) or idx != len(out) + 1 or len(b) != length:
             raise ConvertError(f"{where}:{n}: expected token {len(out) + 1} with the stated length, got {line[:60]!r}")
         out.append(b)

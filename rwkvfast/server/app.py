@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import secrets
 import time
@@ -18,26 +19,32 @@ from typing import Any, AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from rwkvfast.chat import TURN_END, format_message
 from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
+from rwkvfast.tokenizer import TooManyTokens
 from rwkvfast.server.engine import Engine, Job, Overloaded
+from rwkvfast.server.memory import NoMemory
+from rwkvfast.server.state_cache import PrefixWalk
 
 _PAGE = resources.files("rwkvfast.server").joinpath("static/index.html").read_bytes()
 _ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 close: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
+        self.status, self.message, self.kind, self.close = status, message, kind, close
 
 
-def _error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+def _error(status: int, message: str, kind: str, close: bool = False) -> JSONResponse:
+    # close: the request could not be read to its end, so the connection cannot be reused
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status,
+                        headers={"Connection": "close"} if close else None)
 
 
 @dataclass
@@ -47,6 +54,10 @@ class ServerConfig:
     sampling: SamplerParams = RWKV_CHAT_DEFAULTS
     n_predict: int = -1
     max_body_bytes: int = 16 << 20
+    # a request's prompt and answer together, in tokens (-c): RWKV has no context window, so
+    # this is a budget that keeps one request from taking the machine's memory or time; 0: none
+    max_tokens_per_request: int = 65536
+    body_timeout: float = 60.0  # seconds a request's body may take to arrive
 
 
 @dataclass
@@ -66,11 +77,44 @@ def _number(body: dict, key: str, default, lo: float, hi: float, kind=float):
     v = body.get(key, default)
     if v is None:
         return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and int(v) != v):
-        raise ApiError(400, f"'{key}' must be a{'n integer' if kind is int else ' number'}, got {v!r}")
+    what = "an integer" if kind is int else "a number"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ApiError(400, f"'{key}' must be {what}, got {_show(v)}")
+    if isinstance(v, float) and not math.isfinite(v):  # Python's JSON reads NaN and Infinity
+        raise ApiError(400, f"'{key}' must be a finite number, got {v!r}")
+    if kind is int and int(v) != v:
+        raise ApiError(400, f"'{key}' must be {what}, got {v!r}")
     if not lo <= v <= hi:
         raise ApiError(400, f"'{key}' must be in [{lo}, {hi}], got {v!r}")
     return kind(v)
+
+
+def _show(v: Any) -> str:
+    """A value for an error message, cut short (a client may send megabytes)."""
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def _check_text(body: Any) -> None:
+    """Every string in the body, keys included, must be encodable text: JSON's \\ud800 escapes
+    decode to lone surrogates, which no tokenizer (or UTF-8 writer) accepts. Iterative, so a
+    deep document costs no stack."""
+    todo = [(body, "")]
+    while todo:
+        v, where = todo.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ApiError(400, f"'{where or 'body'}' is not valid Unicode: a lone surrogate "
+                                    f"{v[e.start]!r} at character {e.start}") from None
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                path = f"{where}.{_show(k)[1:-1]}" if where else _show(k)[1:-1]  # escaped: it may be the culprit
+                todo.append((x, path))
+                todo.append((k, path))
+        elif isinstance(v, list):
+            todo.extend((x, f"{where}[{i}]") for i, x in enumerate(v))
 
 
 def _stops(body: dict) -> list[str]:
@@ -113,7 +157,7 @@ class App:
     # -- plumbing --------------------------------------------------------------------------
 
     async def _api_error(self, request: Request, e: ApiError) -> Response:
-        return _error(e.status, e.message, e.kind)
+        return _error(e.status, e.message, e.kind, e.close)
 
     async def _not_found(self, request: Request, exc) -> Response:
         return _error(404, f"no endpoint {request.url.path}", "not_found_error")
@@ -132,19 +176,35 @@ class App:
         self._authorize(request)
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.cfg.max_body_bytes:
-            raise ApiError(413, f"the request body is over {self.cfg.max_body_bytes} bytes")
+            raise ApiError(413, f"the request body is over {self.cfg.max_body_bytes} bytes", close=True)
+        self._admit(int(declared) if declared.isdigit() else self.cfg.max_body_bytes, "the request body")
         raw, size = [], 0
-        async for part in request.stream():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.body_timeout
+        parts = request.stream().__aiter__()
+        while True:
+            try:
+                part = await asyncio.wait_for(parts.__anext__(), max(0.0, deadline - loop.time()))
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise ApiError(408, f"the request body did not arrive within {self.cfg.body_timeout:g} s",
+                               close=True) from None
+            except ClientDisconnect:
+                raise ApiError(400, "the client went away before sending its whole request", close=True) from None
             raw.append(part)
             size += len(part)
             if size > self.cfg.max_body_bytes:
-                raise ApiError(413, f"the request body is over {self.cfg.max_body_bytes} bytes")
+                raise ApiError(413, f"the request body is over {self.cfg.max_body_bytes} bytes", close=True)
         try:
             body = json.loads(b"".join(raw))
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, f"the request body is not valid JSON: {e}")
+        except RecursionError:
+            raise ApiError(400, "the request body is not valid JSON: it is nested too deeply") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
+        _check_text(body)
         return body
 
     def _sampler(self, body: dict) -> Sampler:
@@ -168,16 +228,47 @@ class App:
         for k, v in bias.items():
             try:
                 t, b = int(k), float(v)
-            except (TypeError, ValueError):
-                raise ApiError(400, f"bad logit_bias entry {k!r}: {v!r}")
+            except (TypeError, ValueError, OverflowError):
+                raise ApiError(400, f"bad logit_bias entry {_show(k)}: {_show(v)}")
             if not 0 <= t < self.model.n_vocab or not -100 <= b <= 100:
-                raise ApiError(400, f"logit_bias {k!r}: token must be in [0, {self.model.n_vocab}), bias in [-100, 100]")
+                raise ApiError(400, f"logit_bias {_show(k)}: token must be in [0, {self.model.n_vocab}), bias in [-100, 100]")
             sampler.set_bias(t, b)
         return sampler
+
+    def _admit(self, body_bytes: int, what: str) -> None:
+        """503 when parsing and tokenizing a body this big would take the machine's reserve
+        (a JSON text becomes Python strings and token ids several times its size)."""
+        memory = self.engine.memory
+        if memory is not None:
+            try:
+                memory.admit(body_bytes * 12, what)
+            except NoMemory as e:
+                raise ApiError(503, f"the server is short of memory ({e}); retry later", "server_overloaded")
 
     def _max_tokens(self, body: dict, default: int) -> int:
         key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
         return _number(body, key, default, -1, 1 << 20, int)
+
+    def _encode(self, text: str, used: int = 0) -> list[int]:
+        """The ids of `text`, which comes after `used` tokens of the same prompt: 400 when the
+        prompt outgrows the per-request budget (counted before any list is built)."""
+        budget = self.cfg.max_tokens_per_request
+        try:
+            return self.model.tokenizer.encode(text, budget - used if budget else None)
+        except TooManyTokens as e:
+            raise ApiError(400, f"the prompt is at least {used + e.n} tokens; this server takes at most {budget} "
+                                f"tokens per request, prompt and answer together (-c/--ctx-size)") from None
+
+    def _answer_budget(self, n_prompt: int, max_tokens: int) -> int:
+        """max_tokens within what the per-request budget leaves after the prompt (-1: no limit)."""
+        budget = self.cfg.max_tokens_per_request
+        if not budget:
+            return max_tokens
+        left = budget - n_prompt
+        if left <= 0:
+            raise ApiError(400, f"the prompt is {n_prompt} tokens; this server takes at most {budget} tokens per "
+                                f"request, prompt and answer together (-c/--ctx-size)")
+        return left if max_tokens < 0 else min(max_tokens, left)
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -202,7 +293,8 @@ class App:
         p = self.cfg.sampling
         return JSONResponse({
             "model_path": self.model.path, "model_alias": self.name, "total_slots": self.engine.n_parallel,
-            "default_generation_settings": {"n_predict": self.cfg.n_predict, "temperature": p.temperature,
+            "default_generation_settings": {"n_predict": self.cfg.n_predict, "n_ctx": self.cfg.max_tokens_per_request,
+                                            "temperature": p.temperature,
                                             "top_p": p.top_p, "presence_penalty": p.presence_penalty,
                                             "frequency_penalty": p.frequency_penalty},
             "chat_template": "RWKV World (User: ... / Assistant: ...)"})
@@ -253,7 +345,7 @@ class App:
         content = body.get("content")
         if not isinstance(content, str):
             raise ApiError(400, "'content' must be a string")
-        return JSONResponse({"tokens": self.model.tokenizer.encode(content)})
+        return JSONResponse({"tokens": self._encode(content)})
 
     def _detokenize(self, body: dict) -> Response:
         tokens = body.get("tokens")
@@ -269,7 +361,7 @@ class App:
             prompt = prompt[0]
         if not isinstance(prompt, str) or not prompt:
             raise ApiError(400, "'prompt' must be a non-empty string")
-        ids = self.model.tokenizer.encode(prompt)
+        ids = self._encode(prompt)
         job = self._submit(body, ids, self._max_tokens(body, 16), _stops(body))
         return self._respond(body, job, "text_completion", lambda text: {"text": text})
 
@@ -278,7 +370,7 @@ class App:
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             raise ApiError(400, "'prompt' must be a non-empty string")
-        ids = self.model.tokenizer.encode(prompt)
+        ids = self._encode(prompt)
         job = self._submit(body, ids, _number(body, "n_predict", self.cfg.n_predict, -1, 1 << 20, int), _stops(body))
 
         def final() -> dict:
@@ -309,10 +401,18 @@ class App:
         # cache the state where other requests branch off: after the leading system prompt
         # (shared by many chats) and before the last message (an edited or retried turn)
         checkpoints: list[int] = []
-        enc = self.model.tokenizer.encode
+        def enc(text: str) -> list[int]:
+            return self._encode(text, len(ids))
+
+        walk = self.engine.cache.walk() if self.engine.cache is not None else None
         for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
-                raise ApiError(400, "each message needs a role (system, user, assistant) and a string content")
+            if not isinstance(m, dict):
+                raise ApiError(400, f"'messages[{i}]' must be an object with a role and a content")
+            if not isinstance(m.get("role"), str) or m["role"] not in _ROLES:
+                raise ApiError(400, f"'messages[{i}].role' must be one of system, user, assistant; "
+                                    f"got {_show(m.get('role'))}")
+            if not isinstance(m.get("content"), str):
+                raise ApiError(400, f"'messages[{i}].content' must be a string, got {_show(m.get('content'))}")
             system_ends = i > 0 and msgs[i - 1]["role"] == "system" and m["role"] != "system"
             if system_ends or (i > 0 and i == len(msgs) - 1):
                 checkpoints.append(len(ids))
@@ -321,7 +421,7 @@ class App:
             content = format_message(m["content"])
             if m["role"] == "assistant":
                 ids += enc("Assistant:")
-                ids += self._generated_as(ids, content) or enc(f" {content}{TURN_END}")
+                ids += (walk and self._generated_as(walk, ids, content)) or enc(f" {content}{TURN_END}")
                 continue
             ids += enc(f"{_ROLES[m['role']]}: {content}{TURN_END}")
         ids += enc("Assistant:")
@@ -329,21 +429,21 @@ class App:
                            checkpoints=checkpoints)
         return self._respond(body, job, "chat.completion", None)
 
-    def _generated_as(self, prefix: list[int], content: str) -> list[int] | None:
+    def _generated_as(self, walk: PrefixWalk, prefix: list[int], content: str) -> list[int] | None:
         """The tokens this answer was generated as after `prefix` (through its turn's end), if
         a cached state remembers them. A client sends an answer back as text, and its
         re-tokenization can differ from what was generated; these tokens extend the cached
-        state instead (across restarts too, with --state-cache-dir)."""
-        cache = self.engine.cache
-        if cache is None:
-            return None
+        state instead (across restarts too, with --state-cache-dir). `walk` follows the chat's
+        growing prefix, so all the turns of a request cost linear time together."""
         end, tok = TURN_END.encode(), self.model.tokenizer
-        for tail in cache.continuations(prefix):
+        for tail in walk.continuations(prefix):
             text, n, ended = b"", len(tail), False
             for i, t in enumerate(tail):
                 text += tok.decode_bytes([t])
-                if end in text:
+                if end in text[-len(end) - 64:]:
                     n, ended = i + 1, True
+                    break
+                if len(text) > 4 * len(content) + 256:  # already longer than this answer: not it
                     break
             if format_message(text.split(end, 1)[0].decode("utf-8", "replace")) == content:
                 return list(tail[:n]) + ([] if ended else tok.encode(TURN_END))
@@ -351,6 +451,7 @@ class App:
 
     def _submit(self, body: dict, ids: list[int], max_tokens: int, stops: list[str],
                 checkpoints: list[int] = ()) -> Job:
+        max_tokens = self._answer_budget(len(ids), max_tokens)
         try:
             return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops,
                                       checkpoints=checkpoints)

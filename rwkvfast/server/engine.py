@@ -5,8 +5,11 @@ decodes one token for every sequence that is generating, all in a single batched
 (the weights are read once for the batch). A long prompt therefore never freezes the other
 streams: they get a token between its chunks, which are sized (from the measured prompt
 speed) to take about `step_seconds` while anyone is generating, and `prompt_chunk` tokens
-when nobody is. At most `n_parallel` sequences are active; later jobs wait in order of
-arrival. Compute runs in C without the GIL, so the thread that serves HTTP keeps running.
+when nobody is; prompts take turns chunk by chunk, so a short one is not held up behind a
+long one either. At most `n_parallel` sequences are active; later jobs wait in order of
+arrival, and with a MemoryGuard a job is refused (Overloaded) when the machine lacks the
+memory to hold it. Compute runs in C without the GIL, so the thread that serves HTTP keeps
+running.
 
     >>> eng = Engine(model, n_parallel=4)                                        # doctest: +SKIP
     >>> job = eng.submit(model.tokenizer.encode("User: hi\\n\\nAssistant:"), Sampler.rwkv_chat(model.n_vocab))  # doctest: +SKIP
@@ -32,6 +35,7 @@ import numpy as np
 from rwkvfast.generate import TextStream
 from rwkvfast.sampler import Sampler
 from rwkvfast.state import State
+from rwkvfast.server.memory import BYTES_PER_TOKEN, MemoryGuard, NoMemory
 from rwkvfast.server.state_cache import StateCache
 
 __all__ = ["Engine", "Job", "JobResult", "Overloaded"]
@@ -139,6 +143,7 @@ class _Seq:
         self.stream = TextStream(tokenizer, job.stops)
         self.t_start = time.perf_counter()
         self.t_gen: float | None = None
+        self.fed_at = -1  # the engine step that last fed this prompt a chunk
 
 
 class Engine:
@@ -146,13 +151,15 @@ class Engine:
     `start()` runs steps in a thread of its own until `close()`."""
 
     def __init__(self, model, n_parallel: int = 4, prompt_chunk: int = 256, cache: StateCache | None = None,
-                 max_queue: int = 256, step_seconds: float = 0.25) -> None:
+                 max_queue: int = 256, step_seconds: float = 0.25, memory: MemoryGuard | None = None) -> None:
         if n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {n_parallel}")
         if prompt_chunk < 1:
             raise ValueError(f"prompt_chunk must be >= 1, got {prompt_chunk}")
         self.model, self.n_parallel, self.prompt_chunk, self.cache = model, n_parallel, prompt_chunk, cache
-        self.max_queue, self.step_seconds = max_queue, step_seconds
+        self.max_queue, self.step_seconds, self.memory = max_queue, step_seconds, memory
+        probe = model.new_state()
+        self._seq_bytes = int(probe.att_shift.nbytes + probe.ffn_shift.nbytes + probe.wkv.nbytes) + 8 * model.n_vocab
         self._prompt_rate: float | None = None  # prompt tokens/s, a moving average
         self._waiting: deque[Job] = deque()
         self._active: list[_Seq] = []
@@ -169,6 +176,11 @@ class Engine:
         too (where other prompts are likely to branch off: the end of a system prompt)."""
         if not prompt:
             raise ValueError("a job needs at least one prompt token")
+        if self.memory is not None:
+            try:
+                self.memory.admit(len(prompt) * BYTES_PER_TOKEN + self._seq_bytes, f"a prompt of {len(prompt)} tokens")
+            except NoMemory as e:
+                raise Overloaded(str(e)) from None
         job = Job(prompt, sampler, max_tokens, stop, stop_on_eos, checkpoints)
         with self._cv:
             if self._closed:
@@ -228,7 +240,8 @@ class Engine:
             return False
         self.steps += 1
         try:
-            feeding = next((s for s in self._active if s.todo), None)
+            # the prompt fed the longest ago goes next: one long prompt never holds up the others
+            feeding = min((s for s in self._active if s.todo), key=lambda s: s.fed_at, default=None)
             generating = [s for s in self._active if not s.todo and s.logits is not None]
             if feeding is not None:
                 self._feed_chunk(feeding, self._chunk_size(bool(generating)))
@@ -269,6 +282,7 @@ class Engine:
         nxt = next((c for c in s.job.checkpoints if c > fed), len(s.job.prompt))
         n = min(size, nxt - fed)
         chunk, s.todo = s.todo[:n], s.todo[n:]
+        s.fed_at = self.steps
         t0 = time.perf_counter()
         logits = self.model.forward(chunk, s.state)
         dt = time.perf_counter() - t0
