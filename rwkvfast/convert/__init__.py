@@ -9,8 +9,9 @@ their keys normalised to BlinkDL's (`emb.weight`, `blocks.N.att.*`, `blocks.N.ff
 `blocks.0.ln0.*`, `ln_out.*`, `head.weight`). The hyper-parameters come from the tensor shapes
 and are cross-checked.
 
-Files: pth.py (the .pth reader), safetensors.py, checkpoint.py (names, shapes, hyper-parameters),
-vocab.py, to_gguf.py (the GGUF llama.cpp's converter writes), to_hf.py (--to-hf).
+Files: pth.py (the .pth reader; unpickle.py its pickle, read without running it),
+safetensors.py, checkpoint.py (names, shapes, hyper-parameters), vocab.py, to_gguf.py (the
+GGUF llama.cpp's converter writes), to_hf.py (--to-hf).
 """
 from __future__ import annotations
 
