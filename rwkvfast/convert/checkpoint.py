@@ -17,6 +17,7 @@ from typing import Any
 
 from .pth import CheckpointTensor, read_torch_checkpoint
 from .safetensors import read_safetensors
+from .strict_json import parse_json
 
 __all__ = ["ConvertError", "RWKV6Params", "load_checkpoint", "infer_hparams", "hf_to_blink", "blink_to_hf",
            "LERPS"]
@@ -77,14 +78,7 @@ def _read_json(p: Path) -> Any:
         raw = f.read(_MAX_JSON + 1)
     if len(raw) > _MAX_JSON:
         raise ConvertError(f"{p}: more than {_MAX_JSON >> 20} MiB; not a model's JSON file")
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ConvertError(f"{p}: not UTF-8 ({e.reason} at byte {e.start})") from None
-    except RecursionError:
-        raise ConvertError(f"{p}: JSON nested too deeply") from None
-    except ValueError as e:  # JSONDecodeError; an integer too long to convert
-        raise ConvertError(f"{p}: not valid JSON: {str(e)[:200]}") from None
+    return parse_json(raw, str(p), ConvertError)
 
 
 # config.json keys read here and the types they must have (None, JSON null, means "not given")

@@ -20,6 +20,7 @@ import numpy as np
 from rwkvfast.atomic_file import create_temp
 
 from .pth import CheckpointError, CheckpointTensor
+from .strict_json import parse_json
 
 __all__ = ["read_safetensors", "write_safetensors"]
 
@@ -98,14 +99,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, CheckpointTensor]:
         raw = f.read(n)
         if len(raw) != n:
             raise CheckpointError(f"{path}: the file ended inside its {n}-byte header")
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise CheckpointError(f"{path}: header is not UTF-8 ({e.reason} at byte {e.start})") from None
-        except RecursionError:
-            raise CheckpointError(f"{path}: header JSON is nested too deeply") from None
-        except ValueError as e:  # JSONDecodeError; an integer too long to convert
-            raise CheckpointError(f"{path}: header is not JSON: {str(e)[:200]}") from None
+        header = parse_json(raw, f"{path}: header", CheckpointError)
         data0, data_len = 8 + n, size - 8 - n
         try:
             entries = _entries(header, data_len)

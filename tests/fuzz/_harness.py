@@ -21,13 +21,37 @@ run the C-heavy harnesses under the sanitizer build to see where (README's "Sani
 """
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A folder for this process's inputs, in memory where there is one. libFuzzer ends the process
+    with C exit(), which skips atexit, so folders of earlier runs whose process is gone are
+    removed here."""
+    base = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+    for old in base.glob(f"{prefix}-*"):
+        pid = old.name.rsplit("-", 1)[1]
+        if pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(old, ignore_errors=True)
+            except OSError:  # alive, someone else's
+                pass
+    d = base / f"{prefix}-{os.getpid()}"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(mode=0o700)
+    atexit.register(shutil.rmtree, d, True)  # runs when the process ends normally (smoke runs)
+    return d
 
 
 def mutate(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import main  # noqa: E402
+from _harness import main, scratch_dir  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -55,7 +54,7 @@ _loop = None
 def _setup() -> App:
     global _app, _loop
     if _app is None:
-        d = Path(tempfile.mkdtemp(prefix="rwkvfast-fuzz-http-"))
+        d = scratch_dir("fuzz_http")
         model = rwkvfast.Model(make_model(d / "m.gguf", n_layer=1, n_embd=64, vocab=300, head_size=32), n_threads=1)
         eng = InstantEngine(model)
         eng._logits = np.random.default_rng(0).normal(size=model.n_vocab).astype(np.float32)

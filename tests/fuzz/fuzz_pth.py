@@ -12,12 +12,8 @@ and OSError may come out; anything else escapes and is a bug (_harness.py).
 """
 from __future__ import annotations
 
-import atexit
 import io
-import os
-import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -28,34 +24,13 @@ sys.path.insert(0, str(HERE.parent))  # tests/: torch_zip
 import numpy as np  # noqa: E402
 
 import rwkvfast  # noqa: E402
-from _harness import main  # noqa: E402
+from _harness import main, scratch_dir  # noqa: E402
 from rwkvfast.convert import read_torch_checkpoint  # noqa: E402
 from rwkvfast.testing import make_model  # noqa: E402
 from torch_zip import (_int, _tuple, aliased_torch_zip, build_after_tensor_pkl, data_pkl, deflate_zeros,  # noqa: E402
                        rename_storage_pkl, rwkv6_shapes, tensor_pkl, write_raw_zip, write_torch_zip)
 
-def _private_dir(prefix: str) -> Path:
-    """A folder for this process's inputs, in memory where there is one. libFuzzer ends the process
-    with C exit(), which skips atexit, so folders of earlier runs whose process is gone are
-    removed here."""
-    base = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
-    for old in base.glob(f"{prefix}-*"):
-        pid = old.name.rsplit("-", 1)[1]
-        if pid.isdigit():
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                shutil.rmtree(old, ignore_errors=True)
-            except OSError:  # alive, someone else's
-                pass
-    d = base / f"{prefix}-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(mode=0o700)
-    atexit.register(shutil.rmtree, d, True)  # runs when the process ends normally (smoke runs)
-    return d
-
-
-_DIR = _private_dir("fuzz_pth")
+_DIR = scratch_dir("fuzz_pth")
 _INPUT = _DIR / "input.pth"
 _MODEL_PATH = make_model(_DIR / "m.gguf", n_layer=1, n_embd=64, vocab=300, seed=1)  # 1 head of 64
 _MODEL = rwkvfast.Model(_MODEL_PATH, n_threads=1)

@@ -10,13 +10,10 @@ seeds exercise those readers. Only ValueError and OSError may come out (_harness
 """
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import shutil
 import struct
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -25,34 +22,13 @@ sys.path.insert(0, str(HERE.parent))  # tests/: torch_zip
 
 import numpy as np  # noqa: E402
 
-from _harness import main  # noqa: E402
+from _harness import main, scratch_dir  # noqa: E402
 from rwkvfast.convert import infer_hparams, load_checkpoint, read_safetensors, write_safetensors  # noqa: E402
 from rwkvfast.convert.checkpoint import blink_to_hf  # noqa: E402
 from torch_zip import rwkv6_weights  # noqa: E402
 
 
-def _private_dir(prefix: str) -> Path:
-    """A folder for this process's inputs, in memory where there is one. libFuzzer ends the process
-    with C exit(), which skips atexit, so folders of earlier runs whose process is gone are
-    removed here."""
-    base = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
-    for old in base.glob(f"{prefix}-*"):
-        pid = old.name.rsplit("-", 1)[1]
-        if pid.isdigit():
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                shutil.rmtree(old, ignore_errors=True)
-            except OSError:  # alive, someone else's
-                pass
-    d = base / f"{prefix}-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(mode=0o700)
-    atexit.register(shutil.rmtree, d, True)  # runs when the process ends normally (smoke runs)
-    return d
-
-
-_DIR = _private_dir("fuzz_safetensors")
+_DIR = scratch_dir("fuzz_safetensors")
 _INPUT = _DIR / "input.safetensors"
 _HF_CONFIG = _DIR / "hf-config"  # a valid model; the input is its config.json
 _HF_INDEX = _DIR / "hf-index"  # the input is its model.safetensors.index.json
