@@ -437,15 +437,16 @@ class App:
         growing prefix, so all the turns of a request cost linear time together."""
         end, tok = TURN_END.encode(), self.model.tokenizer
         for tail in walk.continuations(prefix):
-            text, n, ended = b"", len(tail), False
+            text, n, ended = bytearray(), len(tail), False
             for i, t in enumerate(tail):
-                text += tok.decode_bytes([t])
-                if end in text[-len(end) - 64:]:
+                piece = tok.piece(t)
+                text += piece
+                if end in text[-len(end) - len(piece):]:
                     n, ended = i + 1, True
                     break
                 if len(text) > 4 * len(content) + 256:  # already longer than this answer: not it
                     break
-            if format_message(text.split(end, 1)[0].decode("utf-8", "replace")) == content:
+            if format_message(bytes(text).split(end, 1)[0].decode("utf-8", "replace")) == content:
                 return list(tail[:n]) + ([] if ended else tok.encode(TURN_END))
         return None
 
