@@ -8,6 +8,12 @@ Vulkan headers and glslc are here (1: they must be; 0: never). Its GLSL compute 
 compiled to SPIR-V by glslc and embedded in the extension; libvulkan itself is opened at run
 time, so the built extension also runs where Vulkan is absent.
 
+RWKVFAST_SANITIZE=1 builds every C file with AddressSanitizer and UndefinedBehaviorSanitizer
+(tools/sanitize.sh builds such a copy beside the normal one and runs the C-heavy tests on it;
+Python is not built with ASan, so the process needs LD_PRELOAD of libasan, see README).
+RWKVFAST_SANITIZE=fuzz (clang: CC=clang) adds libFuzzer's coverage hooks as well, so atheris
+sees which branches of the C code an input reached (LD_PRELOAD atheris' asan_with_fuzzer.so).
+
 The demo model (rwkvfast/data/demo) is kept in git with the models the tests use, in
 tests/data/demo; every build puts a copy into the package, where package-data takes it.
 """
@@ -94,7 +100,22 @@ def _place_demo_model() -> None:
     os.replace(tmp, dst)
 
 
+def _sanitize_flags() -> list[str]:
+    """Compile-and-link flags for RWKVFAST_SANITIZE. UB aborts at the first report (no
+    -recover), so a test or fuzz run cannot pass with one; -fno-omit-frame-pointer and -g make the
+    reports' stacks readable."""
+    mode = os.environ.get("RWKVFAST_SANITIZE", "0").lower()
+    if mode in ("0", "", "off", "no"):
+        return []
+    kinds = {"1": "address,undefined", "on": "address,undefined", "yes": "address,undefined",
+             "fuzz": "address,undefined,fuzzer-no-link"}
+    if mode not in kinds:
+        sys.exit(f"RWKVFAST_SANITIZE={mode!r}: use 1 (ASan+UBSan) or fuzz (also libFuzzer coverage, clang)")
+    return [f"-fsanitize={kinds[mode]}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined", "-g"]
+
+
 _place_demo_model()
+sanitize = _sanitize_flags()
 sources, macros = ["rwkvfast/_core.pyx", *C_SOURCES], [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 include_dirs, libraries = ["csrc", np.get_include()], []
 if _want_vulkan():
@@ -112,8 +133,8 @@ ext = Extension(
     libraries=libraries,
     extra_compile_args=["-std=c11", "-O3", "-fopenmp", "-fvisibility=hidden", "-Wall",
                         "-Werror=implicit-function-declaration",
-                        "-Wno-unused-function"],
-    extra_link_args=["-fopenmp"],
+                        "-Wno-unused-function", *sanitize],
+    extra_link_args=["-fopenmp", *sanitize],
 )
 
 setup(ext_modules=cythonize([ext], compiler_directives={"language_level": "3"}))
