@@ -57,6 +57,20 @@ def test_a_connection_that_sends_nothing_or_half_a_head_is_closed(server):
     _answer(url)
 
 
+def test_half_a_head_on_a_kept_alive_connection_is_closed_by_the_head_deadline(server):
+    url, port = server
+    s = _connect(port)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    reply = b""
+    while b'{"status":"ok"}' not in reply:
+        reply += s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 200 ")  # kept alive (--keep-alive 30)
+    s.sendall(b"GET /health HTTP/1.1\r\n")  # the next request, cut off
+    t0 = time.monotonic()
+    assert _read_all(s) == b""
+    assert time.monotonic() - t0 < 10  # the head deadline (1 s), not the keep-alive (30 s)
+
+
 def test_idle_connections_at_the_limit_never_lock_out_a_new_client(server):
     url, port = server
     idle = [_connect(port) for _ in range(30)]  # far over --max-connections 8, all silent

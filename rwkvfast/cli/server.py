@@ -44,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
       help="read/write timeout, as llama-server's: a client that stops reading an answer for this long is dropped "
            "(default 600)")
     a("--header-timeout", type=float, default=10,
-      help="seconds a client has to send a request's line and headers, from connecting or from its previous "
-           "answer (default 10)")
+      help="seconds a client has to send a request's line and headers, from connecting or from the first byte "
+           "of a later request on the same connection (default 10)")
     a("--body-timeout", type=float, default=60, help="seconds a request's body may take to arrive; then 408 (default 60)")
     a("--keep-alive", type=float, default=5, help="seconds an idle kept-alive connection stays open (default 5)")
     a("--max-connections", type=int, default=512,

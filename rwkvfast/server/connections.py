@@ -7,7 +7,8 @@ only once a request's head is complete. So the server speaks HTTP through `guard
 subclass of uvicorn's h11 protocol that adds, per connection:
 
 - a head deadline: the request line and headers must be complete within `head_timeout`
-  seconds of the connection opening or of the previous response ending (slowloris);
+  seconds of the connection opening, or of the first byte of a later request on a kept-alive
+  connection (slowloris); an idle kept-alive connection is uvicorn's keep-alive timer's;
 - a write deadline: a response that cannot be written for `write_timeout` seconds (a client
   that stops reading) drops the connection, which cancels its generation;
 - a cap on open connections: at the cap, a new connection closes the connection that has
@@ -78,17 +79,16 @@ def guarded_h11(max_connections: int, head_timeout: float, write_timeout: float)
                 self._head_timer = None
 
         def data_received(self, data: bytes) -> None:
+            if self._head_timer is None and self._idle():
+                self._arm_head()  # the first bytes of the next request on a kept-alive connection
             super().data_received(data)
             if self._head_timer is not None and self.cycle is not self._head_cycle:
                 self._disarm_head()  # a new request's head is complete: the handler takes over
 
         def on_response_complete(self) -> None:
+            # idle from now on: uvicorn's keep-alive timer closes it if nothing comes
             self.idle_since = time.monotonic()
             super().on_response_complete()
-            if not self.transport.is_closing() and self._idle():
-                self._arm_head()  # the next request's head, on a kept-alive connection
-            elif self._head_timer is not None and self.cycle is not self._head_cycle:
-                self._disarm_head()
 
         def pause_writing(self) -> None:
             super().pause_writing()
