@@ -21,12 +21,9 @@
  * fixed by the architecture (not stored in GGUF files). */
 #define RWKV6_LNX_EPS 64e-5f
 
-/* Prompts are processed in chunks of m->n_batch tokens: every weight matrix is read once
- * per chunk (matmul.c tiles the chunk's tokens so each tile's activations stay in cache),
- * with the same kernels and therefore the same numbers as token-by-token decoding. The
- * scratch of a chunk lives in the state; past this many tokens it is freed after the call,
- * so a state that once read a long prompt does not keep a prompt-sized buffer. */
-#define SCRATCH_KEEP_TOKENS 32
+/* Prompts are processed in chunks of m->n_batch tokens (model.c): every weight matrix is read
+ * once per chunk (matmul.c tiles the chunk's tokens so each tile's activations stay in cache),
+ * with the same kernels and therefore the same numbers as token-by-token decoding. */
 
 /* Scratch for one chunk of T tokens: each vector is [T][dim] (one allocation). */
 struct work {
@@ -41,14 +38,7 @@ struct work {
 
 #define N_SLOTS 16
 
-/* Row stride of a [T][dim] scratch vector: dim rounded up to 16 floats, plus 16 more when
- * that is a multiple of 1024 (4 KiB): rows 4 KiB apart fall into the same L1 sets, and a
- * GEMM block reading 4 tokens' rows next to 4 weight rows (themselves 4 KiB apart at 2048
- * F16 columns) then evicts its own data. */
-static int64_t stride(int64_t dim) {
-    const int64_t s = (dim + 15) & ~(int64_t)15;
-    return s % 1024 ? s : s + 16;
-}
+#define stride rwkv_row_stride
 
 /* Bytes of the scratch for T tokens, and its division into vectors. The buffer lives in
  * the state (state->scratch), so decoding allocates nothing per token. */
@@ -67,21 +57,21 @@ static size_t work_sizes(const struct rwkv_model_info *hp, int64_t T, size_t *si
     return total * sizeof(float) + n_xq * *xq_bytes + ((n_xq * sizeof(struct rwkv_xq) + 63) & ~(size_t)63);
 }
 
-static int work_bind(const struct rwkv_model_info *hp, int64_t T, struct rwkv_state *st, struct work *s) {
+static size_t work_bytes(const struct rwkv_model_info *hp, int64_t T) {
     size_t sizes[N_SLOTS], xq_bytes;
     int64_t widest;
-    const size_t need = work_sizes(hp, T, sizes, &widest, &xq_bytes);
-    if (st->scratch_bytes < need) {
-        free(st->scratch);
-        st->scratch_bytes = 0;
-        st->scratch = aligned_alloc(64, (need + 63) & ~(size_t)63);
-        if (!st->scratch) return RWKV_ERR_NOMEM;
-        st->scratch_bytes = need;
-    }
+    return work_sizes(hp, T, sizes, &widest, &xq_bytes);
+}
+
+/* The chunk's vectors in the scratch buffer (work_bytes(T) of it). */
+static void work_bind(const struct rwkv_model_info *hp, int64_t T, void *buf, struct work *s) {
+    size_t sizes[N_SLOTS], xq_bytes;
+    int64_t widest;
+    work_sizes(hp, T, sizes, &widest, &xq_bytes);
     s->T = T;
     float **slots[N_SLOTS] = {&s->x, &s->xa, &s->sx, &s->xxx, &s->lora, &s->mix, &s->xm, &s->r,
                               &s->k, &s->v,  &s->g,  &s->w,   &s->y,    &s->dd,  &s->fk, &s->tmp};
-    char *p = st->scratch;
+    char *p = buf;
     for (size_t i = 0; i < N_SLOTS; i++) {
         *slots[i] = (float *)p;
         p += sizes[i] * sizeof(float);
@@ -90,13 +80,6 @@ static int work_bind(const struct rwkv_model_info *hp, int64_t T, struct rwkv_st
     s->xq = (struct rwkv_xq *)p;
     p += (n_xq * sizeof(struct rwkv_xq) + 63) & ~(size_t)63;
     for (size_t i = 0; i < n_xq; i++) rwkv_xq_bind(&s->xq[i], p + i * xq_bytes, widest);
-    return RWKV_OK;
-}
-
-static void scratch_release(struct rwkv_state *st) {
-    free(st->scratch);
-    st->scratch = NULL;
-    st->scratch_bytes = 0;
 }
 
 /* A job over the chunk's T tokens: x rows xs apart, y rows ys apart. */
@@ -203,18 +186,16 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv_layer *L, 
         for (int64_t c = 0; c < C; c++) s->x[t * sC + c] += s->r[t * sC + c] * s->tmp[t * sC + c]; /* r is sigmoid'ed */
 }
 
-/* T tokens through the model; logits of the last token (out, all_logits = 0) or of every
- * token (out rows n_vocab apart), or none (out NULL). Offloaded layers (and the head, when it
- * is offloaded too) run on the Vulkan device, the rest here. */
-static int forward_chunk(const struct rwkv_model *m, const int32_t *tokens, struct rwkv_state *st, float *out,
-                         int all_logits, struct work *s, struct rwkv_error *err) {
+/* T tokens through the model (struct rwkv_arch's chunk). Offloaded layers (and the head,
+ * when it is offloaded too) run on the Vulkan device, the rest here. */
+static int chunk(const struct rwkv_model *m, void *buf, const int32_t *tokens, int64_t T, struct rwkv_state *st,
+                 struct rwkv_state *const *batch, float *out, int all_logits, struct rwkv_error *err) {
     const struct rwkv_model_info *hp = &m->info;
-    const int64_t C = hp->n_embd, T = s->T, sC = stride(C);
-
-    for (int64_t t = 0; t < T; t++) {
-        rwkv_mat_row_f32(&m->emb, tokens[t], s->tmp + t * sC);
-        rwkv_layer_norm(s->tmp + t * sC, s->x + t * sC, m->ln0_w, m->ln0_b, C, hp->layer_norm_eps);
-    }
+    const int64_t C = hp->n_embd, sC = stride(C);
+    struct work work, *s = &work;
+    work_bind(hp, T, buf, s);
+    s->batch = batch;
+    rwkv_embed(m, tokens, T, s->x, sC, s->tmp);
     int64_t first_cpu = 0;
     if (m->gpu) {
         int head = 0;
@@ -242,79 +223,4 @@ static int forward_chunk(const struct rwkv_model *m, const int32_t *tokens, stru
     return RWKV_OK;
 }
 
-/* A state last run on another model's device comes back to its arrays first: this model
- * reads them (its CPU layers), or its own device copies them in. */
-static int claim(const struct rwkv_model *m, struct rwkv_state *st, struct rwkv_error *err) {
-    int rc = RWKV_OK;
-    if (st->gpu && st->gpu != m->gpu) {
-        RWKV_TRY(rwkv_state_sync(st, 0, err));
-        rwkv_vk_model_release(st->gpu, st);
-    }
-fail:
-    return rc;
-}
-
-/* Whether a state has this model's shape. */
-static int fits(const struct rwkv_model_info *hp, const struct rwkv_state *st) {
-    return st->n_layer == hp->n_layer && st->n_embd == hp->n_embd && st->n_head == hp->n_head &&
-           st->head_size == hp->head_size;
-}
-
-int rwkv_model_forward(const struct rwkv_model *m, const int32_t *tokens, int64_t n_tokens,
-                       struct rwkv_state *state, float *logits, int all_logits, struct rwkv_error *err) {
-    int rc = RWKV_OK;
-    const struct rwkv_model_info *hp = &m->info;
-    RWKV_CHECK(n_tokens > 0, RWKV_ERR_FORMAT, "forward needs at least one token");
-    RWKV_CHECK(fits(hp, state), RWKV_ERR_FORMAT,
-               "state shape (%lld layers x %lld) does not match the model (%lld layers x %lld)",
-               (long long)state->n_layer, (long long)state->n_embd, (long long)hp->n_layer, (long long)hp->n_embd);
-    for (int64_t t = 0; t < n_tokens; t++)
-        RWKV_CHECK(tokens[t] >= 0 && tokens[t] < hp->n_vocab, RWKV_ERR_FORMAT,
-                   "token %d at position %lld is outside the vocabulary (0..%lld)", tokens[t], (long long)t,
-                   (long long)hp->n_vocab - 1);
-    RWKV_TRY(claim(m, state, err));
-    struct work s = {0};
-    const int64_t T = n_tokens < m->n_batch ? n_tokens : m->n_batch;
-    RWKV_CHECK(work_bind(hp, T, state, &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
-    for (int64_t t = 0; t < n_tokens; t += s.T) {
-        s.T = n_tokens - t < T ? n_tokens - t : T;
-        const int last = t + s.T == n_tokens;
-        float *out = NULL;
-        if (logits && all_logits) out = logits + t * hp->n_vocab;
-        else if (logits && last) out = logits;
-        RWKV_TRY(forward_chunk(m, tokens + t, state, out, all_logits, &s, err));
-    }
-    if (T > SCRATCH_KEEP_TOKENS) scratch_release(state);
-fail:
-    return rc;
-}
-
-int rwkv_model_forward_batch(const struct rwkv_model *m, const int32_t *tokens, int64_t n_seq,
-                             struct rwkv_state *const *states, float *logits, struct rwkv_error *err) {
-    int rc = RWKV_OK;
-    const struct rwkv_model_info *hp = &m->info;
-    RWKV_CHECK(n_seq > 0, RWKV_ERR_FORMAT, "a batch needs at least one sequence");
-    for (int64_t b = 0; b < n_seq; b++) {
-        const struct rwkv_state *st = states[b];
-        RWKV_CHECK(st && fits(hp, st), RWKV_ERR_FORMAT, "state %lld does not match the model's shape", (long long)b);
-        RWKV_CHECK(tokens[b] >= 0 && tokens[b] < hp->n_vocab, RWKV_ERR_FORMAT,
-                   "token %d of sequence %lld is outside the vocabulary (0..%lld)", tokens[b], (long long)b,
-                   (long long)hp->n_vocab - 1);
-        for (int64_t c = 0; c < b; c++)
-            RWKV_CHECK(states[c] != st, RWKV_ERR_FORMAT, "sequences %lld and %lld share one state", (long long)c,
-                       (long long)b);
-    }
-    for (int64_t b = 0; b < n_seq; b++) RWKV_TRY(claim(m, states[b], err));
-    struct work s = {0};
-    const int64_t T = n_seq < m->n_batch ? n_seq : m->n_batch;
-    RWKV_CHECK(work_bind(hp, T, states[0], &s) == RWKV_OK, RWKV_ERR_NOMEM, "out of memory for the forward scratch");
-    for (int64_t b = 0; b < n_seq; b += s.T) {
-        s.T = n_seq - b < T ? n_seq - b : T;
-        s.batch = states + b;
-        RWKV_TRY(forward_chunk(m, tokens + b, states[0], logits ? logits + b * hp->n_vocab : NULL, 1, &s, err));
-    }
-    if (T > SCRATCH_KEEP_TOKENS) scratch_release(states[0]);
-fail:
-    return rc;
-}
-
+const struct rwkv_arch rwkv6_arch = {"rwkv6", RWKV_ARCH_RWKV6, rwkv6_load, work_bytes, chunk};

@@ -1,14 +1,14 @@
-/* rwkv6.h — the loaded RWKV-6 model: hyper-parameters and views of its weights.
+/* rwkv6.h — an RWKV-6 layer's weights, as views into the GGUF mapping.
  *
  * Glossary: C n_embd, H heads, N head_size, F ffn size, V vocab, D the token-shift
  * LoRA dim (time_mix_extra_dim), Dd the decay LoRA dim (time_decay_extra_dim).
  * All pointers point into the GGUF mapping, which the model keeps open.
+ * The shared parts (embedding, head, settings) are struct rwkv_model's (model.h).
  */
 #ifndef RWKV_RWKV6_H
 #define RWKV_RWKV6_H
 
-#include "matmul.h"
-#include "rwkvfast.h"
+#include "model.h"
 
 /* The five token-shift mixes, in the order of time_mix_lerp_fused and of the
  * LoRA groups (w, k, v, r, g) — the order BlinkDL's time_maa_w2 uses. */
@@ -32,18 +32,6 @@ struct rwkv_layer {
     struct rwkv_mat ffn_v;      /* (C, F) */
 };
 
-struct rwkv_model {
-    struct rwkv_gguf *gguf;
-    struct rwkv_model_info info;
-    int n_threads;
-    int64_t n_batch; /* tokens per forward chunk: bounds the scratch of long prompts */
-    struct rwkv_mat emb;  /* (V, C) */
-    const float *ln0_w, *ln0_b, *lnout_w, *lnout_b;
-    struct rwkv_mat head; /* (V, C) */
-    struct rwkv_layer *layers;
-    /* Vulkan offload (rwkv_model_offload): the device and its copy of the first layers */
-    struct rwkv_vk *vk;
-    struct rwkv_vk_model *gpu;
-};
+int rwkv6_load(struct rwkv_loader *ld, struct rwkv_model *m);
 
 #endif

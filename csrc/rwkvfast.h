@@ -181,16 +181,21 @@ struct rwkv_str rwkv_tokenizer_piece(const struct rwkv_tokenizer *t, int32_t id)
 
 struct rwkv_model;
 
+/* Architectures (general.architecture): RWKV-6 "Finch" (x060) and RWKV-7 "Goose" (x070). */
+enum { RWKV_ARCH_RWKV6 = 6, RWKV_ARCH_RWKV7 = 7 };
+
 struct rwkv_model_info {
+    int32_t arch; /* RWKV_ARCH_* */
     int64_t n_layer, n_embd, n_head, head_size, n_ffn, n_vocab;
-    int64_t lora_mix, lora_decay, rescale_every;
+    int64_t lora_mix, lora_decay, rescale_every; /* lora_mix, rescale_every: RWKV-6 only */
+    int64_t lora_iclr, lora_value, lora_gate;    /* RWKV-7's a, v and g LoRA ranks (0 for RWKV-6) */
     float layer_norm_eps;
     uint32_t weight_type; /* ggml type of the big matrices (time_mix_key of block 0) */
     uint64_t file_size;
     uint64_t weight_bytes; /* bytes of tensor data in the file */
 };
 
-/* Load an rwkv6 GGUF. `n_threads` <= 0 means the number of cores. The Model keeps
+/* Load an rwkv6 or rwkv7 GGUF. `n_threads` <= 0 means the number of cores. The Model keeps
  * the GGUF open (weights are read from the mapping). */
 int rwkv_model_init(struct rwkv_model **out, const char *path, int n_threads,
                     struct rwkv_error *err);
@@ -200,6 +205,8 @@ int rwkv_model_init_ex(struct rwkv_model **out, const char *path, int n_threads,
                        struct rwkv_error *err);
 void rwkv_model_free(struct rwkv_model *m);
 void rwkv_model_get_info(const struct rwkv_model *m, struct rwkv_model_info *info);
+/* general.architecture of the model ("rwkv6", "rwkv7"); static storage. */
+const char *rwkv_model_arch_name(const struct rwkv_model *m);
 const struct rwkv_gguf *rwkv_model_gguf(const struct rwkv_model *m);
 int rwkv_model_n_threads(const struct rwkv_model *m);
 /* Tokens a forward call processes together (llama.cpp's n_batch, default 512): longer
@@ -212,9 +219,11 @@ int64_t rwkv_model_n_batch(const struct rwkv_model *m);
 /* ---------------------------------------------------------------- state -- */
 
 /* The recurrent state: per layer the time-mix shift (C), the channel-mix shift
- * (C) and H matrices N x N laid out S[h][key i][value j]. All f32, zero = fresh. */
+ * (C) and H matrices N x N, laid out S[h][key i][value j] for RWKV-6 and S[h][value i][key j]
+ * for RWKV-7 (each as its references keep it). All f32, zero = fresh. */
 struct rwkv_state {
     int64_t n_layer, n_embd, n_head, head_size;
+    int32_t arch; /* the architecture it belongs to (RWKV_ARCH_*); 0: made by shape, fits either */
     float *att_shift; /* [L][C]       */
     float *ffn_shift; /* [L][C]       */
     float *wkv;       /* [L][H][N][N] */

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "rwkv6.h"
+#include "model.h"
 #include "vulkan/model.h"
 
 static size_t n_shift(const struct rwkv_state *s) { return (size_t)(s->n_layer * s->n_embd); }
@@ -12,7 +12,9 @@ static size_t n_wkv(const struct rwkv_state *s) {
 }
 
 int rwkv_state_init(struct rwkv_state **out, const struct rwkv_model *m, struct rwkv_error *err) {
-    return rwkv_state_init_shape(out, m->info.n_layer, m->info.n_embd, m->info.n_head, m->info.head_size, err);
+    const int rc = rwkv_state_init_shape(out, m->info.n_layer, m->info.n_embd, m->info.n_head, m->info.head_size, err);
+    if (rc == RWKV_OK) (*out)->arch = m->info.arch;
+    return rc;
 }
 
 int rwkv_state_init_shape(struct rwkv_state **out, int64_t n_layer, int64_t n_embd, int64_t n_head,
@@ -74,8 +76,8 @@ void rwkv_state_reset(struct rwkv_state *s) {
 int rwkv_state_copy(struct rwkv_state *dst, const struct rwkv_state *src, struct rwkv_error *err) {
     int rc = RWKV_OK;
     RWKV_CHECK(dst->n_layer == src->n_layer && dst->n_embd == src->n_embd && dst->n_head == src->n_head &&
-                   dst->head_size == src->head_size,
-               RWKV_ERR_FORMAT, "state shapes differ: %lld layers x %lld vs %lld layers x %lld",
+                   dst->head_size == src->head_size && (!dst->arch || !src->arch || dst->arch == src->arch),
+               RWKV_ERR_FORMAT, "states differ in shape or architecture: %lld layers x %lld vs %lld layers x %lld",
                (long long)dst->n_layer, (long long)dst->n_embd, (long long)src->n_layer, (long long)src->n_embd);
     /* src: its arrays catch up with its device copy (its value does not change) */
     RWKV_TRY(rwkv_state_sync((struct rwkv_state *)src, 0, err));

@@ -103,9 +103,12 @@ cdef extern from "rwkvfast.h" nogil:
 
     struct rwkv_model:
         pass
+    enum: RWKV_ARCH_RWKV6, RWKV_ARCH_RWKV7
     struct rwkv_model_info:
+        int32_t arch
         int64_t n_layer, n_embd, n_head, head_size, n_ffn, n_vocab
         int64_t lora_mix, lora_decay, rescale_every
+        int64_t lora_iclr, lora_value, lora_gate
         float layer_norm_eps
         uint32_t weight_type
         uint64_t file_size
@@ -116,6 +119,7 @@ cdef extern from "rwkvfast.h" nogil:
     enum: RWKV_GGUF_LOAD
     void rwkv_model_free(rwkv_model *m)
     void rwkv_model_get_info(const rwkv_model *m, rwkv_model_info *info)
+    const char *rwkv_model_arch_name(const rwkv_model *m)
     const rwkv_gguf *rwkv_model_gguf(const rwkv_model *m)
     int rwkv_model_n_threads(const rwkv_model *m)
     int64_t rwkv_model_n_batch(const rwkv_model *m)
@@ -123,6 +127,7 @@ cdef extern from "rwkvfast.h" nogil:
 
     struct rwkv_state:
         int64_t n_layer, n_embd, n_head, head_size
+        int32_t arch
         float *att_shift
         float *ffn_shift
         float *wkv

@@ -480,8 +480,10 @@ cdef class _Model:
         self._live()
         rwkv_model_get_info(self.m, &i)
         return {
+            "architecture": rwkv_model_arch_name(self.m).decode(),
             "n_layer": i.n_layer, "n_embd": i.n_embd, "n_head": i.n_head, "head_size": i.head_size,
             "n_ffn": i.n_ffn, "n_vocab": i.n_vocab, "lora_mix": i.lora_mix, "lora_decay": i.lora_decay,
+            "lora_iclr": i.lora_iclr, "lora_value": i.lora_value, "lora_gate": i.lora_gate,
             "rescale_every": i.rescale_every, "layer_norm_eps": i.layer_norm_eps,
             "weight_type": rwkv_type_name(i.weight_type).decode(), "file_size": i.file_size,
             "weight_bytes": i.weight_bytes, "n_threads": rwkv_model_n_threads(self.m),

@@ -150,7 +150,7 @@ class Model:
         """Architecture, shape, file type, weight type, file size, threads and n_batch."""
         ftype = self._m.general_file_type()
         file_type = FILE_TYPES.get(ftype, f"unknown ({ftype})") if ftype is not None else None
-        return {"architecture": "rwkv6", "file_type": file_type, "use_mmap": self.use_mmap, **self._m.info()}
+        return {"file_type": file_type, "use_mmap": self.use_mmap, **self._m.info()}
 
     @property
     def n_vocab(self) -> int:
