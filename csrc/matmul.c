@@ -186,6 +186,12 @@ static void apply_post(int post, const float *bias, float *y, int64_t n) {
     case RWKV_POST_DECAY:
         for (int64_t i = 0; i < n; i++) y[i] = expf(-expf(bias[i] + y[i]));
         break;
+    case RWKV_POST_DECAY7: /* 0.606531 = e^-0.5: the reference's -softplus(-x) - 0.5 inside exp(-exp(.)) */
+        for (int64_t i = 0; i < n; i++) y[i] = expf(-0.606531f * rwkv_sigmoid(bias[i] + y[i]));
+        break;
+    case RWKV_POST_SIGMOID_BIAS:
+        for (int64_t i = 0; i < n; i++) y[i] = rwkv_sigmoid(bias[i] + y[i]);
+        break;
     default:
         break;
     }

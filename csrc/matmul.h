@@ -38,9 +38,11 @@ enum rwkv_post {
     RWKV_POST_SIGMOID,
     RWKV_POST_RELU_SQ, /* max(y, 0)^2 */
     RWKV_POST_DECAY,   /* exp(-exp(bias + y)), RWKV-6's data-dependent decay */
+    RWKV_POST_DECAY7,  /* exp(-e^-0.5 sigmoid(bias + y)), RWKV-7's decay, in (0.545, 1) */
+    RWKV_POST_SIGMOID_BIAS, /* sigmoid(bias + y): RWKV-7's in-context learning rate and value gate */
 };
 
-/* One product y = post(W @ x) (bias only for RWKV_POST_DECAY), for n_tok tokens at once:
+/* One product y = post(W @ x) (bias for the DECAY and _BIAS post-ops), for n_tok tokens at once:
  * token t reads x + t * x_stride and writes y + t * y_stride (n_tok 0 means 1). A thread
  * takes a unit of rows and runs it for every token while those rows are in its cache, so
  * a prompt of T tokens reads each weight once per T tokens instead of once per token. */

@@ -20,8 +20,8 @@
 static int omp_get_max_threads(void) { return 1; }
 #endif
 
-extern const struct rwkv_arch rwkv6_arch;
-static const struct rwkv_arch *const ARCHS[] = {&rwkv6_arch};
+extern const struct rwkv_arch rwkv6_arch, rwkv7_arch;
+static const struct rwkv_arch *const ARCHS[] = {&rwkv6_arch, &rwkv7_arch};
 #define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
 
 /* A chunk's scratch past this many tokens is freed after the call, so a state that once read a

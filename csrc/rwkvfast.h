@@ -73,6 +73,9 @@ int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes
  * `level`; updates S [N][N] in place and writes y [N]. */
 int rwkv_wkv6_at_level(int level, int64_t N, const float *r, const float *k, const float *v, const float *w,
                        const float *u, float *S, float *y, struct rwkv_error *err);
+/* The same for WKV7 (state value-major; a = -kk, b = kk * iclr; see kernels/kernels.h). */
+int rwkv_wkv7_at_level(int level, int64_t N, const float *r, const float *w, const float *k, const float *v,
+                       const float *a, const float *b, float *S, float *y, struct rwkv_error *err);
 /* For tests and benchmarks: Y[t] = W @ X[t] for n_tok tokens (X [n_tok][n_cols], Y
  * [n_tok][n_rows]) with the active kernels, rows split over n_threads and tokens tiled, as
  * the model runs it (activations quantized first for quantized W), for each of n_mats

@@ -23,6 +23,8 @@ cdef extern from "rwkvfast.h" nogil:
     void rwkv_system_info(char *buf, size_t size)
     int rwkv_wkv6_at_level(int level, int64_t N, const float *r, const float *k, const float *v,
                            const float *w, const float *u, float *S, float *y, rwkv_error *err)
+    int rwkv_wkv7_at_level(int level, int64_t N, const float *r, const float *w, const float *k,
+                           const float *v, const float *a, const float *b, float *S, float *y, rwkv_error *err)
     int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const float *x, float *y,
                            int64_t n_rows, int64_t n_cols, int64_t n_tok, int64_t n_mats, int n_threads,
                            rwkv_error *err)

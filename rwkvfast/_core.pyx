@@ -152,6 +152,23 @@ def wkv6_at_level(str level, const float[::1] r not None, const float[::1] k not
     return out
 
 
+def wkv7_at_level(str level, const float[::1] r not None, const float[::1] w not None,
+                  const float[::1] k not None, const float[::1] v not None, const float[::1] a not None,
+                  const float[::1] b not None, float[:, ::1] S not None):
+    """Tests: one WKV7 head (state value-major) with one ISA level's kernel; updates S in place,
+    returns y."""
+    cdef rwkv_error err
+    cdef int64_t N = r.shape[0]
+    if not (w.shape[0] == k.shape[0] == v.shape[0] == a.shape[0] == b.shape[0] == N and S.shape[0] == N
+            and S.shape[1] == N):
+        raise ValueError("r, w, k, v, a, b must have length N and S shape (N, N)")
+    out = np.empty(N, dtype=np.float32)
+    cdef float[::1] y = out
+    _check(rwkv_wkv7_at_level(_LEVELS[level], N, &r[0], &w[0], &k[0], &v[0], &a[0], &b[0], &S[0, 0], &y[0], &err),
+           &err)
+    return out
+
+
 def peak_ops(bint int8=False, int n_threads=1, int64_t steps=20_000_000):
     """Benchmarks: (operations, seconds) of the CPU's f32 FMA (or int8 dot) peak loop."""
     cdef double ops, chk
@@ -380,6 +397,12 @@ cdef class _State:
         self._live()
         return (self.st.n_layer, self.st.n_embd, self.st.n_head, self.st.head_size)
 
+    @property
+    def arch(self):
+        """The architecture it belongs to: 6, 7, or 0 (made by shape alone)."""
+        self._live()
+        return self.st.arch
+
     def arrays(self, bint writeable=False):
         """(att_shift [L,C], ffn_shift [L,C], wkv [L,H,N,N]) as numpy views, up to date with
         the GPU at this moment (a later forward on the GPU does not show in them)."""
@@ -400,6 +423,7 @@ cdef class _State:
         self._live()
         _check(rwkv_state_init_shape(&other.st, self.st.n_layer, self.st.n_embd, self.st.n_head,
                                      self.st.head_size, &err), &err)
+        other.st.arch = self.st.arch
         other.copy_from(self)
         return other
 
@@ -413,7 +437,7 @@ cdef class _State:
 # ----------------------------------------------------------------- model --
 
 cdef class _Model:
-    """An open rwkv6 GGUF (see rwkvfast.Model)."""
+    """An open rwkv6 or rwkv7 GGUF (see rwkvfast.Model)."""
     cdef rwkv_model *m
     cdef int active   # forward calls in flight; close() must wait for zero
     cdef int64_t n_vocab

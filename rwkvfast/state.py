@@ -19,7 +19,8 @@ STATE_VERSION = 1
 
 class State:
     """Per layer: the time-mix shift [C], the channel-mix shift [C] and H WKV
-    matrices [N, N] (S[h][key][value]); all float32, zeros for a fresh sequence.
+    matrices [N, N] (RWKV-6: S[h][key][value]; RWKV-7: S[h][value][key], as each
+    architecture's references keep them); all float32, zeros for a fresh sequence.
 
     >>> s = model.new_state()                            # doctest: +SKIP
     >>> logits = model.forward(tok.encode("Hi"), s)      # doctest: +SKIP
@@ -33,6 +34,11 @@ class State:
     def shape(self) -> dict:
         L, C, H, N = self._s.shape
         return {"n_layer": L, "n_embd": C, "n_head": H, "head_size": N}
+
+    @property
+    def architecture(self) -> str:
+        """The model architecture the state belongs to ("rwkv6", "rwkv7")."""
+        return f"rwkv{self._s.arch}" if self._s.arch else ""
 
     @property
     def att_shift(self) -> np.ndarray:
@@ -65,6 +71,7 @@ class State:
             {
                 "general.architecture": STATE_ARCH,
                 "rwkvfast.state.version": U32(STATE_VERSION),
+                "rwkvfast.state.model_architecture": self.architecture or "rwkv6",
                 "rwkvfast.state.n_layer": U32(L),
                 "rwkvfast.state.n_embd": U32(C),
                 "rwkvfast.state.n_head": U32(H),
@@ -90,6 +97,10 @@ class State:
             raise ValueError(f"{where}: state version {meta.get('rwkvfast.state.version')!r}, "
                              f"expected {STATE_VERSION}")
         state = model.new_state()
+        # version 1 files from before RWKV-7 carry no model architecture: they are RWKV-6's
+        theirs, ours = meta.get("rwkvfast.state.model_architecture", "rwkv6"), state.architecture
+        if theirs != ours:
+            raise ValueError(f"{where}: a state of an {theirs!r} model cannot be loaded into an {ours!r} model")
         L, C, H, N = state._s.shape
         want = {"n_layer": L, "n_embd": C, "n_head": H, "head_size": N}
         got = {k: meta.get(f"rwkvfast.state.{k}") for k in want}

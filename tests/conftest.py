@@ -31,16 +31,18 @@ def fixture_path(rel: str) -> Path:
     pytest.skip(f"fixture {rel} not found in {SHARED} or {DATA}")
 
 
-def manifest_entry(type_name: str) -> dict:
-    manifest = json.loads(fixture_path("manifest.json").read_text())
+def manifest_entry(type_name: str, manifest: str = "manifest.json") -> dict:
+    """The fixture manifest's entry of a GGUF type (RWKV-6's; "rwkv7/manifest.json" for RWKV-7's)."""
+    manifest = json.loads(fixture_path(manifest).read_text())
     for e in manifest["gguf"]:
         if e["type"] == type_name:
             return e
     raise KeyError(type_name)
 
 
-def reference_ids() -> list[int]:
-    return json.loads(fixture_path("tiny/tokens.json").read_text())["ids"]
+def reference_ids(model: str = "tiny") -> list[int]:
+    """The reference token ids of a fixture model ("tiny": RWKV-6; "rwkv7/tiny7": RWKV-7)."""
+    return json.loads(fixture_path(f"{model}/tokens.json").read_text())["ids"]
 
 
 @contextmanager

@@ -402,7 +402,7 @@ def test_16_bit_norm_weight_is_loaded_or_refused_cleanly(tmp_path, small_model):
         assert name in str(e) and str(path) in str(e)
 
 
-@pytest.mark.parametrize("arch", ["llama", "rwkv7", "rwkv5", ""])
+@pytest.mark.parametrize("arch", ["llama", "rwkv8", "rwkv5", ""])
 def test_wrong_architecture(tmp_path, small_model, arch):
     path = rewrite(small_model, tmp_path / "m.gguf", meta={"general.architecture": Str(arch)})
     msg = model_refused(path, "architecture", f"'{arch}'" if arch else "")
@@ -435,3 +435,8 @@ def test_model_refuses_what_the_reader_refuses(tmp_path, small_model):
     path = write(tmp_path, content[: len(content) // 2])
     with pytest.raises(ValueError, match="past the end|truncat"):
         rwkvfast.Model(path)
+
+
+def test_an_rwkv6_file_that_claims_rwkv7_names_what_is_missing(tmp_path, small_model):
+    path = rewrite(small_model, tmp_path / "m.gguf", meta={"general.architecture": Str("rwkv7")})
+    model_refused(path, "missing metadata key 'rwkv7.block_count'")

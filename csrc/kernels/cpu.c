@@ -88,6 +88,7 @@ static void init_once(void) {
             RWKV_KERNEL_SLOTS(FILL)
 #undef FILL
             if (t->wkv6) dst->wkv6 = t->wkv6;
+            if (t->wkv7) dst->wkv7 = t->wkv7;
         }
         i = 0;
 #define GEMV_FROM(name, wtype) gemv_from[wtype] = dst->name ? from[i] : -1, i++;
@@ -105,11 +106,13 @@ static void init_once(void) {
 #undef NAME_LEVEL
         }
     }
-    const char *wkv_level = "scalar";
-    for (int l = 0; l <= g_level; l++)
-        if (TABLES[l]->wkv6) wkv_level = LEVEL_NAMES[l];
-    int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) | wkv6 = %s |", LEVEL_NAMES[g_level],
-                     LEVEL_NAMES[g_supported], wkv_level);
+    const char *wkv6_level = "scalar", *wkv7_level = "scalar";
+    for (int l = 0; l <= g_level; l++) {
+        if (TABLES[l]->wkv6) wkv6_level = LEVEL_NAMES[l];
+        if (TABLES[l]->wkv7) wkv7_level = LEVEL_NAMES[l];
+    }
+    int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) | wkv6 = %s | wkv7 = %s |", LEVEL_NAMES[g_level],
+                     LEVEL_NAMES[g_supported], wkv6_level, wkv7_level);
     i = 0;
 #define INFO(name, wtype)                                                                           \
     if (n >= 0 && (size_t)n < sizeof g_info)                                                 \

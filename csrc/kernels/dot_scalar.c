@@ -91,10 +91,26 @@ static void wkv6_scalar(int64_t N, const float *r, const float *k, const float *
     }
 }
 
+static void wkv7_scalar(int64_t N, const float *r, const float *w, const float *k, const float *v, const float *a,
+                        const float *b, float *S, float *y) {
+    for (int64_t i = 0; i < N; i++) {
+        float *Si = S + i * N;
+        double sa = 0.0;
+        for (int64_t j = 0; j < N; j++) sa += (double)Si[j] * a[j];
+        const double vi = v[i];
+        double yi = 0.0;
+        for (int64_t j = 0; j < N; j++) {
+            Si[j] = (float)(Si[j] * (double)w[j] + sa * b[j] + vi * k[j]);
+            yi += (double)Si[j] * r[j];
+        }
+        y[i] = (float)yi;
+    }
+}
 
 const struct rwkv_kernels rwkv_kernels_scalar = {
     .level = "scalar",
     .wkv6 = wkv6_scalar,
+    .wkv7 = wkv7_scalar,
     .gemv_f32 = gemv_f32_scalar,
     .gemv_f16 = gemv_f16_scalar,
     .gemv_bf16 = gemv_bf16_scalar,

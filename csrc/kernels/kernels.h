@@ -66,6 +66,14 @@ typedef void (*rwkv_gemm_q_fn)(const void *w, size_t row_bytes, const struct rwk
 typedef void (*rwkv_wkv6_fn)(int64_t N, const float *r, const float *k, const float *v, const float *w,
                              const float *u, float *S, float *y);
 
+/* One head of the WKV7 recurrence for one token (N = head_size), the state value-major
+ * (S[i][j]: value i, key j; row i contiguous), with every product on the previous S:
+ *     sa_i  = sum_j S_ij a_j                      (a = -kk)
+ *     S_ij <- S_ij w_j + sa_i b_j + v_i k_j       (b = kk * iclr)
+ *     y_i   = sum_j S_ij r_j                      (the new S) */
+typedef void (*rwkv_wkv7_fn)(int64_t N, const float *r, const float *w, const float *k, const float *v,
+                             const float *a, const float *b, float *S, float *y);
+
 /* X-macro lists of the GEMV slots, X(slot name, weight type): float-activation
  * kernels (rwkv_gemv_fn) and quantized-activation kernels (rwkv_gemv_q_fn). A SIMD
  * table may leave a slot NULL; the active table then takes the next lower level's
@@ -106,6 +114,7 @@ typedef void (*rwkv_wkv6_fn)(int64_t N, const float *r, const float *k, const fl
 struct rwkv_kernels {
     const char *level; /* "scalar", "avx2", "avx512", "avx512vnni" */
     rwkv_wkv6_fn wkv6;
+    rwkv_wkv7_fn wkv7;
 #define RWKV_SLOT_F(name, wtype) rwkv_gemv_fn name;
 #define RWKV_SLOT_Q(name, wtype) rwkv_gemv_q_fn name;
 #define RWKV_SLOT_G(name, wtype) rwkv_gemm_fn name;
