@@ -47,7 +47,12 @@ def test_every_type_matches_the_official_package_on_its_own_weights(qtype, recor
         out = _logits(m, _ids())
     max_abs = float(np.abs(out - ref).max())
     record_property("max_abs", max_abs)
-    assert (out.argmax(1) == ref.argmax(1)).all()
+    # the same top token wherever the reference's top two are further apart than our distance
+    # (Q8_0 position 19 has them 2.6e-4 apart: a tie at 15-bit activations, which AVX2 flips)
+    top2 = np.sort(ref, 1)[:, -2:]
+    decided = top2[:, 1] - top2[:, 0] > 2 * max_abs
+    assert (out.argmax(1) == ref.argmax(1))[decided].all()
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= peer.get("argmax_agree", 1.0)
     if qtype != "F32":
         assert max_abs <= peer["max_abs"], f"{qtype}: {max_abs} > llama.cpp's {peer['max_abs']}"
     # weights exact and activations at 15 bits: an fp32 computation's rounding (F32, F16), or

@@ -240,6 +240,32 @@ static void rwkv_wkv6_avx2(int64_t N, const float *r, const float *k, const floa
     }
 }
 
+/* WKV7 for one head (see rwkv_wkv7_fn), 8 keys per vector along each value row of the
+ * value-major state; N not a multiple of 8 goes to the scalar twin. No FMA, as in WKV6. */
+static void rwkv_wkv7_avx2(int64_t N, const float *r, const float *w, const float *k, const float *v,
+                           const float *a, const float *b, float *S, float *y) {
+    if (N % 8) {
+        rwkv_kernels_scalar.wkv7(N, r, w, k, v, a, b, S, y);
+        return;
+    }
+    for (int64_t i = 0; i < N; i++) {
+        float *Si = S + i * N;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < N; j += 8) acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(Si + j),
+                                                                                _mm256_loadu_ps(a + j)));
+        const __m256 sa = _mm256_set1_ps(hsum8(acc)), vi = _mm256_set1_ps(v[i]);
+        __m256 yi = _mm256_setzero_ps();
+        for (int64_t j = 0; j < N; j += 8) {
+            __m256 s_ = _mm256_mul_ps(_mm256_loadu_ps(Si + j), _mm256_loadu_ps(w + j));
+            s_ = _mm256_add_ps(s_, _mm256_mul_ps(sa, _mm256_loadu_ps(b + j)));
+            s_ = _mm256_add_ps(s_, _mm256_mul_ps(vi, _mm256_loadu_ps(k + j)));
+            _mm256_storeu_ps(Si + j, s_);
+            yi = _mm256_add_ps(yi, _mm256_mul_ps(s_, _mm256_loadu_ps(r + j)));
+        }
+        y[i] = hsum8(yi);
+    }
+}
+
 /* Quantized weights: qdot_avx2.c. */
 #include "qdot.h"
 
@@ -247,6 +273,7 @@ static void rwkv_wkv6_avx2(int64_t N, const float *r, const float *k, const floa
 const struct rwkv_kernels rwkv_kernels_avx2 = {
     .level = "avx2",
     .wkv6 = rwkv_wkv6_avx2,
+    .wkv7 = rwkv_wkv7_avx2,
     .gemv_f32 = rwkv_gemv_f32_avx2,
     .gemv_f16 = rwkv_gemv_f16_avx2,
     .gemv_bf16 = rwkv_gemv_bf16_avx2,

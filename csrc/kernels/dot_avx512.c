@@ -327,6 +327,33 @@ static void rwkv_wkv6_avx512(int64_t N, const float *r, const float *k, const fl
     }
 }
 
+/* WKV7 for one head (see rwkv_wkv7_fn), 16 keys per vector along each value row of the
+ * value-major state; N not a multiple of 16 goes to the scalar twin. Separate multiplies and
+ * adds, as in WKV6. */
+static void rwkv_wkv7_avx512(int64_t N, const float *r, const float *w, const float *k, const float *v,
+                             const float *a, const float *b, float *S, float *y) {
+    if (N % 16) {
+        rwkv_kernels_scalar.wkv7(N, r, w, k, v, a, b, S, y);
+        return;
+    }
+    for (int64_t i = 0; i < N; i++) {
+        float *Si = S + i * N;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t j = 0; j < N; j += 16) acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(Si + j),
+                                                                                 _mm512_loadu_ps(a + j)));
+        const __m512 sa = _mm512_set1_ps(_mm512_reduce_add_ps(acc)), vi = _mm512_set1_ps(v[i]);
+        __m512 yi = _mm512_setzero_ps();
+        for (int64_t j = 0; j < N; j += 16) {
+            __m512 s_ = _mm512_mul_ps(_mm512_loadu_ps(Si + j), _mm512_loadu_ps(w + j));
+            s_ = _mm512_add_ps(s_, _mm512_mul_ps(sa, _mm512_loadu_ps(b + j)));
+            s_ = _mm512_add_ps(s_, _mm512_mul_ps(vi, _mm512_loadu_ps(k + j)));
+            _mm512_storeu_ps(Si + j, s_);
+            yi = _mm512_add_ps(yi, _mm512_mul_ps(s_, _mm512_loadu_ps(r + j)));
+        }
+        y[i] = _mm512_reduce_add_ps(yi);
+    }
+}
+
 /* Quantized weights: qdot_avx512.c. */
 #include "qdot.h"
 
@@ -334,6 +361,7 @@ static void rwkv_wkv6_avx512(int64_t N, const float *r, const float *k, const fl
 const struct rwkv_kernels rwkv_kernels_avx512 = {
     .level = "avx512",
     .wkv6 = rwkv_wkv6_avx512,
+    .wkv7 = rwkv_wkv7_avx512,
     .gemv_f32 = rwkv_gemv_f32_avx512,
     .gemv_f16 = rwkv_gemv_f16_avx512,
     .gemv_bf16 = rwkv_gemv_bf16_avx512,
