@@ -1,20 +1,22 @@
-"""quantize.py — whole-file quantization of RWKV-6 GGUF models, as llama.cpp's llama-quantize does it.
+"""quantize.py — whole-file quantization of RWKV-6 and RWKV-7 GGUF models, as llama.cpp's llama-quantize does it.
 
     >>> import rwkvfast
     >>> r = rwkvfast.quantize("rwkv6-1b6-F16.gguf", "rwkv6-1b6-Q4_K_M.gguf", "Q4_K_M", progress=print)  # doctest: +SKIP
     >>> print(r.summary())                                                                      # doctest: +SKIP
 
 The per-tensor type choice follows llama.cpp's src/llama-quant.cpp (tensor_allows_quantization,
-llama_tensor_get_type_impl, tensor_type_fallback); for RWKV-6 it reduces to:
+llama_tensor_get_type_impl, tensor_type_fallback); for RWKV it reduces to:
 
 * only 2-D+ tensors whose name ends in "weight" are converted, never norms nor RWKV's small
-  2-D tensors (time_mix_first, time_mix_w1/w2, time_mix_decay_w1/w2, time_mix_lerp_fused);
+  2-D tensors (time_mix_first, time_mix_w1/w2, time_mix_decay_w1/w2, time_mix_lerp_fused, and
+  RWKV-7's LoRAs time_mix_{w,a,v,g}{1,2}: an F16 target leaves them F32 too, although the
+  converter's own F16 files hold the a/v/g ones in F16);
   everything else (biases, lerps, time_mix_decay, ...) is copied as it is;
 * `output.weight` gets Q6_K when the file type is quantized and below Q8_0 (Q8_0 when its row
   length is not a multiple of 256); `token_embd.weight` gets the base type (the output rule
   instead when the model has no output.weight, i.e. tied embeddings);
 * every other matrix gets the base type: llama.cpp's _S/_M/_L mixes only raise attn_v,
-  attn_output, attn_qkv and ffn_down tensors, names RWKV-6 does not use, so Q4_K_S, Q4_K_M
+  attn_output, attn_qkv and ffn_down tensors, names RWKV does not use, so Q4_K_S, Q4_K_M
   are both "Q4_K + Q6_K output" here, and Q3_K_S/M/L are all "Q3_K + Q6_K output";
 * a row length that is not a multiple of the type's block falls back as llama.cpp does:
   Q2_K, Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to F16 when even that
@@ -382,7 +384,7 @@ def quantize(input: str | os.PathLike, output: str | os.PathLike, type: str | in
              n_threads: int | None = None, allow_requantize: bool = False,
              progress: Callable[[TensorProgress], Any] | None = None,
              dry_run: bool = False) -> QuantizeResult:
-    """Quantize the RWKV-6 GGUF `input` to `output` as llama.cpp's llama-quantize would.
+    """Quantize the RWKV-6 or RWKV-7 GGUF `input` to `output` as llama.cpp's llama-quantize would.
 
     type: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, F16, BF16 or
     F32 (case-insensitive), or its llama.cpp ftype id (e.g. 15 for Q4_K_M); see ftype_help().
@@ -392,7 +394,7 @@ def quantize(input: str | os.PathLike, output: str | os.PathLike, type: str | in
     line), e.g. progress=print.
     dry_run: plan only (types and sizes, progress calls included); nothing is written.
 
-    Raises ValueError for a bad type, a malformed, non-RWKV-6 or (without allow_requantize)
+    Raises ValueError for a bad type, a malformed, non-RWKV or (without allow_requantize)
     quantized input, or output == input; OSError when input cannot be read or output written.
     On any failure output is left as it was and no temporary file remains.
 
@@ -421,9 +423,9 @@ def quantize(input: str | os.PathLike, output: str | os.PathLike, type: str | in
 
     g = _open_input(src_path)
     arch = g.metadata.get("general.architecture")
-    if arch is None or arch.value != "rwkv6":
+    if arch is None or arch.value not in ("rwkv6", "rwkv7"):
         raise ValueError(f"{src_path}: general.architecture is {arch.value if arch else None!r}; "
-                         f"only RWKV-6 ('rwkv6') models are supported")
+                         f"only RWKV-6 ('rwkv6') and RWKV-7 ('rwkv7') models are supported")
     split = g.metadata.get("split.count")
     if split is not None and split.value > 1:
         raise ValueError(f"{src_path}: is one of {split.value} split files; merge them first "

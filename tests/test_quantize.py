@@ -422,3 +422,32 @@ def test_cli_quantizes_and_reports(small, tmp_path, capsys):
     assert read_gguf(out).metadata["general.file_type"].value == parse_ftype(ftype).id
     assert main([str(small), str(tmp_path / "dry.gguf"), "15", "--dry-run", "-t", "1"]) == 0
     assert not (tmp_path / "dry.gguf").exists() and "planned" in capsys.readouterr().err
+
+
+RWKV7_QUANTIZED = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q4_K_M", "Q4_0", "Q2_K"]  # shared/fixtures/rwkv7
+
+
+@need_core
+@pytest.mark.parametrize("ftype", RWKV7_QUANTIZED)
+def test_rwkv7_tensor_for_tensor_as_llama_quantize(ftype, tmp_path):
+    """RWKV-7 from the converter's F32: llama-quantize's per-tensor rules (the six big matrices
+    per layer, token_embd and output quantized, output Q6_K below Q8_0; every LoRA, a/v/g
+    included, left F32) and its bytes, tensor for tensor, and its metadata."""
+    src = fixture_path("rwkv7/tiny7/gguf/tiny7-F32.gguf")
+    ref = fixture_path(f"rwkv7/tiny7/gguf/tiny7-{ftype}.gguf")
+    want = json.loads(fixture_path("rwkv7/tiny7/gguf/tensor_types.json").read_text())[ftype]
+    r = quantize(src, tmp_path / "q.gguf", ftype, n_threads=2)
+    assert r.tensor_types == want == _types(r.output)
+    assert _same_tensors(r.output, ref) == []
+    ours, theirs = read_gguf(r.output), read_gguf(ref)
+    assert list(ours.metadata) == list(theirs.metadata)
+    assert all(ours.metadata[k] == theirs.metadata[k] for k in theirs.metadata)
+
+
+def test_rwkv7_f16_keeps_the_loras_f32_as_llama_quantize_does(tmp_path):
+    """llama-quantize F16 converts only what may be quantized: the a/v/g LoRAs stay F32 (the
+    converter's F16 file, by its own rule, has them in F16; both load and agree)."""
+    src = fixture_path("rwkv7/tiny7/gguf/tiny7-F32.gguf")
+    types = quantize(src, tmp_path / "f16.gguf", "F16").tensor_types
+    assert types["blk.1.time_mix_a1.weight"] == types["blk.1.time_mix_w1.weight"] == "F32"
+    assert types["blk.1.time_mix_key.weight"] == types["output.weight"] == "F16"

@@ -38,7 +38,7 @@ _COLOR_USER, _COLOR_RESET = "\033[32m", "\033[0m"
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rwkvfast-chat", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 description="Chat with, or complete text from, an RWKV-6 GGUF model "
+                                 description="Chat with, or complete text from, an RWKV-6 or RWKV-7 GGUF model "
                                              "(llama-cli's flags).", epilog=HELP_COMMANDS)
     a = ap.add_argument
     a("-m", "--model", default=None,

@@ -1,4 +1,4 @@
-"""`rwkvfast-quantize INPUT OUTPUT TYPE [NTHREADS]`: quantize an RWKV-6 GGUF, like llama-quantize.
+"""`rwkvfast-quantize INPUT OUTPUT TYPE [NTHREADS]`: quantize an RWKV-6 or RWKV-7 GGUF, like llama-quantize.
 
     rwkvfast-quantize rwkv6-1b6-F16.gguf rwkv6-1b6-Q4_K_M.gguf Q4_K_M 8
 
@@ -17,10 +17,10 @@ from rwkvfast.quantize import ftype_help, parse_ftype, quantize
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="rwkvfast-quantize", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Quantize an RWKV-6 GGUF (F32/F16/BF16) to another type, choosing each\n"
+        description="Quantize an RWKV-6 or RWKV-7 GGUF (F32/F16/BF16) to another type, choosing each\n"
                     "tensor's type as llama.cpp's llama-quantize does.",
         epilog=ftype_help())
-    ap.add_argument("input", metavar="INPUT", help="RWKV-6 GGUF to read (F32, F16 or BF16)")
+    ap.add_argument("input", metavar="INPUT", help="RWKV-6 or RWKV-7 GGUF to read (F32, F16 or BF16)")
     ap.add_argument("output", metavar="OUTPUT", help="GGUF to write (replaced only once complete)")
     ap.add_argument("type", metavar="TYPE", help="quantization type name or llama.cpp ftype id (see below)")
     ap.add_argument("nthreads", metavar="NTHREADS", nargs="?", default=None,

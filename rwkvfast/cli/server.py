@@ -18,12 +18,12 @@ from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rwkvfast-server",
-                                 description="Serve an RWKV-6 GGUF model over HTTP (llama-server's flags): "
+                                 description="Serve an RWKV-6 or RWKV-7 GGUF model over HTTP (llama-server's flags): "
                                              "OpenAI-compatible /v1/completions and /v1/chat/completions, "
                                              "/tokenize, /detokenize, /completion, /props, /metrics, /health, /v1/models.")
     a = ap.add_argument
     a("-m", "--model", default=None,
-      help="RWKV-6 GGUF file (default: the demo model that ships with rwkvfast)")
+      help="RWKV-6 or RWKV-7 GGUF file (default: the demo model that ships with rwkvfast)")
     a("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     a("--port", type=int, default=8080, help="port (default 8080)")
     a("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
