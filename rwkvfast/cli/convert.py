@@ -1,4 +1,4 @@
-"""`rwkvfast-convert INPUT [--outfile OUT] [--outtype f16]`: RWKV-6 checkpoint to GGUF, like llama.cpp's
+"""`rwkvfast-convert INPUT [--outfile OUT] [--outtype f16]`: RWKV-6 or RWKV-7 checkpoint to GGUF, like llama.cpp's
 convert_hf_to_gguf.py, straight from a BlinkDL .pth (no torch, no renaming script).
 
     rwkvfast-convert RWKV-x060-World-1B6-v2.1-20240328-ctx4096.pth --outtype q8_0
@@ -22,7 +22,7 @@ from rwkvfast.quantize import parse_ftype
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="rwkvfast-convert", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Convert an RWKV-6 checkpoint (BlinkDL .pth, .safetensors, or a Hugging Face directory)\n"
+        description="Convert an RWKV-6 or RWKV-7 checkpoint (BlinkDL .pth, .safetensors, or a Hugging Face directory)\n"
                     "to GGUF as llama.cpp's converter writes it. The pickle inside a .pth is read by a\n"
                     "reader that only rebuilds tensors: it never runs code from the file.")
     ap.add_argument("input", metavar="INPUT", help=".pth / .bin / .safetensors file or Hugging Face directory")

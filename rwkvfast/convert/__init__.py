@@ -1,4 +1,4 @@
-"""rwkvfast.convert — official RWKV-6 checkpoints (.pth, Hugging Face, .safetensors) to GGUF, as llama.cpp's
+"""rwkvfast.convert — official RWKV-6 and RWKV-7 checkpoints (.pth, Hugging Face, .safetensors) to GGUF, as llama.cpp's
 convert_hf_to_gguf.py writes them, in one step and without torch.
 
     >>> import rwkvfast

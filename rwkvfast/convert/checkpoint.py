@@ -160,7 +160,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, CheckpointTensor
                 raise ConvertError(f"{f}: tensor {name[:80]!r} appears twice in the checkpoint")
             t.name = key
             tensors[key] = t
-    return tensors, config
+    from .x070 import hf_x070_to_blink  # noqa: PLC0415 (x070 builds on this module)
+    return hf_x070_to_blink(tensors), config
 
 
 @dataclass(frozen=True)
@@ -197,13 +198,14 @@ def infer_hparams(tensors: dict[str, CheckpointTensor], config: dict[str, Any] |
         t = tensors.get(k)
         if t is None:
             raise ConvertError(f"missing tensor {k!r}: not an RWKV-6 checkpoint"
-                               + (" (RWKV-7 checkpoints are not supported)" if any(".att.x_" in n or "w0" in n for n in tensors) else ""))
+                               + (" (an RWKV-7 checkpoint: it converts to GGUF, but --to-hf writes RWKV-6 layouts only)"
+                                  if any(".att.x_" in n or "w0" in n for n in tensors) else ""))
         if ndim is not None and len(t.shape) != ndim:
             raise ConvertError(f"tensor {k!r} has shape {list(t.shape)}, expected {ndim} dimensions")
         return t.shape
 
     if "blocks.0.att.time_maa_w1" not in tensors and "blocks.0.att.time_mix_k" in tensors:
-        raise ConvertError("this is an RWKV-4/5 checkpoint (time_mix_* without time_maa_w1); only RWKV-6 is supported")
+        raise ConvertError("this is an RWKV-4/5 checkpoint (time_mix_* without time_maa_w1); only RWKV-6 and RWKV-7 are supported")
     V, C = shape("emb.weight", 2)
     # [0-9]{1,9}: int() of a 5000-digit block number would raise; no model has 10^9 layers
     layers = sorted({int(m.group(1)) for k in tensors for m in [re.match(r"blocks\.([0-9]{1,9})\.", k)] if m})

@@ -1,6 +1,6 @@
 """to_gguf.py — write a checkpoint as the GGUF llama.cpp's converter makes of it.
 
-What llama.cpp's converter does to RWKV-6 tensors, reproduced here:
+What llama.cpp's converter does to RWKV-6 tensors, reproduced here (RWKV-7: x070.py):
 
 * names: `blk.N.time_mix_*`, `blk.N.channel_mix_*`, `token_embd`, `output`, ... (_plan below);
 * time_maa_w1, time_decay_w1, time_decay_w2 are transposed; time_maa_w2 [5, D, C] becomes
@@ -34,10 +34,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..gguf_writer import F32, U32, tensor_nbytes, write_gguf
-from ..quantize import FType, _from_f32, parse_ftype, tensor_target_type
+from ..quantize import FType, _from_f32, _n_dims, parse_ftype, tensor_target_type
 from .checkpoint import LERPS, ConvertError, RWKV6Params, blink_to_hf, infer_hparams, load_checkpoint
 from .pth import CheckpointTensor
 from .vocab import load_world_vocab, token_metadata, vocab_path
+from .x070 import infer_hparams7, is_x070, metadata7, plan7
 
 __all__ = ["convert", "ConvertProgress", "size_label", "OUTTYPES"]
 
@@ -159,7 +160,7 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, outtype: str = 
             model_name: str | None = None, vocab: str | os.PathLike | None = None,
             rescale_every: int | None = None, overwrite: bool = False,
             progress: Callable[[ConvertProgress], Any] | None = None) -> Path:
-    """Convert an RWKV-6 checkpoint (BlinkDL .pth, a .safetensors file, or a Hugging Face
+    """Convert an RWKV-6 or RWKV-7 checkpoint (BlinkDL .pth, a .safetensors file, or a Hugging Face
     directory) to a GGUF that llama.cpp and rwkvfast load; returns the output path.
 
     outtype: f32, f16, bf16, q8_0 as llama.cpp's converter, or any rwkvfast.quantize type (q4_k_m,
@@ -177,22 +178,28 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, outtype: str = 
     if dst.exists() and src.exists() and os.path.samefile(src, dst):
         raise ValueError(f"output {dst} is the input")
     tensors, config = load_checkpoint(src)
-    p = infer_hparams(tensors, config, rescale_every)
-    toks = token_metadata(load_world_vocab(vocab_path(src, vocab)), p.n_vocab)
-    outs = _plan(tensors, p)
-    for o in outs:
-        o.type = tensor_target_type(o.name, o.ne, ft)[0] or "F32"
     name = model_name or (src.name if src.is_dir() else src.stem)
+    if is_x070(tensors):
+        p7 = infer_hparams7(tensors, config)
+        arch, n_vocab, outs, arch_meta = "rwkv7", p7.n_vocab, plan7(tensors, p7, _Out), metadata7(p7)
+    else:
+        p = infer_hparams(tensors, config, rescale_every)
+        arch, n_vocab, outs = "rwkv6", p.n_vocab, _plan(tensors, p)
+        arch_meta = [
+            ("rwkv6.context_length", U32(1048576)), ("rwkv6.embedding_length", U32(p.n_embd)),
+            ("rwkv6.block_count", U32(p.n_layer)), ("rwkv6.attention.layer_norm_epsilon", F32(p.layer_norm_eps)),
+            ("rwkv6.rescale_every_n_layers", U32(p.rescale_every)), ("rwkv6.wkv.head_size", U32(p.head_size)),
+            ("rwkv6.time_mix_extra_dim", U32(p.time_mix_extra_dim)),
+            ("rwkv6.time_decay_extra_dim", U32(p.time_decay_extra_dim)),
+            ("rwkv6.feed_forward_length", U32(p.n_ffn))]
+    toks = token_metadata(load_world_vocab(vocab_path(src, vocab)), n_vocab)
+    for o in outs:
+        o.type = _target_type(o.name, o.ne, ft)
     meta: list[tuple[str, Any]] = [
-        ("general.architecture", "rwkv6"), ("general.type", "model"), ("general.name", name),
+        ("general.architecture", arch), ("general.type", "model"), ("general.name", name),
         ("general.size_label", size_label(sum(math.prod(o.ne) for o in outs))),
-        ("rwkv6.context_length", U32(1048576)), ("rwkv6.embedding_length", U32(p.n_embd)),
-        ("rwkv6.block_count", U32(p.n_layer)), ("rwkv6.attention.layer_norm_epsilon", F32(p.layer_norm_eps)),
-        ("rwkv6.rescale_every_n_layers", U32(p.rescale_every)), ("rwkv6.wkv.head_size", U32(p.head_size)),
-        ("rwkv6.time_mix_extra_dim", U32(p.time_mix_extra_dim)),
-        ("rwkv6.time_decay_extra_dim", U32(p.time_decay_extra_dim)),
-        ("rwkv6.feed_forward_length", U32(p.n_ffn)), ("general.file_type", U32(ft.id)),
-        ("rwkv6.attention.head_count", U32(0)), ("general.quantization_version", U32(GGML_QNT_VERSION)),
+        *arch_meta, ("general.file_type", U32(ft.id)), (f"{arch}.attention.head_count", U32(0)),
+        ("general.quantization_version", U32(GGML_QNT_VERSION)),
     ] + toks
 
     def stream(i: int, o: _Out) -> Iterator[np.ndarray]:
@@ -207,6 +214,21 @@ def convert(input: str | os.PathLike, output: str | os.PathLike, outtype: str = 
     need = sum(-(-tensor_nbytes(o.type, o.ne) // 32) * 32 for o in outs)  # aligned as written
     _check_output_size(src, dst, need)
     return write_gguf(dst, meta, specs, sweep=True)  # sweep: what an interrupted conversion left
+
+
+# what gguf-py's converter keeps F32 in an F16/BF16 file, beyond 1-D tensors and norms: RWKV-6's
+# LoRAs and lerps, which RWKV-7's decay LoRA shares names with (its a/v/g LoRAs go to F16)
+_FLOAT_KEEP_F32 = ("time_mix_first.weight", "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_decay_w1.weight",
+                   "time_mix_decay_w2.weight", "time_mix_lerp_fused.weight")
+
+
+def _target_type(name: str, ne: tuple[int, ...], ft: FType) -> str:
+    """llama.cpp's converter's choice for float outputs, llama-quantize's for quantized ones."""
+    if ft.is_quantized:
+        return tensor_target_type(name, ne, ft)[0] or "F32"
+    if _n_dims(ne) <= 1 or name.endswith("_norm.weight") or name.endswith(_FLOAT_KEEP_F32):
+        return "F32"
+    return ft.base
 
 
 def _input_bytes(src: Path) -> int:
