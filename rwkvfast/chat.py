@@ -8,6 +8,11 @@ answer stops where the decoded text contains `\\n\\n` (one token 261 or two 11s:
 what counts), its leading space is dropped, and the closing `\\n\\n` ends up in the state so
 the state matches the transcript; an answer cut short (length, Ctrl-C) gets it fed explicitly.
 
+RWKV-7 G1 models think first (reasoning.py): with reasoning on (the default for RWKV-7) a turn
+ends `Assistant: <think`, the reply streams the reasoning as `Reasoning` pieces and then the
+answer as plain text; off ends it `Assistant: <think></think` (answer at once); RWKV-6 turns are
+plain. A reasoning budget closes the reasoning after that many tokens (feeding `</think>`).
+
 A GGUF's `tokenizer.chat_template` is honoured when it is not the World template: rendered
 with jinja2 if it is installed, each turn feeding the text the rendering adds to the previous
 one (or the whole rendering from a fresh state when it does not extend it).
@@ -18,11 +23,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from rwkvfast.generate import Generation, generate
+from rwkvfast.generate import Generation, GenerationResult, generate
+from rwkvfast.reasoning import CLOSE, Reasoning, ThinkSplitter, think_prompt
 from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
 from rwkvfast.state import State
 
-__all__ = ["Chat", "format_message", "TURN_END"]
+__all__ = ["Chat", "format_message", "TURN_END", "Reasoning"]
 
 TURN_END = "\n\n"
 
@@ -40,6 +46,7 @@ def _is_world_template(t: str | None) -> bool:
 class _Turn:
     user: str
     reply: str = ""
+    reasoning: str = ""
     state_before: State | None = None  # for /regen (kept for the last turn only)
     rendered_before: str = ""
 
@@ -54,9 +61,18 @@ class Chat:
     max_tokens: int = -1
     state: State | None = None  # a starting state (e.g. a state-tuning file), copied
     ban_eos: bool = True  # token 0 never ends an answer (ChatRWKV bans it in chat)
+    reasoning: str = "auto"  # "on", "off", or "auto": on for RWKV-7 (G1 thinks), plain for RWKV-6
+    reasoning_budget: int = -1  # reasoning tokens at most (-1: no limit; 0: off)
     turns: list[_Turn] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.reasoning not in ("auto", "on", "off"):
+            raise ValueError(f"reasoning must be auto, on or off, got {self.reasoning!r}")
+        thinks = self.model.info.get("architecture") == "rwkv7"
+        mode = "off" if self.reasoning_budget == 0 else self.reasoning
+        # RWKV-6 never learned the tags: its turns stay plain whatever is asked
+        self.think = ("on" if mode in ("auto", "on") else "off") if thinks else "none"
+        self.last_results: list[GenerationResult] = []
         self._initial = self.state.copy() if self.state is not None else self.model.new_state()
         self.state = self._initial.copy()
         self.sampler = Sampler(self.model.n_vocab, self.params, seed=self.seed, banned=(0,) if self.ban_eos else ())
@@ -91,7 +107,7 @@ class Chat:
             head = ""
             if self.system and not self._system_fed:
                 head = f"System: {format_message(self.system)}{TURN_END}"
-            return f"{head}User: {format_message(message)}{TURN_END}Assistant:", False
+            return f"{head}User: {format_message(message)}{TURN_END}Assistant:{think_prompt(self.think)}", False
         full = self._render(self._messages() + [{"role": "user", "content": message}], True)
         if full.startswith(self._rendered):
             return full[len(self._rendered):], False
@@ -106,25 +122,40 @@ class Chat:
             self.state, self._rendered = self._initial.copy(), ""
             self.restarts += 1
         self.sampler.reset()  # penalties count the tokens of this reply only
+        # a chat template of the model's own gets no tags added, but the model may still think
+        jinja = self._jinja is not None
+        split = ThinkSplitter(opened=self.think == "on" and not jinja, closed=self.think == "off" and not jinja)
         g = generate(self.model, text, self.state, self.sampler, max_tokens=self.max_tokens, stop=[TURN_END])
-        self.last = g
-        first = True
+        self.last, self.last_results = g, []
+        budget = self.reasoning_budget if self.think == "on" and not jinja else -1
         try:
-            for piece in g:
-                if first:
-                    piece = piece.lstrip(" ")
-                    first = not piece
-                if piece:
-                    yield piece
+            while True:
+                for piece in g:
+                    yield from split.feed(piece)
+                    if 0 <= budget <= len(g.result.tokens) and split.in_reasoning:
+                        break  # reasoned enough: close the block and answer
+                else:
+                    break
+                g.close()
+                self.last_results.append(g.result)
+                left = self.max_tokens - len(g.result.tokens) if self.max_tokens >= 0 else -1
+                g = generate(self.model, f"\n{CLOSE}", self.state, self.sampler, max_tokens=left, stop=[TURN_END])
+                self.last = g
+                yield from split.feed(f"\n{CLOSE}")
+                budget = -1
+            yield from split.finish()
         finally:
             g.close()  # timings and the interrupted reason are final before the turn is recorded
-            self._finish(g, turn, text)
+            self.last_results.append(g.result)
+            self._finish(g, turn, text, split)
 
-    def _finish(self, g: Generation, turn: _Turn, fed: str) -> None:
+    def _finish(self, g: Generation, turn: _Turn, fed: str, split: ThinkSplitter) -> None:
         r = g.result
         # text held back as a possible stop start was fed with its tokens: it is part of the reply
         text = r.text + g.pending
-        turn.reply = text.lstrip(" ")
+        split.feed(g.pending)
+        split.finish()
+        turn.reasoning, turn.reply = split.reasoning, split.content
         if self.turns:  # only the last answer can be regenerated: no state per turn kept
             self.turns[-1].state_before = None
         self.turns.append(turn)

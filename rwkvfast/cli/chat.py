@@ -20,6 +20,7 @@ from pathlib import Path
 import rwkvfast
 from rwkvfast.cli.load import model_or_demo, open_model
 from rwkvfast.chat import Chat
+from rwkvfast.reasoning import Reasoning
 from rwkvfast.generate import generate
 from rwkvfast.sampler import LLAMA_DEFAULTS, RWKV_CHAT_DEFAULTS, RWKV_STATE_TUNED_DEFAULTS, Sampler
 from rwkvfast.state import State
@@ -33,7 +34,7 @@ HELP_COMMANDS = """commands:
   /exit         quit (also Ctrl-D, or Ctrl-C at the prompt)
 Ctrl-C during an answer stops it; the conversation continues from what was shown."""
 
-_COLOR_USER, _COLOR_RESET = "\033[32m", "\033[0m"
+_COLOR_USER, _COLOR_RESET, _DIM = "\033[32m", "\033[0m", "\033[2m"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                                              "(llama-cli's flags).", epilog=HELP_COMMANDS)
     a = ap.add_argument
     a("-m", "--model", default=None,
-      help="RWKV-6 GGUF file (default: the demo model that ships with rwkvfast)")
+      help="RWKV-6 or RWKV-7 GGUF file (default: the demo model that ships with rwkvfast)")
     a("-p", "--prompt", default=None, help="chat: the system prompt; -no-cnv: the text to continue")
     a("-f", "--file", default=None, help="read the prompt from a file")
     a("-sys", "--system-prompt", default=None, help="system prompt (chat mode)")
@@ -77,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="process escapes (\\n, \\t, ...) in the prompt (default)")
     esc.add_argument("--no-escape", dest="escape", action="store_false")
     a("--ignore-eos", action="store_true", help="do not stop at token 0")
+    a("--reasoning", choices=("auto", "on", "off"), default="auto",
+      help="RWKV-7 G1 models think before answering: on ends each turn 'Assistant: <think', off 'Assistant: "
+           "<think></think' (answer at once); auto (default): on for RWKV-7, plain turns for RWKV-6")
+    a("--reasoning-budget", type=int, default=-1,
+      help="as llama.cpp's: reasoning tokens at most, then the block is closed and the model answers "
+           "(-1: no limit, the default; 0: no reasoning, as --reasoning off)")
+    a("--hide-reasoning", action="store_true",
+      help="do not print the reasoning (by default it is shown dimmed on a terminal, inside <think> ... "
+           "</think> otherwise)")
     a("--color", action="store_true", help="color the user's input")
     a("--state", default=None, help="start from a state: an rwkvfast state file or a state-tuning .pth")
     a("--prompt-cache", default=None, help="save the state after the prompt here; reuse it when the prompt matches")
@@ -129,16 +139,33 @@ def _header(model, args) -> str:
             f"system_info: {rwkvfast.system_info()}")
 
 
-def _stream(pieces, out) -> bool:
-    """Print pieces as they come; False if Ctrl-C stopped them."""
+def _stream(pieces, out, hide_reasoning: bool = False) -> bool:
+    """Print pieces as they come, the reasoning dimmed on a terminal (framed by <think> tags
+    otherwise) or not at all; False if Ctrl-C stopped them."""
+    tty = out.isatty()
+    thinking = False
+
+    def mode(reasoning: bool) -> None:
+        nonlocal thinking
+        if reasoning != thinking and not hide_reasoning:
+            if tty:
+                out.write(_DIM if reasoning else _COLOR_RESET + "\n")
+            else:
+                out.write("<think>\n" if reasoning else "\n</think>\n")
+        thinking = reasoning
+
     try:
         for p in pieces:
-            out.write(p)
+            mode(isinstance(p, Reasoning))
+            if not (thinking and hide_reasoning):
+                out.write(p)
             out.flush()
     except KeyboardInterrupt:
         pieces.close()
+        mode(False)
         out.write("\n")
         return False
+    mode(False)
     return True
 
 
@@ -189,7 +216,8 @@ def _prompt_cache(model, path: Path, ids: list[int], state: State):
 
 def _chat(model, args, system: str | None, state: State | None, stats: _Stats) -> int:
     chat = Chat(model, system=system, params=_sampler_params(args, _state_tuned(args)),
-                max_tokens=args.n_predict, state=state, ban_eos=not args.ignore_eos)
+                max_tokens=args.n_predict, state=state, ban_eos=not args.ignore_eos, reasoning=args.reasoning,
+                reasoning_budget=args.reasoning_budget)
     if args.reverse_prompt:
         print("note: -r stop strings apply in completion mode; chat answers end at a blank line", file=sys.stderr)
     if args.verbose:
@@ -246,17 +274,18 @@ def _chat(model, args, system: str | None, state: State | None, stats: _Stats) -
                     print(f"error: {e}", file=sys.stderr)
             elif cmd == "/regen":
                 try:
-                    _stream(chat.regenerate(), sys.stdout)
-                    stats.add(chat.last.result)
+                    _stream(chat.regenerate(), sys.stdout, args.hide_reasoning)
+                    for r in chat.last_results:
+                        stats.add(r)
                     sys.stdout.write("\n")
                 except ValueError as e:
                     print(f"error: {e}", file=sys.stderr)
             else:
                 print(f"unknown command {cmd!r} (or a missing FILE); /help lists them", file=sys.stderr)
             continue
-        _stream(chat.reply(msg), sys.stdout)
-        r = chat.last.result
-        stats.add(r)
+        _stream(chat.reply(msg), sys.stdout, args.hide_reasoning)
+        for r in chat.last_results:
+            stats.add(r)
         sys.stdout.write("\n")
         sys.stdout.flush()
         if args.verbose:
@@ -270,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         ap.error(f"argument -t/--threads: must be >= 1, got {args.threads}")
+    if args.reasoning_budget < -1:
+        ap.error(f"argument --reasoning-budget: must be -1 (no limit) or >= 0, got {args.reasoning_budget}")
     if not 1 <= args.batch_size <= 1 << 20:
         ap.error(f"argument -b/--batch-size: must be in 1..{1 << 20}, got {args.batch_size}")
     try:  # sampler values are checked before the model loads, as bad flags
