@@ -124,7 +124,8 @@ class Chat:
         self.sampler.reset()  # penalties count the tokens of this reply only
         # a chat template of the model's own gets no tags added, but the model may still think
         jinja = self._jinja is not None
-        split = ThinkSplitter(opened=self.think == "on" and not jinja, closed=self.think == "off" and not jinja)
+        split = ThinkSplitter(opened=self.think == "on" and not jinja, closed=self.think == "off" and not jinja,
+                              detect=self.think != "none")
         g = generate(self.model, text, self.state, self.sampler, max_tokens=self.max_tokens, stop=[TURN_END])
         self.last, self.last_results = g, []
         budget = self.reasoning_budget if self.think == "on" and not jinja else -1

@@ -45,12 +45,13 @@ class ThinkSplitter:
     ended with `<think` (THINK_ON), so the stream begins inside the reasoning; `closed`: it ended
     with `<think></think` (THINK_OFF). Otherwise a stream that begins with `<think>` (after
     spaces) opens a reasoning block by itself. Text that might be the start of a tag is held
-    back until it is decided; leading whitespace of the reasoning and of the answer is dropped."""
+    back until it is decided; leading whitespace of the reasoning and of the answer is dropped.
+    `detect=False` (a model that never learned the tags, RWKV-6): all of it is the answer."""
 
-    def __init__(self, opened: bool = False, closed: bool = False) -> None:
+    def __init__(self, opened: bool = False, closed: bool = False, detect: bool = True) -> None:
         # phases: "tag" (the prompt's tag awaits its ">"), "start" (may open <think>), "reasoning",
         # "answer" (before its first visible character), "content"
-        self._phase = "tag" if opened or closed else "start"
+        self._phase = "tag" if opened or closed else "start" if detect else "answer"
         self._after_tag = "reasoning" if opened and not closed else "answer"
         self._buf = ""
         self.reasoning = ""  # all of it, for the record

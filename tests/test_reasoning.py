@@ -141,3 +141,9 @@ def test_the_cli_frames_dims_or_hides_the_reasoning():
     p = subprocess.run([sys.executable, "-m", "rwkvfast.cli.chat", *flags, "--reasoning-budget", "-2"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "--reasoning-budget" in p.stderr
+
+
+def test_a_model_without_the_tags_keeps_them_as_text():
+    s = ThinkSplitter(detect=False)
+    assert s.feed(" <think>no</think> Hi") + s.finish() == ["<think>no</think> Hi"]
+    assert not any(isinstance(p, Reasoning) for p in s.feed("x"))

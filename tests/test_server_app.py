@@ -313,3 +313,99 @@ def test_a_chat_of_32000_messages_is_parsed_once_through_the_cache(server):
         want += enc(f"User: hi there\n\n") if i % 2 == 0 else enc("Assistant:") + enc(" hi there\n\n")
     assert job.prompt == want + enc("Assistant:")
     eng.close()
+
+
+class _Said(Engine):
+    """An engine whose every answer is `text` at once (in pieces of 3 characters): the server's
+    handling of an answer without a model's whims. The prompts it got are kept."""
+
+    def __init__(self, model, text: str) -> None:
+        super().__init__(model)
+        self.text, self.prompts = text, []
+
+    def submit(self, prompt, sampler, max_tokens=-1, stop=(), stop_on_eos=True, checkpoints=()):
+        from rwkvfast.server.engine import _DONE, Job
+        self.prompts.append(list(prompt))
+        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos, checkpoints)
+        for i in range(0, len(self.text), 3):
+            job._put(self.text[i:i + 3])
+        job.result.text, job.result.tokens, job.result.finish_reason = self.text, [1], "stop"
+        job._put(_DONE)
+        job._done.set()
+        return job
+
+
+@pytest.fixture(scope="module")
+def seven():
+    from conftest import fixture_path
+    with rwkvfast.Model(fixture_path("rwkv7/tiny7/gguf/tiny7-Q8_0.gguf"), n_threads=1) as m:
+        yield m
+
+
+def _chat_stream(c, body):
+    with c.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as s:
+        lines = [ln for ln in s.iter_lines() if ln.startswith("data: {")]
+    deltas = [json.loads(ln[6:])["choices"][0]["delta"] for ln in lines if "choices" in ln]
+    return ("".join(d.get("reasoning_content", "") for d in deltas), "".join(d.get("content", "") for d in deltas))
+
+
+def test_a_g1_answer_comes_back_with_its_reasoning_apart(seven):
+    eng = _Said(seven, ">\nThe user says hi.\n</think>\nHello!")
+    c = TestClient(App(seven, eng, ServerConfig()))
+    body = {"messages": [{"role": "user", "content": "Hi"}]}
+    msg = c.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]
+    assert msg == {"role": "assistant", "content": "Hello!", "reasoning_content": "The user says hi."}
+    tok = seven.tokenizer
+    assert eng.prompts[0] == tok.encode("User: Hi\n\n") + tok.encode("Assistant:") + tok.encode(" <think")
+    assert _chat_stream(c, body) == ("The user says hi.", "Hello!")
+    # reasoning_format none: the content as the model said it, tags and all
+    raw = c.post("/v1/chat/completions", json={**body, "reasoning_format": "none"}).json()
+    assert raw["choices"][0]["message"]["content"] == "<think>\nThe user says hi.\n</think>\nHello!"
+    assert _chat_stream(c, {**body, "reasoning_format": "none"})[1] == "<think>\nThe user says hi.\n</think>\nHello!"
+    assert c.get("/props").json()["reasoning"] == "on"
+
+
+@pytest.mark.parametrize("ask", [{"chat_template_kwargs": {"enable_thinking": False}}, {"reasoning_effort": "none"}])
+def test_a_request_can_turn_the_reasoning_off(seven, ask):
+    eng = _Said(seven, ">\nHello!")
+    c = TestClient(App(seven, eng, ServerConfig()))
+    msg = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], **ask}).json()
+    assert msg["choices"][0]["message"] == {"role": "assistant", "content": "Hello!"}
+    assert eng.prompts[0][-len(seven.tokenizer.encode(" <think></think")):] == seven.tokenizer.encode(" <think></think")
+
+
+@pytest.mark.parametrize("bad,field", [({"reasoning_effort": "max"}, "reasoning_effort"),
+                                       ({"chat_template_kwargs": {"enable_thinking": "yes"}}, "enable_thinking"),
+                                       ({"chat_template_kwargs": []}, "chat_template_kwargs"),
+                                       ({"reasoning_format": "raw"}, "reasoning_format")])
+def test_bad_reasoning_options_are_400s(seven, bad, field):
+    c = TestClient(App(seven, _Said(seven, "x"), ServerConfig()))
+    r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], **bad})
+    assert r.status_code == 400 and field in r.json()["error"]["message"]
+
+
+def test_rwkv6_answers_have_no_reasoning(server):
+    m, _ = server
+    eng = _Said(m, " <think>no</think> Hello!")  # a model that never learned the tags: it is all content
+    c = TestClient(App(m, eng, ServerConfig()))
+    msg = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}]}).json()
+    assert msg["choices"][0]["message"]["content"] == "<think>no</think> Hello!"
+    assert eng.prompts[0][-len(m.tokenizer.encode("Assistant:")):] == m.tokenizer.encode("Assistant:")
+
+
+def test_a_g1_conversation_resumes_from_its_cache_though_the_reasoning_is_not_sent_back(seven):
+    """The client sends an answer back without its reasoning; the state cache still knows the
+    tokens it was generated as (reasoning included) and the next turn processes only its own."""
+    from rwkvfast.server.state_cache import StateCache
+    eng = Engine(seven, cache=StateCache(seven, 64 << 20)).start()
+    try:
+        c = TestClient(App(seven, eng, ServerConfig()))
+        msgs = [{"role": "user", "content": "Tell me"}]
+        first = c.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 8, "temperature": 0}).json()
+        answer = first["choices"][0]["message"]
+        msgs += [{"role": "assistant", "content": answer["content"]}, {"role": "user", "content": "More"}]
+        second = c.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 2, "temperature": 0}).json()
+    finally:
+        eng.close()
+    t1, t2 = first["timings"], second["timings"]
+    assert t2["cache_n"] >= t1["prompt_n"] + t1["predicted_n"]

@@ -226,3 +226,56 @@ def test_a_phone_width_screen_has_no_sideways_scroll(browser, server):
 def test_markdown_rendering(page, server, src, html):
     page.goto(server + "/")
     assert page.evaluate("s => window.rwkvfast.md(s)", src) == html
+
+
+def test_a_g1_models_reasoning_is_shown_collapsed_above_the_answer(browser):
+    """Against a live server of the RWKV-7 fixture: the reasoning streams into a collapsed
+    "Thinking…" block that becomes "Thought" when the answer comes; the history sent back holds
+    the answer only. A canned stream checks the split; the real model checks the wiring."""
+    from conftest import fixture_path
+    with live_server(fixture_path("rwkv7/tiny7/gguf/tiny7-Q8_0.gguf"), "-t", "1") as (url, _):
+        ctx = browser.new_context(viewport={"width": 1100, "height": 760})
+        pg = ctx.new_page()
+        pg.set_default_timeout(30_000)
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(url + "/")
+        pg.evaluate("localStorage.setItem('rwkvfast.chat.v1', JSON.stringify({conversations: [], current: null, "
+                    "settings: {temperature: '0', max_tokens: '8', system: '', api_key: ''}}))")
+        pg.reload()
+        pg.fill("#input", "Hi")
+        pg.keyboard.press("Enter")
+        pg.wait_for_function("() => document.getElementById('send').textContent === 'Send'")
+        real = _stored(pg)["conversations"][0]["messages"][1]
+        assert real["reasoning"] and pg.locator(".msg.assistant details.think").count() == 1
+
+        sent = []
+
+        def canned(r):
+            sent.append(json.loads(r.request.post_data))
+            deltas = [{"role": "assistant", "content": ""}, {"reasoning_content": "The user "},
+                      {"reasoning_content": "greets me."}, {"content": "Hello"}, {"content": " there!"}]
+            events = "".join(f"data: {json.dumps({'choices': [{'index': 0, 'delta': d}]})}\n\n" for d in deltas)
+            r.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=events + "data: [DONE]\n\n")
+
+        pg.route("**/v1/chat/completions", canned)
+        pg.fill("#input", "Hello?")
+        pg.keyboard.press("Enter")
+        pg.wait_for_function("() => document.querySelectorAll('.msg.assistant').length === 2 && "
+                             "document.getElementById('send').textContent === 'Send'")
+        last = pg.locator(".msg.assistant").nth(1)
+        think = last.locator("details.think")
+        assert think.get_attribute("open") is None  # collapsed
+        assert think.locator("summary").inner_text() == "Thought"
+        assert think.locator(".reasoning").text_content() == "The user greets me."  # there, not shown
+        assert last.locator(".body").inner_text() == "Hello there!"
+        think.locator("summary").click()
+        assert think.get_attribute("open") is not None and think.locator(".reasoning").inner_text() == \
+            "The user greets me."
+        assert sent[0]["messages"][1] == {"role": "assistant", "content": real["content"]} or not real["content"]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / "chat-page-reasoning.png"), full_page=True)
+        pg.reload()
+        assert pg.locator(".msg.assistant details.think").count() == 2  # kept with the conversation
+        ctx.close()
+        assert not errors, errors

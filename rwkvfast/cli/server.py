@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     a("--state-cache-dir", default=None, help="also keep cached states in this directory, across restarts")
     a("--state-cache-disk-mb", type=int, default=4096, help="disk space for --state-cache-dir (default 4096)")
     a("-n", "--n-predict", type=int, default=-1, help="default answer length for chat requests (-1: until it ends)")
+    a("--reasoning-format", choices=("deepseek", "none"), default="deepseek",
+      help="RWKV-7 G1 reasoning in chat answers: deepseek (default) returns it as reasoning_content beside "
+           "content, none leaves it in the content with its <think> tags (a request's reasoning_format wins)")
+    a("--reasoning-budget", type=int, choices=(-1, 0), default=-1,
+      help="as llama-server's: -1 lets G1 models reason first (default), 0 asks them to answer at once; a request "
+           "may say chat_template_kwargs.enable_thinking or reasoning_effort")
     a("--temp", type=float, default=None, help="default temperature")
     a("--top-p", type=float, default=None, help="default top-p")
     a("--top-k", type=int, default=None, help="default top-k (0: off)")
@@ -122,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         key = args.api_key or os.environ.get("RWKVFAST_API_KEY") or os.environ.get("LLAMA_API_KEY")
         app = App(model, engine, ServerConfig(alias=args.alias, api_key=key, sampling=_sampling(args),
                                               n_predict=args.n_predict, max_body_bytes=args.max_body_mb << 20,
-                                              max_tokens_per_request=args.ctx_size, body_timeout=args.body_timeout))
+                                              max_tokens_per_request=args.ctx_size, body_timeout=args.body_timeout,
+                                              reasoning="off" if args.reasoning_budget == 0 else "auto",
+                                              reasoning_format=args.reasoning_format))
         # a socket each, and a margin for the model, the cache directory and the log
         fds = raise_fd_limit(args.max_connections + 64)
         max_conn = min(args.max_connections, max(1, fds - 64))

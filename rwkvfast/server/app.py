@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from rwkvfast.chat import TURN_END, format_message
 from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
+from rwkvfast.reasoning import THINK_OFF, THINK_ON, Reasoning, ThinkSplitter, split_answer, think_prompt
 from rwkvfast.tokenizer import TooManyTokens
 from rwkvfast.server.engine import Engine, Job, Overloaded
 from rwkvfast.server.memory import NoMemory
@@ -58,6 +59,11 @@ class ServerConfig:
     # this is a budget that keeps one request from taking the machine's memory or time; 0: none
     max_tokens_per_request: int = 65536
     body_timeout: float = 60.0  # seconds a request's body may take to arrive
+    # RWKV-7 G1 reasoning: "auto" (on), "on" or "off" unless a request says otherwise; and whether
+    # it is returned apart, as reasoning_content ("deepseek", llama-server's name) or left in the
+    # content with its tags ("none")
+    reasoning: str = "auto"
+    reasoning_format: str = "deepseek"
 
 
 @dataclass
@@ -297,7 +303,8 @@ class App:
                                             "temperature": p.temperature,
                                             "top_p": p.top_p, "presence_penalty": p.presence_penalty,
                                             "frequency_penalty": p.frequency_penalty},
-            "chat_template": "RWKV World (User: ... / Assistant: ...)"})
+            "chat_template": "RWKV World (User: ... / Assistant: ...)",
+            "reasoning": self._think_mode({}), "reasoning_format": self.cfg.reasoning_format})
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus text format."""
@@ -424,10 +431,41 @@ class App:
                 ids += (walk and self._generated_as(walk, ids, content)) or enc(f" {content}{TURN_END}")
                 continue
             ids += enc(f"{_ROLES[m['role']]}: {content}{TURN_END}")
+        think = self._think_mode(body)
         ids += enc("Assistant:")
+        ids += enc(think_prompt(think)) if think != "none" else []
         job = self._submit(body, ids, self._max_tokens(body, self.cfg.n_predict), [TURN_END] + _stops(body),
                            checkpoints=checkpoints)
-        return self._respond(body, job, "chat.completion", None)
+        return self._respond(body, job, "chat.completion", None, think)
+
+    def _think_mode(self, body: dict) -> str:
+        """"on", "off" or "none" (RWKV-6: no tags) for this request: the server's setting, or
+        the request's chat_template_kwargs.enable_thinking (llama-server) or reasoning_effort
+        (OpenAI; "none" turns it off)."""
+        if self.model.info.get("architecture") != "rwkv7":
+            return "none"
+        mode = self.cfg.reasoning
+        kw = body.get("chat_template_kwargs")
+        if kw is not None:
+            if not isinstance(kw, dict):
+                raise ApiError(400, "'chat_template_kwargs' must be an object")
+            on = kw.get("enable_thinking")
+            if on is not None:
+                if not isinstance(on, bool):
+                    raise ApiError(400, f"'chat_template_kwargs.enable_thinking' must be true or false, got {_show(on)}")
+                mode = "on" if on else "off"
+        effort = body.get("reasoning_effort")
+        if effort is not None:
+            if effort not in ("none", "minimal", "low", "medium", "high"):
+                raise ApiError(400, f"'reasoning_effort' must be none, minimal, low, medium or high, got {_show(effort)}")
+            mode = "off" if effort == "none" else "on"
+        return "on" if mode == "auto" else mode
+
+    def _reasoning_format(self, body: dict) -> str:
+        fmt = body.get("reasoning_format", self.cfg.reasoning_format)
+        if fmt not in ("deepseek", "none"):
+            raise ApiError(400, f"'reasoning_format' must be deepseek or none, got {_show(fmt)}")
+        return fmt
 
     def _generated_as(self, walk: PrefixWalk, prefix: list[int], content: str) -> list[int] | None:
         """The tokens this answer was generated as after `prefix` (through its turn's end), if
@@ -436,17 +474,24 @@ class App:
         state instead (across restarts too, with --state-cache-dir). `walk` follows the chat's
         growing prefix, so all the turns of a request cost linear time together."""
         end, tok = TURN_END.encode(), self.model.tokenizer
+        tags = [(tok.encode(THINK_OFF), False, True), (tok.encode(THINK_ON), True, False)]
         for tail in walk.continuations(prefix):
+            # a G1 turn began with the think tag its prompt opened; the client sends the answer
+            # back without its reasoning, so the content after the tags is what must match
+            lead, opened, closed = next(((t, o, c) for t, o, c in tags if list(tail[:len(t)]) == t), ([], False, False))
+            cap = None if opened else 4 * len(content) + 256  # longer than the answer: not it
             text, n, ended = bytearray(), len(tail), False
-            for i, t in enumerate(tail):
-                piece = tok.piece(t)
+            for i in range(len(lead), len(tail)):
+                piece = tok.piece(tail[i])
                 text += piece
                 if end in text[-len(end) - len(piece):]:
                     n, ended = i + 1, True
                     break
-                if len(text) > 4 * len(content) + 256:  # already longer than this answer: not it
+                if cap is not None and len(text) > cap:
                     break
-            if format_message(bytes(text).split(end, 1)[0].decode("utf-8", "replace")) == content:
+            said = bytes(text).split(end, 1)[0].decode("utf-8", "replace")
+            answer = split_answer(said, opened, closed)[1] if lead else said
+            if format_message(answer) == content:
                 return list(tail[:n]) + ([] if ended else tok.encode(TURN_END))
         return None
 
@@ -485,37 +530,67 @@ class App:
     def _finish_reason(job: Job) -> str:
         return "length" if job.result.finish_reason == "length" else "stop"
 
-    def _respond(self, body: dict, job: Job, obj: str, text_choice) -> Response:
+    def _respond(self, body: dict, job: Job, obj: str, text_choice, think: str = "none") -> Response:
         cid = f"{'cmpl' if text_choice else 'chatcmpl'}-{uuid.uuid4().hex}"
         head = {"id": cid, "object": obj, "created": int(time.time()), "model": self.name}
         chat = text_choice is None
+        # a chat answer: its reasoning apart (deepseek), or with the tags the prompt opened (none)
+        fmt = self._reasoning_format(body) if chat else None
+        apart = chat and think != "none" and fmt == "deepseek"
+        tags = think_prompt(think).lstrip(" ") if chat and not apart else ""
+
+        def splitter() -> ThinkSplitter:
+            return ThinkSplitter(opened=think == "on", closed=think == "off")
+
         if not body.get("stream"):
             def respond() -> Response:
                 r = job.result
                 if r.finish_reason == "error":
                     raise ApiError(500, f"generation failed: {r.error}", "server_error")
-                text = r.text.lstrip(" ") if chat else r.text
                 choice = {"index": 0, "finish_reason": self._finish_reason(job), "logprobs": None}
-                choice.update({"message": {"role": "assistant", "content": text}} if chat else text_choice(text))
+                if apart:
+                    s = splitter()
+                    s.feed(r.text)
+                    s.finish()
+                    msg = {"role": "assistant", "content": s.content}
+                    if s.reasoning:
+                        msg["reasoning_content"] = s.reasoning
+                    choice["message"] = msg
+                elif chat:
+                    choice["message"] = {"role": "assistant", "content": (tags + r.text).lstrip(" ")}
+                else:
+                    choice.update(text_choice(r.text))
                 return JSONResponse({**head, "choices": [choice], **self._usage_timings(job)})
             return _Pending(job, respond)
         if chat:
             head["object"] = "chat.completion.chunk"
 
+        def chunk(delta: dict) -> str:
+            return _sse({**head, "choices": [{"index": 0, **delta, "finish_reason": None}]})
+
         async def events() -> AsyncIterator[str]:
-            lead = chat  # the World answer's leading space is not part of the message
+            split = splitter() if apart else None
+            lead = chat and not apart  # the World answer's leading space is not part of the message
             try:
                 if chat:
-                    yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                     "finish_reason": None}]})
+                    yield chunk({"delta": {"role": "assistant", "content": ""}})
+                if tags:
+                    yield chunk({"delta": {"content": tags}})
+                    lead = False
                 async for piece in job.pieces():
+                    if split is not None:
+                        for part in split.feed(piece):
+                            yield chunk({"delta": {"reasoning_content" if isinstance(part, Reasoning) else "content":
+                                                   part}})
+                        continue
                     if lead:
                         piece = piece.lstrip(" ")
                         lead = not piece
                         if not piece:
                             continue
-                    delta = {"delta": {"content": piece}} if chat else text_choice(piece)
-                    yield _sse({**head, "choices": [{"index": 0, **delta, "finish_reason": None}]})
+                    yield chunk({"delta": {"content": piece}} if chat else text_choice(piece))
+                for part in split.finish() if split is not None else []:
+                    yield chunk({"delta": {"reasoning_content" if isinstance(part, Reasoning) else "content": part}})
                 if job.result.finish_reason == "error":
                     yield _sse({"error": {"message": f"generation failed: {job.result.error}",
                                           "type": "server_error", "code": 500}})
