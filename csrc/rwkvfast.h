@@ -291,7 +291,8 @@ struct rwkv_vk_device_info {
 int rwkv_vk_devices(struct rwkv_vk_device_info *out, int cap, int *n, struct rwkv_error *err);
 
 /* An open device. `device` indexes rwkv_vk_devices' list; -1 picks the first discrete GPU,
- * else the first integrated one, else device 0. RWKVFAST_VK_SUBGROUP=0 in the environment
+ * else the first integrated or virtual one, and fails where there is only a CPU implementation
+ * (llvmpipe/lavapipe: slower than the CPU path; it runs only when named by its index). RWKVFAST_VK_SUBGROUP=0 in the environment
  * makes it use the shaders without subgroup operations (as on devices that lack them), and
  * RWKVFAST_VK_STAGING=1 reach device-local memory only through copies (as on discrete GPUs). */
 struct rwkv_vk;

@@ -85,8 +85,9 @@ class Model:
 
         `n_gpu_layers` (llama.cpp's -ngl) runs the first layers on a Vulkan GPU; more than
         the model has puts the head there too. `device` indexes rwkvfast.vulkan_devices_line()'s
-        list (default: $RWKVFAST_VK_DEVICE, else the first discrete GPU). Without a Vulkan
-        device this raises RuntimeError naming what is missing.
+        list (default: $RWKVFAST_VK_DEVICE, else the first GPU; a CPU implementation such as
+        llvmpipe only when named). Without a Vulkan device this raises RuntimeError naming what
+        is missing.
         """
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")

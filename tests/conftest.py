@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# the Vulkan tests run on whatever device is first (Mesa's lavapipe where there is no GPU), which
+# a default choice never takes when it is a CPU: they name it, as a user must
+os.environ.setdefault("RWKVFAST_VK_DEVICE", "0")
 DATA = ROOT / "tests" / "data"
 SHARED = Path(os.environ.get("RWKVFAST_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 

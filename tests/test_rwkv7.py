@@ -194,3 +194,25 @@ def test_hostile_rwkv7_files_give_clear_errors(tmp_path, case, words):
     with pytest.raises(ValueError) as e:
         rwkvfast.Model(dst, n_threads=1)
     assert str(dst) in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_an_rwkv7_state_tuning_file_starts_a_chat(tmp_path):
+    """RWKV-PEFT's x070 state tuning: blocks.N.att.time_state [H, N, N], transposed on its last two
+    axes into the state, as for RWKV-6; it changes what the model says, and the chat CLI takes it."""
+    import subprocess
+    import sys
+
+    from torch_zip import write_torch_zip
+    rng = np.random.default_rng(7)
+    ts = {f"blocks.{i}.att.time_state": (rng.standard_normal((4, 64, 64)) * 0.5).astype(np.float32) for i in range(4)}
+    pth = write_torch_zip(tmp_path / "tuned.pth", ts)
+    with rwkvfast.Model(_path("F16"), n_threads=2) as m:
+        st = rwkvfast.State.open(pth, m)
+        assert st.architecture == "rwkv7"
+        np.testing.assert_array_equal(st.wkv[2], ts["blocks.2.att.time_state"].transpose(0, 2, 1))
+        assert not st.att_shift.any() and not st.ffn_shift.any()
+        ids = _ids()[:8]
+        assert np.abs(m.forward(ids, st) - m.forward(ids, m.new_state())).max() > 1e-3
+    p = subprocess.run([sys.executable, "-m", "rwkvfast.cli.chat", "-m", str(_path("Q8_0")), "--state", str(pth),
+                        "-n", "4", "-t", "1", "--temp", "0"], input="Hi\n", capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr

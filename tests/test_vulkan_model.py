@@ -236,3 +236,21 @@ def test_the_staging_copies_of_a_discrete_gpu(monkeypatch):
     with rwkvfast.Model(path, n_gpu_layers=3) as m:
         mapped = m.forward(ids, m.new_state(), all_logits=True)
     np.testing.assert_array_equal(staged, mapped)
+
+
+def test_a_cpu_vulkan_device_is_never_the_default(monkeypatch, capsys):
+    """llvmpipe/lavapipe runs 60-600x slower than the CPU path: -ngl without naming a device
+    warns and uses the CPU there; naming it (as these tests do) still runs on it."""
+    devices = _core.vk_devices()
+    if any(d["type"] in ("discrete", "integrated", "virtual") for d in devices):
+        pytest.skip("this machine has a GPU: the default takes it")
+    monkeypatch.delenv("RWKVFAST_VK_DEVICE", raising=False)
+    path = fixture_path("tiny/gguf/tiny-Q8_0.gguf")
+    with pytest.raises(RuntimeError, match="no GPU, only 1 CPU device|no GPU, only"):
+        rwkvfast.Model(path, n_gpu_layers=99)
+    from rwkvfast.cli.load import open_model
+    with open_model(str(path), 1, 512, 99) as m:
+        assert m.gpu is None
+    assert "running on the CPU" in capsys.readouterr().err
+    with rwkvfast.Model(path, n_gpu_layers=99, device=0) as m:
+        assert m.gpu["device"] == devices[0]["name"]

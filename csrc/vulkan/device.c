@@ -110,16 +110,20 @@ fail:
     return rc;
 }
 
+/* The default device: a discrete GPU, else an integrated one, else a virtual one; never a CPU
+ * implementation (llvmpipe, lavapipe: 60-600x slower than rwkvfast's own CPU path), which
+ * runs only when named by its index. -1 when there is no GPU. */
 static int pick(const struct rwkv_vk_fns *f, VkPhysicalDevice *pds, uint32_t count) {
     static const VkPhysicalDeviceType order[] = {VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU,
-                                                 VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU};
+                                                 VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU,
+                                                 VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU};
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
         for (uint32_t i = 0; i < count; i++) {
             VkPhysicalDeviceProperties p;
             f->vkGetPhysicalDeviceProperties(pds[i], &p);
             if (p.deviceType == order[k]) return (int)i;
         }
-    return 0;
+    return -1;
 }
 
 int rwkv_vk_init(struct rwkv_vk **out, int device, struct rwkv_error *err) {
@@ -137,7 +141,14 @@ int rwkv_vk_init(struct rwkv_vk **out, int device, struct rwkv_error *err) {
     RWKV_CHECK(r == VK_SUCCESS || r == VK_INCOMPLETE, RWKV_ERR_BACKEND, "Vulkan: vkEnumeratePhysicalDevices failed: %s",
                rwkv_vk_result_name(r));
     RWKV_CHECK(count > 0, RWKV_ERR_BACKEND, "Vulkan: no device found (is a driver installed?)");
-    if (device < 0) device = pick(f, pds, count);
+    if (device < 0) {
+        device = pick(f, pds, count);
+        VkPhysicalDeviceProperties p0;
+        f->vkGetPhysicalDeviceProperties(pds[0], &p0);
+        RWKV_CHECK(device >= 0, RWKV_ERR_BACKEND,
+                   "Vulkan: no GPU, only %u CPU device%s ('%s'), which is slower than the CPU path; name it "
+                   "(RWKVFAST_VK_DEVICE=0, -dev 0) to use it anyway", count, count == 1 ? "" : "s", p0.deviceName);
+    }
     RWKV_CHECK((uint32_t)device < count, RWKV_ERR_BACKEND, "Vulkan: no device %d (this machine has %u)", device, count);
     vk->phys = pds[device];
     f->vkGetPhysicalDeviceProperties(vk->phys, &vk->props);

@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="layers on the Vulkan GPU (comma-separated; default 0; more than the model has: "
                          "the output too)")
     ap.add_argument("-dev", "--device", type=int, default=None,
-                    help="Vulkan device index (rwkvfast.system_info() lists them; default: the first discrete GPU)")
+                    help="Vulkan device index (rwkvfast.system_info() lists them; default: the first GPU; a CPU one only when named)")
     ap.add_argument("-r", "--repetitions", type=int, default=5)
     ap.add_argument("-o", "--output", choices=("md", "json", "csv"), default="md")
     return ap

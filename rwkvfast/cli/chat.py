@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0,
       help="layers on the Vulkan GPU (more than the model has: the output too)")
     a("-dev", "--device", type=int, default=None,
-      help="Vulkan device index, as system_info lists them (default: $RWKVFAST_VK_DEVICE, else the first discrete GPU)")
+      help="Vulkan device index, as system_info lists them (default: $RWKVFAST_VK_DEVICE, else the first GPU; "
+           "a CPU implementation such as llvmpipe only when named)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("-cnv", "--conversation", dest="conversation", action="store_true", default=True,
                       help="chat mode (default)")

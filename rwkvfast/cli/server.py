@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     a("-ngl", "--n-gpu-layers", "--gpu-layers", type=int, default=0,
       help="layers on the Vulkan GPU (more than the model has: the output too)")
     a("-dev", "--device", type=int, default=None,
-      help="Vulkan device index, as system_info lists them (default: $RWKVFAST_VK_DEVICE, else the first discrete GPU)")
+      help="Vulkan device index, as system_info lists them (default: $RWKVFAST_VK_DEVICE, else the first GPU; "
+           "a CPU implementation such as llvmpipe only when named)")
     a("-np", "--parallel", type=int, default=4, help="sequences generated at once (default 4); more requests queue")
     a("--max-body-mb", type=int, default=16, help="largest request body accepted; beyond that 413 (default 16)")
     a("--max-queue", type=int, default=256, help="requests that may wait for a slot; beyond that 503 (default 256)")
