@@ -1,4 +1,4 @@
-"""Benchmark fixtures: a 1.6B-shaped RWKV-6 model made by our synthetic writer.
+"""Benchmark fixtures: a 1.6B-shaped RWKV-6 and a 1.5B-shaped RWKV-7 model made by our synthetic writer.
 
 The model (24 layers, n_embd 2048, vocab 65536, about 3.2 GB in F16) is written once to
 $RWKVFAST_BENCH_DIR (default ~/.cache/rwkvfast-bench) and reused.
@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from rwkvfast import _core, quantize
-from rwkvfast.testing import make_model
+from rwkvfast.testing import make_model, make_model7
 
 SHAPE_1B6 = dict(n_layer=24, n_embd=2048, vocab=65536)
+SHAPE_1B5_V7 = dict(n_layer=24, n_embd=2048, vocab=65536, lora=(96, 96, 64, 256))
 
 
 def bench_dir() -> Path:
@@ -34,6 +35,23 @@ def model_1b6(dtype: str) -> Path:
         else:
             quantize(model_1b6("F16"), path, dtype)
     return path
+
+
+def model_1b5_v7(dtype: str) -> Path:
+    """The RWKV-7 G1 1.5B shape (24 layers x 2048, LoRA ranks 96/96/64/256, vocab 65536), made
+    like model_1b6."""
+    path = bench_dir() / f"rwkv7-1b5-shape-{dtype}.gguf"
+    if not path.exists():
+        if dtype in ("F32", "F16", "BF16"):
+            make_model7(path, dtype=dtype, seed=0, **SHAPE_1B5_V7)
+        else:
+            quantize(model_1b5_v7("F16"), path, dtype)
+    return path
+
+
+def model_for(arch: str, dtype: str) -> Path:
+    """The 1.6B-shaped RWKV-6 or the 1.5B-shaped RWKV-7 benchmark model."""
+    return model_1b6(dtype) if arch == "rwkv6" else model_1b5_v7(dtype)
 
 
 def pytest_addoption(parser):

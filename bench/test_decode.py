@@ -1,4 +1,5 @@
-"""Single-token decode speed on 1.6B-shaped models: tokens/s, GB/s of weights, % of roofline.
+"""Single-token decode speed on 1.6B-shaped RWKV-6 and 1.5B-shaped RWKV-7 models: tokens/s, GB/s of
+weights, % of roofline; for RWKV-7 also the WKV7 step's share of a token.
 
 Decode is memory-bound: each token reads every weight once, so GB/s = bytes of weights
 read per token / time per token, compared with a streaming read of the same threads
@@ -23,7 +24,7 @@ import pytest
 
 import rwkvfast
 
-from conftest import model_1b6
+from conftest import model_for
 
 TYPES = ["F16", "BF16", "Q8_0", "Q5_1", "Q4_K_M", "Q5_K_M"]
 LLAMA_ALTERNATIONS = 3
@@ -62,6 +63,26 @@ def _llama_cpp(path, n_threads) -> float | None:
     return json.loads(res.stdout)["s_per_token"]
 
 
+def _wkv7_seconds(m: rwkvfast.Model) -> float:
+    """The WKV7 recurrence of one token, every head of every layer, on one thread with the
+    active kernel (an upper bound: the engine spreads the heads over its threads, and each call
+    here crosses from Python)."""
+    from rwkvfast import _core
+    i = m.info
+    N = i["head_size"]
+    rng = np.random.default_rng(0)
+    r, w, k, v, a, b = (rng.random(N, dtype=np.float32) for _ in range(6))
+    S = np.zeros((N, N), np.float32)
+    level, calls = _core.cpu_level(), i["n_layer"] * i["n_head"]
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            _core.wkv7_at_level(level, r, w, k, v, a, b, S)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _rounds(m: rwkvfast.Model, roofline, nbytes: int, rounds: int = 6, steps: int = 8):
     """Decode `rounds` x `steps` tokens with a roofline probe between rounds: the median
     seconds per token and the median fraction of the bandwidth beside each round."""
@@ -83,8 +104,10 @@ def _rounds(m: rwkvfast.Model, roofline, nbytes: int, rounds: int = 6, steps: in
 
 @pytest.mark.parametrize("use_mmap", [True, False], ids=["mmap", "loaded"])
 @pytest.mark.parametrize("dtype", TYPES)
-def test_decode_1b6(benchmark, roofline, n_threads, dtype, use_mmap):
-    path = model_1b6(dtype)
+@pytest.mark.parametrize("arch", ["rwkv6", "rwkv7"])
+def test_decode(benchmark, roofline, n_threads, arch, dtype, use_mmap):
+    path = model_for(arch, dtype)
+    shape = "1.6B" if arch == "rwkv6" else "1.5B"
     with rwkvfast.Model(path, n_threads=n_threads, use_mmap=use_mmap) as m:
         nbytes = weight_bytes_per_token(m)
         t, frac, roof = _rounds(m, roofline, nbytes)
@@ -97,10 +120,14 @@ def test_decode_1b6(benchmark, roofline, n_threads, dtype, use_mmap):
 
         benchmark.pedantic(step, rounds=4, iterations=1, warmup_rounds=1)
         gb = nbytes / t / 1e9
-        line = (f"\n{dtype:6s} ({'mmap' if use_mmap else 'loaded'}) 1.6B-shape decode, {n_threads} threads: "
+        line = (f"\n{arch} {dtype:6s} ({'mmap' if use_mmap else 'loaded'}) {shape}-shape decode, {n_threads} threads: "
                 f"{1 / t:5.2f} t/s, {gb:4.1f} GB/s = {100 * frac:3.0f}% of the roofline beside it ({roof:.1f} GB/s)")
         info = {"tokens_per_s": 1 / t, "weights_GB_per_s": gb, "roofline_GB_per_s": roof,
                 "roofline_fraction": frac, "threads": n_threads}
+        if arch == "rwkv7":
+            wkv = _wkv7_seconds(m)
+            line += f" | WKV7 {wkv * 1e3:.2f} ms of it ({100 * wkv / t:.1f}%)"
+            info["wkv7_fraction"] = wkv / t
         # llama.cpp maps the file (its default); we compare both of our modes with it, since
         # ours reads the file into huge pages whenever it fits in memory. Three alternations
         # of theirs and ours, the ratio taken per alternation: the bandwidth drifts too much

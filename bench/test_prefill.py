@@ -1,4 +1,5 @@
-"""Prompt processing (ppN) and batched decoding on 1.6B-shaped models, beside llama.cpp.
+"""Prompt processing (ppN) and batched decoding on the 1.6B-shaped RWKV-6 and 1.5B-shaped RWKV-7
+models, beside llama.cpp.
 
 ppN feeds N random tokens in one forward() (the sequence mode), reported also as a fraction
 of the f32 FMA peak measured in the same run (csrc/kernels/peak.c); llama.cpp, when
@@ -24,7 +25,7 @@ import pytest
 import rwkvfast
 from rwkvfast import _core
 
-from conftest import model_1b6
+from conftest import model_for
 
 PP = int(os.environ.get("RWKVFAST_BENCH_PP", "512"))  # the issue measures pp512; smaller for a quick look
 _LLAMA = textwrap.dedent("""
@@ -71,8 +72,9 @@ def _flops_per_token(m) -> float:
 
 
 @pytest.mark.parametrize("dtype", ["F16", "Q8_0", "Q5_1", "Q4_K_M"])
-def test_prompt_processing(benchmark, n_threads, peaks, dtype):
-    path = model_1b6(dtype)
+@pytest.mark.parametrize("arch", ["rwkv6", "rwkv7"])
+def test_prompt_processing(benchmark, n_threads, peaks, arch, dtype):
+    path = model_for(arch, dtype)
     with rwkvfast.Model(path, n_threads=n_threads) as m:
         flops = _flops_per_token(m)
         _ours(m, 8)
@@ -88,7 +90,7 @@ def test_prompt_processing(benchmark, n_threads, peaks, dtype):
             ours.append(o)
         benchmark.pedantic(_ours, args=(m, PP), rounds=1)
     tps = PP / float(np.median(ours))
-    line = (f"\n{dtype:6s} pp{PP}, {n_threads} threads: {tps:6.1f} t/s = {tps * flops / 1e9:5.1f} GFLOP/s "
+    line = (f"\n{arch} {dtype:6s} pp{PP}, {n_threads} threads: {tps:6.1f} t/s = {tps * flops / 1e9:5.1f} GFLOP/s "
             f"= {100 * tps * flops / 1e9 / peaks['fma']:3.0f}% of the f32 FMA peak")
     if ratios:
         line += (f" | llama.cpp {PP / float(np.median(theirs)):6.1f} t/s, ratio {float(np.median(ratios)):.2f}x "
@@ -98,8 +100,9 @@ def test_prompt_processing(benchmark, n_threads, peaks, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["F16", "Q4_K_M"])
-def test_batched_decode(benchmark, n_threads, dtype):
-    with rwkvfast.Model(model_1b6(dtype), n_threads=n_threads) as m:
+@pytest.mark.parametrize("arch", ["rwkv6", "rwkv7"])
+def test_batched_decode(benchmark, n_threads, arch, dtype):
+    with rwkvfast.Model(model_for(arch, dtype), n_threads=n_threads) as m:
         rates = {}
         for B in (1, 2, 4, 8, 16):
             states = [m.new_state() for _ in range(B)]
@@ -111,5 +114,5 @@ def test_batched_decode(benchmark, n_threads, dtype):
             rates[B] = 4 * B / (time.perf_counter() - t0)
         benchmark.pedantic(m.forward_batch, args=([1], [m.new_state()]), rounds=1)
     benchmark.extra_info.update({f"B{b}_tokens_per_s": r for b, r in rates.items()})
-    print(f"\n{dtype:6s} batched decode, {n_threads} threads: " +
+    print(f"\n{arch} {dtype:6s} batched decode, {n_threads} threads: " +
           ", ".join(f"B={b} {r:.1f} t/s ({r / rates[1]:.2f}x)" for b, r in rates.items()))

@@ -1,7 +1,7 @@
-"""testing.py — synthetic RWKV-6 GGUF models for tests and benchmarks, and F32 -> F16/BF16 retyping.
+"""testing.py — synthetic RWKV-6 and RWKV-7 GGUF models for tests and benchmarks, and F32 -> F16/BF16 retyping.
 
-`make_model` writes a random RWKV-6 model laid out exactly as llama.cpp's convert_hf_to_gguf.py
-lays out a real one (metadata keys and value types, tensor names, ggml shapes, tensor order,
+`make_model` writes a random RWKV-6 model (`make_model7` an RWKV-7 one) laid out exactly as
+llama.cpp's convert_hf_to_gguf.py lays out a real one (metadata keys and value types, tensor names, ggml shapes, tensor order,
 which tensors become F16/BF16); see shared/fixtures/README.md, "GGUF layout". Weights are
 scaled like the fixtures' tiny model, so logits are not degenerate. Data is streamed to the
 file, so a 1.6B-shaped model never sits in memory.
@@ -250,20 +250,130 @@ def make_model(path: str | Path, n_layer: int = 2, n_embd: int = 256, vocab: int
         "rwkv6.feed_forward_length": U32(F), "general.file_type": U32(FILE_TYPES[dtype]),
         "rwkv6.attention.head_count": U32(0), "general.quantization_version": U32(2)}
     if tokenizer:
-        meta["tokenizer.ggml.model"] = "rwkv"
-        meta["tokenizer.ggml.tokens"] = Array(GGUFValueType.STRING,
-                                              ["<s>"] + [escape_token(b) for b in vocab_tokens(V)[1:]])
-        meta["tokenizer.ggml.token_type"] = Array(GGUFValueType.INT32, np.r_[3, np.ones(V - 1, np.int32)])
-        meta.update({"tokenizer.ggml.bos_token_id": U32(0), "tokenizer.ggml.eos_token_id": U32(0)})
-        if V > 261:
-            meta["tokenizer.ggml.eot_token_id"] = U32(261)
-        meta["tokenizer.chat_template"] = CHAT_TEMPLATE
+        meta.update(_tokenizer_meta(V))
     w = _Weights(seed)
     tensors = []
     for name, ne, init in plan:
         t = dtype if is_big_matrix(name) else "F32"
         tensors.append((name, t, ne, lambda ne=ne, init=init, t=t: w.chunks(ne, init, t)))
     return write_gguf(path, meta, tensors)
+
+
+# ----------------------------------------------------------------------------- RWKV-7 --
+
+# tensors an F16/BF16 RWKV-7 file from the converter holds in 16 bits, beyond the big matrices:
+# the a/v/g LoRAs (the decay LoRA stays F32)
+_V7_16BIT_LORAS = tuple(f"time_mix_{n}{i}" for n in "avg" for i in (1, 2))
+_V7_BIG = ("time_mix_key", "time_mix_value", "time_mix_receptance", "time_mix_output", "channel_mix_key",
+           "channel_mix_value")
+
+
+def _tensor_plan7(n_layer: int, C: int, F: int, V: int, N: int, r: dict) -> list[tuple[str, tuple[int, ...], tuple]]:
+    """(name, ne, init) in the converter's order (fla-hub names sorted), with layer 0's dummy
+    v LoRA (copies of the a one: same init, same shape); scales as the fixtures' tiny7."""
+    from .convert.x070 import blink_to_fla
+    out_std = 1 / math.sqrt(2 * n_layer)
+    def nrm(std: float, mean: float = 0.0) -> tuple[str, float, float]: return ("normal", mean, std)
+    def uni(a: float, b: float) -> tuple[str, float, float]: return ("uniform", a, b)
+    items = [("emb.weight", "token_embd.weight", (C, V), nrm(1.0)),
+             ("head.weight", "output.weight", (C, V), nrm(4 / math.sqrt(C))),
+             ("ln_out.weight", "output_norm.weight", (C,), nrm(0.1, 1.0)), ("ln_out.bias", "output_norm.bias", (C,), nrm(0.05)),
+             ("blocks.0.ln0.weight", "token_embd_norm.weight", (C,), nrm(0.1, 1.0)),
+             ("blocks.0.ln0.bias", "token_embd_norm.bias", (C,), nrm(0.05))]
+    for i in range(n_layer):
+        b, k = f"blocks.{i}.", f"blk.{i}."
+        items += [(b + "ln1.weight", k + "attn_norm.weight", (C,), nrm(0.1, 1.0)),
+                  (b + "ln1.bias", k + "attn_norm.bias", (C,), nrm(0.05)),
+                  (b + "ln2.weight", k + "attn_norm_2.weight", (C,), nrm(0.1, 1.0)),
+                  (b + "ln2.bias", k + "attn_norm_2.bias", (C,), nrm(0.05)),
+                  (b + "att.x_w", k + "time_mix_lerp_fused.weight", (C, 1, 1, 6), uni(0, 1)),  # x_w sorts last
+                  (b + "att.w0", k + "time_mix_w0.weight", (C,), uni(-6, -1)),
+                  (b + "att.w1", k + "time_mix_w1.weight", (C, r["w"]), nrm(1 / math.sqrt(C))),
+                  (b + "att.w2", k + "time_mix_w2.weight", (r["w"], C), nrm(1 / math.sqrt(r["w"]))),
+                  (b + "att.a0", k + "time_mix_a0.weight", (C,), uni(-0.4, 0.4)),
+                  (b + "att.a1", k + "time_mix_a1.weight", (C, r["a"]), nrm(1 / math.sqrt(C))),
+                  (b + "att.a2", k + "time_mix_a2.weight", (r["a"], C), nrm(0.5 / math.sqrt(r["a"]))),
+                  (b + "att.g1", k + "time_mix_g1.weight", (C, r["g"]), nrm(1 / math.sqrt(C))),
+                  (b + "att.g2", k + "time_mix_g2.weight", (r["g"], C), nrm(1 / math.sqrt(r["g"]))),
+                  (b + "att.k_k", k + "time_mix_k_k.weight", (C,), uni(0.7, 1.0)),
+                  (b + "att.k_a", k + "time_mix_k_a.weight", (C,), uni(0.9, 1.1)),
+                  (b + "att.r_k", k + "time_mix_r_k.weight", (C,), nrm(0.05, -0.04)),
+                  (b + "att.receptance.weight", k + "time_mix_receptance.weight", (C, C), nrm(1 / math.sqrt(C))),
+                  (b + "att.key.weight", k + "time_mix_key.weight", (C, C), nrm(1 / math.sqrt(C))),
+                  (b + "att.value.weight", k + "time_mix_value.weight", (C, C), nrm(1 / math.sqrt(C))),
+                  (b + "att.output.weight", k + "time_mix_output.weight", (C, C), nrm(out_std / math.sqrt(C))),
+                  (b + "att.ln_x.weight", k + "time_mix_ln.weight", (C,), nrm(0.1, 1.0)),
+                  (b + "att.ln_x.bias", k + "time_mix_ln.bias", (C,), nrm(0.05)),
+                  (b + "ffn.x_k", k + "channel_mix_lerp_k.weight", (C,), uni(0, 1)),
+                  (b + "ffn.key.weight", k + "channel_mix_key.weight", (C, F), nrm(1 / math.sqrt(C))),
+                  (b + "ffn.value.weight", k + "channel_mix_value.weight", (F, C), nrm(out_std / math.sqrt(F)))]
+        if i > 0:
+            items += [(b + "att.v0", k + "time_mix_v0.weight", (C,), uni(0.3, 1.1)),
+                      (b + "att.v1", k + "time_mix_v1.weight", (C, r["v"]), nrm(1 / math.sqrt(C))),
+                      (b + "att.v2", k + "time_mix_v2.weight", (r["v"], C), nrm(0.5 / math.sqrt(r["v"])))]
+    items.sort(key=lambda x: blink_to_fla(x[0]))
+    plan = []
+    for _, name, ne, init in items:
+        if name.startswith("blk.0.time_mix_a"):
+            plan.append((name.replace("time_mix_a", "time_mix_v"), ne, init))
+        plan.append((name, ne, init))
+    return plan
+
+
+def make_model7(path: str | Path, n_layer: int = 2, n_embd: int = 256, vocab: int = 1024, dtype: str = "F32",
+                seed: int = 0, head_size: int = 64, n_ffn: int | None = None,
+                lora: tuple[int, int, int, int] = (32, 32, 16, 64), tokenizer: bool = True) -> Path:
+    """Write a random RWKV-7 GGUF with llama.cpp's layout; returns its Path.
+
+    lora: the ranks (decay w, iclr a, value v, gate g). dtype "F16"/"BF16" stores the big
+    matrices, token_embd, output and the a/v/g LoRAs in 16 bits, as the converter does.
+
+    >>> make_model7(tmp_path / "m.gguf", n_layer=24, n_embd=2048, vocab=65536, lora=(96, 96, 64, 256))  # 1.5B shape
+    """
+    n_layer = _check_int("n_layer", n_layer, 1)
+    C = _check_int("n_embd", n_embd, 1)
+    N = _check_int("head_size", head_size, 1)
+    V = _check_int("vocab", vocab, 257 if tokenizer else 1)
+    if C % N:
+        raise ValueError(f"n_embd {C} is not a multiple of head_size {N}")
+    F = _check_int("n_ffn", 4 * C if n_ffn is None else n_ffn, 1)
+    r = dict(zip("wavg", (_check_int(f"lora[{i}]", x, 1) for i, x in enumerate(lora))))
+    _check_int("seed", seed, 0)
+    if dtype not in FILE_TYPES:
+        raise ValueError(f"dtype must be one of {sorted(FILE_TYPES)}, got {dtype!r}")
+    plan = _tensor_plan7(n_layer, C, F, V, N, r)
+    meta: dict[str, Any] = {
+        "general.architecture": "rwkv7", "general.type": "model", "general.name": "rwkv7-synthetic",
+        "general.size_label": size_label(sum(math.prod(ne) for _, ne, _ in plan)),
+        "rwkv7.context_length": U32(1048576), "rwkv7.embedding_length": U32(C), "rwkv7.block_count": U32(n_layer),
+        "rwkv7.attention.layer_norm_epsilon": F32(1e-5), "rwkv7.wkv.head_size": U32(N),
+        "rwkv7.attention.decay_lora_rank": U32(r["w"]), "rwkv7.attention.iclr_lora_rank": U32(r["a"]),
+        "rwkv7.attention.value_residual_mix_lora_rank": U32(r["v"]), "rwkv7.attention.gate_lora_rank": U32(r["g"]),
+        "rwkv7.feed_forward_length": U32(F), "general.file_type": U32(FILE_TYPES[dtype]),
+        "rwkv7.attention.head_count": U32(0), "general.quantization_version": U32(2)}
+    if tokenizer:
+        meta.update(_tokenizer_meta(V))
+    w = _Weights(seed)
+    tensors = []
+    for name, ne, init in plan:
+        short = name.split(".")[-2] if name.startswith("blk.") else ""
+        big = name in ("token_embd.weight", "output.weight") or short in _V7_BIG or short in _V7_16BIT_LORAS
+        t = dtype if big else "F32"
+        tensors.append((name, t, ne, lambda ne=ne, init=init, t=t: w.chunks(ne, init, t)))
+    return write_gguf(path, meta, tensors)
+
+
+def _tokenizer_meta(V: int) -> dict[str, Any]:
+    """A World-like vocabulary (vocab_tokens) and the converter's chat template."""
+    meta: dict[str, Any] = {
+        "tokenizer.ggml.model": "rwkv",
+        "tokenizer.ggml.tokens": Array(GGUFValueType.STRING, ["<s>"] + [escape_token(b) for b in vocab_tokens(V)[1:]]),
+        "tokenizer.ggml.token_type": Array(GGUFValueType.INT32, np.r_[3, np.ones(V - 1, np.int32)]),
+        "tokenizer.ggml.bos_token_id": U32(0), "tokenizer.ggml.eos_token_id": U32(0)}
+    if V > 261:
+        meta["tokenizer.ggml.eot_token_id"] = U32(261)
+    meta["tokenizer.chat_template"] = CHAT_TEMPLATE
+    return meta
 
 
 # -------------------------------------------------------------------- reading GGUF --

@@ -216,3 +216,17 @@ def test_an_rwkv7_state_tuning_file_starts_a_chat(tmp_path):
     p = subprocess.run([sys.executable, "-m", "rwkvfast.cli.chat", "-m", str(_path("Q8_0")), "--state", str(pth),
                         "-n", "4", "-t", "1", "--temp", "0"], input="Hi\n", capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
+
+
+def test_the_synthetic_rwkv7_model_is_laid_out_as_the_converter_does(tmp_path):
+    from rwkvfast.gguf_reader import read_gguf
+    from rwkvfast.testing import make_model7
+    ours = read_gguf(make_model7(tmp_path / "s.gguf", n_layer=4, n_embd=256, vocab=1024, dtype="F16",
+                                 lora=(32, 32, 16, 64)))
+    ref = read_gguf(_path("F16"))
+    assert [(t.name, t.ne, t.type) for t in ours.tensors] == [(t.name, t.ne, t.type) for t in ref.tensors]
+    assert [k for k in ours.metadata if not k.startswith("tokenizer.")] == \
+        [k for k in ref.metadata if not k.startswith("tokenizer.")]
+    with rwkvfast.Model(tmp_path / "s.gguf", n_threads=2) as m:
+        out = _logits(m, list(range(1, 65)))
+    assert 2 < out.std() < 8 and np.isfinite(out).all()  # like the fixture's (std 4): not degenerate
