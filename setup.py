@@ -40,7 +40,8 @@ MATMUL_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q
 SHADER_VARIANTS = {f"{shader}_{t}": (f"{shader}.comp", [f"TYPE_{t}"])
                    for shader in ("matvec", "matmul") for t in MATMUL_TYPES}
 SHADER_VARIANTS.update({name: (f"{name}.comp", []) for name in
-                        ("layer_norm", "group_norm_gate", "wkv6", "token_shift", "shift_store", "lerp5", "residual")})
+                        ("layer_norm", "group_norm_gate", "wkv6", "token_shift", "shift_store", "lerp", "residual",
+                         "wkv7", "rwkv7_keys", "group_norm_bonus")})
 
 
 def _vulkan_headers() -> bool:

@@ -105,8 +105,6 @@ int rwkv_model_offload(struct rwkv_model *m, int device, int n_gpu_layers, struc
     int rc = RWKV_OK;
     RWKV_CHECK(!m->vk, RWKV_ERR_FORMAT, "the model is already offloaded");
     RWKV_CHECK(n_gpu_layers > 0, RWKV_ERR_FORMAT, "n_gpu_layers must be positive, got %d", n_gpu_layers);
-    RWKV_CHECK(m->info.arch == RWKV_ARCH_RWKV6, RWKV_ERR_BACKEND,
-               "the Vulkan backend does not run %s models yet", m->arch->name);
     RWKV_TRY(rwkv_vk_init(&m->vk, device, err));
     RWKV_TRY(rwkv_vk_model_init(&m->gpu, m->vk, m, n_gpu_layers, err));
     return RWKV_OK;

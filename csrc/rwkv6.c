@@ -201,7 +201,7 @@ static int chunk(const struct rwkv_model *m, void *buf, const int32_t *tokens, i
         int head = 0;
         first_cpu = rwkv_model_gpu_layers(m, &head);
         const int rc = rwkv_vk_model_forward(m->gpu, s->x, sC, T, s->batch ? s->batch : &st, s->batch != NULL,
-                                             head ? out : NULL, all_logits, err);
+                                             head ? out : NULL, all_logits, NULL, err);
         if (rc != RWKV_OK || head) return rc;
     }
     for (int64_t il = first_cpu; il < hp->n_layer; il++) {

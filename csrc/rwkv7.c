@@ -19,6 +19,9 @@
  *   out = Wo (y * g)
  * channel_mix(xa) = Wv relu(Wk (xa + sx * lerp_k))^2    (no receptance gate)
  *
+ * With -ngl, the first layers (and the head, when all are offloaded) run on the Vulkan device
+ * instead (vulkan/layers7.c, the same steps); the rest continue here from what they return.
+ *
  * Glossary: C n_embd, H heads, N head_size, F ffn, V vocab, T tokens of the chunk, and the
  * LoRA ranks Dw, Da, Dv, Dg.
  */
@@ -29,6 +32,7 @@
 #include "kernels/kernels.h"
 #include "ops.h"
 #include "rwkv7.h"
+#include "vulkan/model.h"
 #include "wkv7.h"
 
 /* Group norm epsilon of ln_x: 1e-5 * head_size_divisor^2 with divisor 8, fixed by the
@@ -232,7 +236,15 @@ static int chunk(const struct rwkv_model *m, void *buf, const int32_t *tokens, i
     work_bind(hp, T, buf, s);
     s->batch = batch;
     rwkv_embed(m, tokens, T, s->x, sC, s->tmp);
-    for (int64_t il = 0; il < hp->n_layer; il++) {
+    int64_t first_cpu = 0;
+    if (m->gpu) { /* the first layers on the Vulkan device (vulkan/layers7.c): x, v_first come back */
+        int head = 0;
+        first_cpu = rwkv_model_gpu_layers(m, &head);
+        const int rc = rwkv_vk_model_forward(m->gpu, s->x, sC, T, s->batch ? s->batch : &st, s->batch != NULL,
+                                             head ? out : NULL, all_logits, s->vfirst, err);
+        if (rc != RWKV_OK || head) return rc;
+    }
+    for (int64_t il = first_cpu; il < hp->n_layer; il++) {
         time_mix(m, &m->layers7[il], il, st, s, T);
         channel_mix(m, &m->layers7[il], il, st, s, T);
     }
@@ -242,7 +254,6 @@ static int chunk(const struct rwkv_model *m, void *buf, const int32_t *tokens, i
         rwkv_layer_norm(s->x + t * sC, s->xa + t * sC, m->lnout_w, m->lnout_b, C, hp->layer_norm_eps);
     const struct rwkv_gemv_job head = job(&m->head, s->xa + t0 * sC, sC, out, hp->n_vocab, RWKV_POST_NONE, NULL, T - t0);
     rwkv_matmul_jobs(1, &head, s->xq, m->n_threads);
-    (void)err;
     return RWKV_OK;
 }
 

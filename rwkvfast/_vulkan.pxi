@@ -51,7 +51,7 @@ cdef class VulkanDevice:
     def matmul(self, str wtype, const uint8_t[:, ::1] w not None, const float[:, ::1] x not None, int post=0,
                bias=None):
         """Tests: post(W @ X[t]) for every row t of X on the device; `w` holds raw GGUF rows of
-        `wtype`; post as the C enum rwkv_post (5, the decay, needs `bias`)."""
+        `wtype`; post as the C enum rwkv_post (5, 6 and 7 add a per-row `bias`)."""
         cdef rwkv_error err
         cdef int rc
         tid, blk, nbytes = _wtype(wtype)

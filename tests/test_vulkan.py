@@ -106,7 +106,7 @@ def _f32(*shape, seed=0, scale=1.0):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 
-@pytest.mark.parametrize("post", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("post", [1, 2, 3, 4, 5, 6, 7])
 def test_matmul_post_ops(device, post):
     rng = np.random.default_rng(post)
     w = rng.standard_normal((33, 64), dtype=np.float32) * 0.3
@@ -114,8 +114,9 @@ def test_matmul_post_ops(device, post):
     bias = rng.standard_normal(33).astype(np.float32) * 0.2 - 1.0
     z = (x.astype(np.float64) @ w.astype(np.float64).T)
     want = {1: np.tanh(z), 2: z / (1 + np.exp(-z)), 3: 1 / (1 + np.exp(-z)), 4: np.maximum(z, 0) ** 2,
-            5: np.exp(-np.exp(bias + z))}[post]
-    got = device.matmul("F32", w.view(np.uint8).reshape(33, -1), x, post=post, bias=bias if post == 5 else None)
+            5: np.exp(-np.exp(bias + z)), 6: np.exp(-np.exp(-0.5) / (1 + np.exp(-(bias + z)))),
+            7: 1 / (1 + np.exp(-(bias + z)))}[post]
+    got = device.matmul("F32", w.view(np.uint8).reshape(33, -1), x, post=post, bias=bias if post >= 5 else None)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
 
 
@@ -187,7 +188,7 @@ def test_wkv6_a_batch_keeps_each_sequence_in_its_own_slot(device):
 
 
 @pytest.mark.parametrize("batch", [0, 1])
-@pytest.mark.parametrize("mode", [0, 1])
+@pytest.mark.parametrize("mode", [0, 1, 2])
 def test_token_shift_and_its_state(device, batch, mode):
     C, T = 100, 3
     xa, l0, l1 = _f32(T, C, seed=50), _f32(C, seed=51), _f32(C, seed=52)
@@ -198,7 +199,7 @@ def test_token_shift_and_its_state(device, batch, mode):
     device.run("token_shift", [xa, state, l0, l1, o0, o1, slots], push, ((C + 63) // 64, T, 1))
     prev = np.stack([state0[s, 1] for s in slots]) if batch else np.vstack([state0[slots[0], 1], xa[:-1]])
     sx = prev - xa
-    want0, want1 = (sx, xa + sx * l0) if mode == 0 else (xa + sx * l0, xa + sx * l1)
+    want0, want1 = {0: (sx, xa + sx * l0), 1: (xa + sx * l0, xa + sx * l1), 2: (sx, np.zeros_like(xa))}[mode]
     np.testing.assert_allclose(o0, want0, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(o1, want1, rtol=1e-6, atol=1e-6)
     device.run("shift_store", [xa, state, slots], struct.pack("<6I", C, T, C, batch, 2 * C, C),
@@ -209,12 +210,14 @@ def test_token_shift_and_its_state(device, batch, mode):
     np.testing.assert_array_equal(state, want)
 
 
-def test_lerp5(device):
+@pytest.mark.parametrize("n,has_mix", [(5, 1), (6, 0)])  # RWKV-6's data-dependent mixes, RWKV-7's static ones
+def test_lerp(device, n, has_mix):
     C, T = 96, 2
-    xa, sx, lerp, mix = _f32(T, C, seed=60), _f32(T, C, seed=61), _f32(5 * C, seed=62), _f32(T, 5 * C, seed=63)
-    xm = np.zeros((T, 5 * C), np.float32)
-    device.run("lerp5", [xa, sx, lerp, mix, xm], struct.pack("<4I", C, T, C, 5 * C), ((5 * C + 63) // 64, T, 1))
-    want = np.tile(xa, 5) + np.tile(sx, 5) * (lerp + mix)
+    xa, sx, lerp, mix = _f32(T, C, seed=60), _f32(T, C, seed=61), _f32(n * C, seed=62), _f32(T, n * C, seed=63)
+    xm = np.zeros((T, n * C), np.float32)
+    device.run("lerp", [xa, sx, lerp, mix, xm], struct.pack("<6I", C, T, C, n * C, n, has_mix),
+               ((n * C + 63) // 64, T, 1))
+    want = np.tile(xa, n) + np.tile(sx, n) * (lerp + (mix if has_mix else 0))
     np.testing.assert_allclose(xm, want, rtol=1e-6, atol=1e-6)
 
 
@@ -226,6 +229,95 @@ def test_residual(device, mode):
     device.run("residual", [x, a, b], struct.pack("<4If", C, T, C, mode, 0.5), ((C + 63) // 64, T, 1))
     want = {0: x0 + a, 1: x0 + a * b, 2: x0 * 0.5}[mode]
     np.testing.assert_allclose(x, want, rtol=1e-6, atol=1e-6)
+
+
+# -- RWKV-7's ---------------------------------------------------------------------------------
+
+def _wkv7_inputs(T, H, N, seed):
+    """As the layer feeds the WKV7: a = -kk, b = kk * iclr with kk unit-norm per head."""
+    r, k, v = _f32(T, H * N, seed=seed), _f32(T, H * N, seed=seed + 1), _f32(T, H * N, seed=seed + 2)
+    w = np.exp(-0.606531 / (1 + np.exp(-_f32(T, H * N, seed=seed + 3)))).astype(np.float32)
+    kk = _f32(T, H, N, seed=seed + 4)
+    kk = (kk / np.linalg.norm(kk, axis=2, keepdims=True)).reshape(T, H * N)
+    iclr = 1 / (1 + np.exp(-_f32(T, H * N, seed=seed + 5)))
+    return r, w, k, v, (-kk).astype(np.float32), (kk * iclr).astype(np.float32)
+
+
+def _wkv7_want(r, w, k, v, a, b, S, H, N, t):
+    """Token t through the CPU's scalar WKV7 (double sums), S[h] updated in place: y."""
+    y = np.zeros(H * N, np.float32)
+    for h in range(H):
+        sl = slice(h * N, (h + 1) * N)
+        y[sl] = _core.wkv7_at_level("scalar", r[t, sl], w[t, sl], k[t, sl], v[t, sl], a[t, sl], b[t, sl], S[h])
+    return y
+
+
+@pytest.mark.parametrize("H,N,T", [(1, 64, 1), (4, 64, 5), (3, 32, 2)])
+def test_wkv7_a_sequence_matches_the_cpu_kernel(device, H, N, T):
+    r, w, k, v, a, b = _wkv7_inputs(T, H, N, seed=100)
+    S0 = _f32(2, 2, H, N, N, seed=110, scale=0.3)  # slot 1 of 2, the second layer's matrices
+    S, y = S0.copy(), np.zeros((T, H * N), np.float32)
+    device.run("wkv7", [r, w, k, v, a, b, S, y, np.array([1], np.uint32)],
+               struct.pack("<5I", T, H * N, 0, 2 * H * N * N, H * N * N), (H, 1, 1), local_x=N)
+    want_S = S0[1, 1].copy()
+    for t in range(T):
+        np.testing.assert_allclose(y[t], _wkv7_want(r, w, k, v, a, b, want_S, H, N, t), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(S[1, 1], want_S, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(S[0], S0[0])
+    np.testing.assert_array_equal(S[1, 0], S0[1, 0])
+
+
+def test_wkv7_a_batch_keeps_each_sequence_in_its_own_slot(device):
+    H, N, T = 2, 64, 3
+    r, w, k, v, a, b = _wkv7_inputs(T, H, N, seed=120)
+    S0 = _f32(4, H, N, N, seed=130, scale=0.3)
+    S, y = S0.copy(), np.zeros((T, H * N), np.float32)
+    slots = np.array([3, 0, 2], np.uint32)
+    device.run("wkv7", [r, w, k, v, a, b, S, y, slots], struct.pack("<5I", T, H * N, 1, H * N * N, 0), (H, T, 1),
+               local_x=N)
+    for t, slot in enumerate(slots):
+        want_S = S0[slot].copy()
+        np.testing.assert_allclose(y[t], _wkv7_want(r, w, k, v, a, b, want_S, H, N, t), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(S[slot], want_S, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(S[1], S0[1])
+
+
+@pytest.mark.parametrize("first", [1, 0])  # layer 0 keeps its v; later layers mix v_first in
+def test_rwkv7_keys_and_value_residual(device, first):
+    H, N, T = 3, 64, 2
+    C = H * N
+    k0, a = _f32(T, C, seed=140), (1 / (1 + np.exp(-_f32(T, C, seed=141)))).astype(np.float32)
+    k_k, k_a = _f32(C, seed=142, scale=0.3) + 0.8, _f32(C, seed=143, scale=0.1) + 1.0
+    v0, vf0 = _f32(T, C, seed=144), _f32(T, C, seed=145)
+    vg = (1 / (1 + np.exp(-_f32(T, C, seed=146)))).astype(np.float32)
+    k0[1, :N] = 0  # a head whose k * k_k is all zero: normalised by 1e-12, not divided by zero
+    k, kk, b, v, vf = k0.copy(), np.zeros((T, C), np.float32), np.zeros((T, C), np.float32), v0.copy(), vf0.copy()
+    device.run("rwkv7_keys", [k, a, kk, b, k_k, k_a, v, vf, vg], struct.pack("<3I", N, C, first), (H, T, 1))
+    x = (k0 * k_k).astype(np.float64).reshape(T, H, N)
+    n = (x / np.maximum(np.linalg.norm(x, axis=2, keepdims=True), 1e-12)).reshape(T, C)
+    np.testing.assert_allclose(kk, -n, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b, n * a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(k, k0 * (1 + (a - 1) * k_a), rtol=1e-6, atol=1e-6)
+    if first:
+        np.testing.assert_array_equal(vf, v0)
+        np.testing.assert_array_equal(v, v0)
+    else:
+        np.testing.assert_array_equal(vf, vf0)
+        np.testing.assert_allclose(v, v0 + (vf0 - v0) * vg, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("H,N,T", [(1, 64, 1), (4, 64, 3), (5, 32, 2)])
+def test_group_norm_bonus_and_gate(device, H, N, T):
+    C = H * N
+    y0, w, b, g = _f32(T, C, seed=150, scale=2.0), _f32(C, seed=151), _f32(C, seed=152), _f32(T, C, seed=153)
+    r, k, v, r_k = _f32(T, C, seed=154), _f32(T, C, seed=155), _f32(T, C, seed=156), _f32(C, seed=157)
+    y = y0.copy()
+    device.run("group_norm_bonus", [y, w, b, g, r, k, v, r_k], struct.pack("<2If", N, C, 64e-5), (H, T, 1))
+    yd = y0.astype(np.float64).reshape(T, H, N)
+    norm = ((yd - yd.mean(2, keepdims=True)) / np.sqrt(yd.var(2, keepdims=True) + 64e-5)).reshape(T, C)
+    bonus = (r.astype(np.float64) * k * r_k).reshape(T, H, N).sum(2, keepdims=True)
+    want = (norm * w + b + (bonus * v.reshape(T, H, N)).reshape(T, C)) * g
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 
 def test_run_checks_its_arguments(device):

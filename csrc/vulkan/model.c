@@ -1,7 +1,8 @@
-/* model.c — the first layers of an RWKV-6 model on a Vulkan device.
+/* model.c — the first layers of a model on a Vulkan device.
  *
- * rwkv_vk_model_init uploads the weights of layers [0, n_gpu) once (and ln_out and the head
- * when every layer is offloaded) into device-local memory. rwkv_vk_model_forward runs a
+ * rwkv_vk_model_init uploads the weights of layers [0, n_gpu) once (the architecture's
+ * upload: layers6.c, layers7.c; and ln_out and the head when every layer is offloaded) into
+ * device-local memory. rwkv_vk_model_forward runs a
  * chunk of T tokens through those layers as one submission: the commands of record.c,
  * recorded once per shape of forward (tokens, batch or sequence, logits) and submitted again
  * for each forward of that shape, after the copies that bring in states the device does not
@@ -31,9 +32,10 @@ int rwkv_vk_model_sync(struct rwkv_vk_model *g, struct rwkv_state *s, struct rwk
 void rwkv_vk_model_release(struct rwkv_vk_model *g, struct rwkv_state *s) { (void)g, (void)s; }
 int rwkv_vk_model_has_head(const struct rwkv_vk_model *g) { (void)g; return 0; }
 int rwkv_vk_model_forward(struct rwkv_vk_model *g, float *x, int64_t x_stride, int64_t T,
-                          struct rwkv_state *const *states, int batch, float *logits, int all_logits,
+                          struct rwkv_state *const *states, int batch, float *logits, int all_logits, float *v_first,
                           struct rwkv_error *err) {
     (void)g, (void)x, (void)x_stride, (void)T, (void)states, (void)batch, (void)logits, (void)all_logits;
+    (void)v_first;
     return rwkv_set_error(err, RWKV_ERR_BACKEND, "this build of rwkvfast has no Vulkan backend");
 }
 #else
@@ -79,8 +81,8 @@ fail:
 }
 
 /* n_parts vectors of n floats each, one after the other in one buffer */
-static int upload_vecs(struct rwkv_vk_model *g, struct rwkv_vk_buf *b, const float *const *parts, int n_parts,
-                       int64_t n, struct rwkv_error *err) {
+int rwkv_vk_upload_vecs(struct rwkv_vk_model *g, struct rwkv_vk_buf *b, const float *const *parts, int n_parts,
+                        int64_t n, struct rwkv_error *err) {
     int rc = RWKV_OK;
     struct fill f;
     RWKV_TRY(fill_begin(g, b, (size_t)(n_parts * n) * sizeof(float), &f, err));
@@ -91,18 +93,18 @@ fail:
     return rc;
 }
 
-static int upload_vec(struct rwkv_vk_model *g, struct rwkv_vk_buf *b, const float *src, int64_t n,
-                      struct rwkv_error *err) {
-    return upload_vecs(g, b, &src, 1, n, err);
+int rwkv_vk_upload_vec(struct rwkv_vk_model *g, struct rwkv_vk_buf *b, const float *src, int64_t n,
+                       struct rwkv_error *err) {
+    return rwkv_vk_upload_vecs(g, b, &src, 1, n, err);
 }
 
-static int pipe_for(struct rwkv_vk_model *g, int idx, const char *name, uint32_t n_bufs, uint32_t push, uint32_t wg,
-                    struct rwkv_error *err) {
+int rwkv_vk_model_pipe(struct rwkv_vk_model *g, int idx, const char *name, uint32_t n_bufs, uint32_t push,
+                       uint32_t wg, struct rwkv_error *err) {
     if (g->pipes[idx].pipe) return RWKV_OK;
     return rwkv_vk_pipe_named(g->vk, &g->pipes[idx], name, n_bufs, push, wg, err);
 }
 
-static int upload_mat(struct rwkv_vk_model *g, struct gmat *out, const struct rwkv_mat *w, struct rwkv_error *err) {
+int rwkv_vk_upload_mat(struct rwkv_vk_model *g, struct gmat *out, const struct rwkv_mat *w, struct rwkv_error *err) {
     int rc = RWKV_OK;
     struct rwkv_vk *vk = g->vk;
     struct fill f = {0};
@@ -140,9 +142,10 @@ fail:
 /* ------------------------------------------------------------ activations -- */
 
 static void free_acts(struct rwkv_vk_model *g) {
-    struct rwkv_vk_buf *bs[] = {&g->x, &g->xa, &g->sx, &g->xxx, &g->lora, &g->mix, &g->xm, &g->r, &g->k, &g->v,
-                                &g->g, &g->w, &g->y, &g->dd, &g->fk, &g->tmp, &g->logits, &g->slots,
-                                &g->x_io, &g->logits_io};
+    struct rwkv_vk_buf *bs[] = {&g->x,  &g->xa, &g->sx, &g->xxx, &g->lora,    &g->mix,  &g->xm,     &g->r,
+                                &g->k,  &g->v,  &g->g,  &g->w,   &g->y,       &g->dd,   &g->fk,     &g->tmp,
+                                &g->a,  &g->kk, &g->b,  &g->vg,  &g->v_first, &g->la,   &g->lv,     &g->lg,
+                                &g->logits, &g->slots, &g->x_io, &g->logits_io, &g->v_first_io};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) rwkv_vk_buf_free(g->vk, bs[i]);
     g->cap_T = 0;
     rwkv_vk_programs_invalidate(g); /* they bound these buffers */
@@ -155,18 +158,27 @@ static int ensure_acts(struct rwkv_vk_model *g, int64_t T, struct rwkv_error *er
     const struct rwkv_model_info *hp = &g->m->info;
     const size_t C = (size_t)hp->n_embd, F = (size_t)hp->n_ffn, D = (size_t)hp->lora_mix, Dd = (size_t)hp->lora_decay;
     const size_t t = (size_t)T, f = sizeof(float);
-    struct { struct rwkv_vk_buf *b; size_t n; } a[] = {
-        {&g->x, C}, {&g->xa, C}, {&g->sx, C}, {&g->xxx, C}, {&g->lora, N_MIX * D}, {&g->mix, N_MIX * C},
-        {&g->xm, N_MIX * C}, {&g->r, C}, {&g->k, C}, {&g->v, C}, {&g->g, C}, {&g->w, C}, {&g->y, C},
-        {&g->dd, Dd}, {&g->fk, F}, {&g->tmp, C}, {&g->logits, g->head ? (size_t)hp->n_vocab : 1},
+    /* floats per token of each, [0] for RWKV-6 and [1] for RWKV-7 (0: the architecture has none) */
+    const int v7 = hp->arch == RWKV_ARCH_RWKV7;
+    struct { struct rwkv_vk_buf *b; size_t n[2]; } a[] = {
+        {&g->x, {C, C}}, {&g->xa, {C, C}}, {&g->sx, {C, C}}, {&g->xxx, {C, 0}}, {&g->lora, {N_MIX * D, 0}},
+        {&g->mix, {N_MIX * C, 0}}, {&g->xm, {N_MIX * C, N_MIX7 * C}}, {&g->r, {C, C}}, {&g->k, {C, C}},
+        {&g->v, {C, C}}, {&g->g, {C, C}}, {&g->w, {C, C}}, {&g->y, {C, C}}, {&g->dd, {Dd, (size_t)hp->lora_decay}},
+        {&g->fk, {F, F}}, {&g->tmp, {C, C}}, {&g->a, {0, C}}, {&g->kk, {0, C}}, {&g->b, {0, C}}, {&g->vg, {0, C}},
+        {&g->v_first, {0, C}}, {&g->la, {0, (size_t)hp->lora_iclr}}, {&g->lv, {0, (size_t)hp->lora_value}},
+        {&g->lg, {0, (size_t)hp->lora_gate}},
+        {&g->logits, {g->head ? (size_t)hp->n_vocab : 1, g->head ? (size_t)hp->n_vocab : 1}},
     };
     for (size_t i = 0; i < sizeof a / sizeof a[0]; i++)
-        RWKV_TRY(rwkv_vk_buf_init(g->vk, a[i].b, a[i].n * t * f, RWKV_VK_DEVICE_LOCAL, err));
+        if (a[i].n[v7]) RWKV_TRY(rwkv_vk_buf_init(g->vk, a[i].b, a[i].n[v7] * t * f, RWKV_VK_DEVICE_LOCAL, err));
     RWKV_TRY(rwkv_vk_buf_init(g->vk, &g->slots, t * sizeof(uint32_t), RWKV_VK_HOST_VISIBLE, err));
     if (!g->x.map) RWKV_TRY(rwkv_vk_buf_init(g->vk, &g->x_io, g->x.size, RWKV_VK_HOST_CACHED, err));
     if (!g->logits.map) RWKV_TRY(rwkv_vk_buf_init(g->vk, &g->logits_io, g->logits.size, RWKV_VK_HOST_CACHED, err));
-    RWKV_CHECK((g->x.map || g->x_io.map) && (g->logits.map || g->logits_io.map) && g->slots.map, RWKV_ERR_BACKEND,
-               "Vulkan: no host-visible memory for the inputs and outputs");
+    if (g->v_first_out && !g->v_first.map)
+        RWKV_TRY(rwkv_vk_buf_init(g->vk, &g->v_first_io, g->v_first.size, RWKV_VK_HOST_CACHED, err));
+    RWKV_CHECK((g->x.map || g->x_io.map) && (g->logits.map || g->logits_io.map) && g->slots.map &&
+                   (!g->v_first_out || g->v_first.map || g->v_first_io.map),
+               RWKV_ERR_BACKEND, "Vulkan: no host-visible memory for the inputs and outputs");
     g->cap_T = T;
     return RWKV_OK;
 fail:
@@ -252,53 +264,24 @@ int rwkv_vk_model_init(struct rwkv_vk_model **out, struct rwkv_vk *vk, const str
     const int64_t C = hp->n_embd, H = hp->n_head, N = hp->head_size;
     RWKV_CHECK(N <= 128 && (N & (N - 1)) == 0, RWKV_ERR_BACKEND, "Vulkan: head size %lld is not supported", (long long)N);
     g->slot_floats = (size_t)g->n_gpu * (size_t)(2 * C + H * N * N);
-    g->layers = calloc((size_t)g->n_gpu, sizeof *g->layers);
-    RWKV_CHECK(g->layers || !g->n_gpu, RWKV_ERR_NOMEM, "out of memory");
+    RWKV_CHECK(hp->arch == RWKV_ARCH_RWKV6 || hp->arch == RWKV_ARCH_RWKV7, RWKV_ERR_BACKEND,
+               "the Vulkan backend does not run %s models", m->arch->name);
+    g->arch = hp->arch == RWKV_ARCH_RWKV7 ? &rwkv_vk_arch7 : &rwkv_vk_arch6;
+    g->v_first_out = hp->arch == RWKV_ARCH_RWKV7 && g->n_gpu < hp->n_layer;
     RWKV_CHECK(mtx_init(&g->lock, mtx_plain) == thrd_success, RWKV_ERR_BACKEND, "cannot create a lock");
     g->locked_init = 1;
-    RWKV_TRY(pipe_for(g, P_LN, "layer_norm", 4, 4 * 4, NORM_WG, err));
-    RWKV_TRY(pipe_for(g, P_GN, "group_norm_gate", 4, 3 * 4, 64, err));
-    RWKV_TRY(pipe_for(g, P_WKV, "wkv6", 8, 5 * 4, (uint32_t)N, err));
-    RWKV_TRY(pipe_for(g, P_SHIFT, "token_shift", 7, 8 * 4, 64, err));
-    RWKV_TRY(pipe_for(g, P_STORE, "shift_store", 3, 6 * 4, 64, err));
-    RWKV_TRY(pipe_for(g, P_LERP5, "lerp5", 5, 4 * 4, 64, err));
-    RWKV_TRY(pipe_for(g, P_RES, "residual", 3, 5 * 4, 64, err));
+    RWKV_TRY(rwkv_vk_model_pipe(g, P_LN, "layer_norm", 4, 4 * 4, NORM_WG, err));
+    RWKV_TRY(rwkv_vk_model_pipe(g, P_SHIFT, "token_shift", 7, 8 * 4, 64, err));
+    RWKV_TRY(rwkv_vk_model_pipe(g, P_STORE, "shift_store", 3, 6 * 4, 64, err));
+    RWKV_TRY(rwkv_vk_model_pipe(g, P_LERP, "lerp", 5, 6 * 4, 64, err));
+    RWKV_TRY(rwkv_vk_model_pipe(g, P_RES, "residual", 3, 5 * 4, 64, err));
     const float zero[4] = {0};
-    RWKV_TRY(upload_vec(g, &g->dummy, zero, 4, err));
-    for (int il = 0; il < g->n_gpu; il++) {
-        const struct rwkv_layer *L = &m->layers[il];
-        struct glayer *d = &g->layers[il];
-        RWKV_TRY(upload_vec(g, &d->ln1_w, L->ln1_w, C, err));
-        RWKV_TRY(upload_vec(g, &d->ln1_b, L->ln1_b, C, err));
-        RWKV_TRY(upload_vec(g, &d->ln2_w, L->ln2_w, C, err));
-        RWKV_TRY(upload_vec(g, &d->ln2_b, L->ln2_b, C, err));
-        RWKV_TRY(upload_vec(g, &d->lerp_x, L->lerp_x, C, err));
-        const float *lerp[N_MIX];
-        for (int i = 0; i < N_MIX; i++) lerp[i] = L->lerp[i];
-        RWKV_TRY(upload_vecs(g, &d->lerp5, lerp, N_MIX, C, err));
-        RWKV_TRY(upload_vec(g, &d->decay, L->decay, C, err));
-        RWKV_TRY(upload_vec(g, &d->first, L->first, C, err));
-        RWKV_TRY(upload_vec(g, &d->lnx_w, L->lnx_w, C, err));
-        RWKV_TRY(upload_vec(g, &d->lnx_b, L->lnx_b, C, err));
-        RWKV_TRY(upload_vec(g, &d->ffn_lerp_k, L->ffn_lerp_k, C, err));
-        RWKV_TRY(upload_vec(g, &d->ffn_lerp_r, L->ffn_lerp_r, C, err));
-        RWKV_TRY(upload_mat(g, &d->mix_w1, &L->mix_w1, err));
-        for (int i = 0; i < N_MIX; i++) RWKV_TRY(upload_mat(g, &d->mix_w2[i], &L->mix_w2[i], err));
-        RWKV_TRY(upload_mat(g, &d->decay_w1, &L->decay_w1, err));
-        RWKV_TRY(upload_mat(g, &d->decay_w2, &L->decay_w2, err));
-        RWKV_TRY(upload_mat(g, &d->att_r, &L->att_r, err));
-        RWKV_TRY(upload_mat(g, &d->att_k, &L->att_k, err));
-        RWKV_TRY(upload_mat(g, &d->att_v, &L->att_v, err));
-        RWKV_TRY(upload_mat(g, &d->att_g, &L->att_g, err));
-        RWKV_TRY(upload_mat(g, &d->att_o, &L->att_o, err));
-        RWKV_TRY(upload_mat(g, &d->ffn_k, &L->ffn_k, err));
-        RWKV_TRY(upload_mat(g, &d->ffn_r, &L->ffn_r, err));
-        RWKV_TRY(upload_mat(g, &d->ffn_v, &L->ffn_v, err));
-    }
+    RWKV_TRY(rwkv_vk_upload_vec(g, &g->dummy, zero, 4, err));
+    RWKV_TRY(g->arch->upload(g, err));
     if (g->head) {
-        RWKV_TRY(upload_vec(g, &g->lnout_w, m->lnout_w, C, err));
-        RWKV_TRY(upload_vec(g, &g->lnout_b, m->lnout_b, C, err));
-        RWKV_TRY(upload_mat(g, &g->head_w, &m->head, err));
+        RWKV_TRY(rwkv_vk_upload_vec(g, &g->lnout_w, m->lnout_w, C, err));
+        RWKV_TRY(rwkv_vk_upload_vec(g, &g->lnout_b, m->lnout_b, C, err));
+        RWKV_TRY(rwkv_vk_upload_mat(g, &g->head_w, &m->head, err));
     }
     RWKV_TRY(programs_init(g, err));
     *out = g;
@@ -324,17 +307,7 @@ void rwkv_vk_model_free(struct rwkv_vk_model *g) {
     rwkv_vk_buf_free(vk, &g->states);
     rwkv_vk_buf_free(vk, &g->states_io);
     if (g->locked_init) mtx_destroy(&g->lock);
-    for (int il = 0; g->layers && il < g->n_gpu; il++) {
-        struct glayer *d = &g->layers[il];
-        struct rwkv_vk_buf *vs[] = {&d->ln1_w, &d->ln1_b, &d->ln2_w, &d->ln2_b, &d->lerp_x, &d->lerp5, &d->decay,
-                                    &d->first, &d->lnx_w, &d->lnx_b, &d->ffn_lerp_k, &d->ffn_lerp_r};
-        for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) rwkv_vk_buf_free(vk, vs[i]);
-        struct gmat *ms[] = {&d->mix_w1, &d->decay_w1, &d->decay_w2, &d->att_r, &d->att_k, &d->att_v,
-                             &d->att_g, &d->att_o, &d->ffn_k, &d->ffn_r, &d->ffn_v};
-        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) rwkv_vk_buf_free(vk, &ms[i]->buf);
-        for (int i = 0; i < N_MIX; i++) rwkv_vk_buf_free(vk, &d->mix_w2[i].buf);
-    }
-    free(g->layers);
+    if (g->arch) g->arch->free(g);
     rwkv_vk_buf_free(vk, &g->lnout_w);
     rwkv_vk_buf_free(vk, &g->lnout_b);
     rwkv_vk_buf_free(vk, &g->dummy);
@@ -348,7 +321,7 @@ void rwkv_vk_model_free(struct rwkv_vk_model *g) {
 /* ---------------------------------------------------------------- forward -- */
 
 static int forward_locked(struct rwkv_vk_model *g, float *x, int64_t x_stride, int64_t T,
-                          struct rwkv_state *const *states, int batch, float *logits, int all_logits,
+                          struct rwkv_state *const *states, int batch, float *logits, int all_logits, float *v_first,
                           struct rwkv_error *err) {
     int rc = RWKV_OK;
     const struct rwkv_model_info *hp = &g->m->info;
@@ -368,6 +341,10 @@ static int forward_locked(struct rwkv_vk_model *g, float *x, int64_t x_stride, i
         states[i]->gpu_valid = states[i]->gpu_newer = rc == RWKV_OK;
     if (rc != RWKV_OK) goto fail;
     for (int64_t t = 0; t < T; t++) memcpy(x + t * x_stride, gx + t * C, (size_t)C * sizeof(float));
+    if (g->v_first_out && v_first) {
+        const float *vf = g->v_first.map ? g->v_first.map : g->v_first_io.map;
+        for (int64_t t = 0; t < T; t++) memcpy(v_first + t * x_stride, vf + t * C, (size_t)C * sizeof(float));
+    }
     const int64_t n_out = all_logits ? T : 1;
     if (head)
         memcpy(logits, g->logits.map ? g->logits.map : g->logits_io.map, (size_t)(n_out * hp->n_vocab) * sizeof(float));
@@ -376,10 +353,10 @@ fail:
 }
 
 int rwkv_vk_model_forward(struct rwkv_vk_model *g, float *x, int64_t x_stride, int64_t T,
-                          struct rwkv_state *const *states, int batch, float *logits, int all_logits,
+                          struct rwkv_state *const *states, int batch, float *logits, int all_logits, float *v_first,
                           struct rwkv_error *err) {
     mtx_lock(&g->lock);
-    const int rc = forward_locked(g, x, x_stride, T, states, batch, logits, all_logits, err);
+    const int rc = forward_locked(g, x, x_stride, T, states, batch, logits, all_logits, v_first, err);
     mtx_unlock(&g->lock);
     return rc;
 }

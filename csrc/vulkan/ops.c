@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "ggml_types.h"
+#include "matmul.h"
 
 #ifndef RWKV_HAVE_VULKAN
 int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_rows, int64_t n_cols,
@@ -46,7 +47,10 @@ int rwkv_vk_matmul(struct rwkv_vk *vk, uint32_t type, const void *w, int64_t n_r
                "matmul: bad shape (%lld rows, %lld tokens)", (long long)n_rows, (long long)n_tok);
     RWKV_CHECK(rwkv_vk_layout(type, n_cols, &L), RWKV_ERR_FORMAT,
                "Vulkan: no matmul shader for %s weights with %lld columns", rwkv_type_name(type), (long long)n_cols);
-    RWKV_CHECK(post >= 0 && post <= 5 && (post != 5 || bias), RWKV_ERR_FORMAT, "matmul: bad post-op %d", post);
+    RWKV_CHECK(post >= RWKV_POST_NONE && post <= RWKV_POST_SIGMOID_BIAS, RWKV_ERR_FORMAT, "matmul: bad post-op %d",
+               post);
+    RWKV_CHECK(bias || (post != RWKV_POST_DECAY && post != RWKV_POST_DECAY7 && post != RWKV_POST_SIGMOID_BIAS),
+               RWKV_ERR_FORMAT, "matmul: post-op %d needs a bias", post);
     RWKV_TRY(rwkv_vk_matmul_pipes_init(vk, type, &mv, &mm, err));
     RWKV_TRY(rwkv_vk_buf_init(vk, &bb, (size_t)n_rows * sizeof(float), RWKV_VK_HOST_VISIBLE, err));
     RWKV_CHECK(bb.map, RWKV_ERR_BACKEND, "Vulkan: the op runner needs host-visible memory");

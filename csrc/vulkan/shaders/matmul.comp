@@ -13,7 +13,7 @@ layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) readonly buffer Wbuf { uint w[]; };
 layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
 layout(std430, binding = 2) writeonly buffer Ybuf { float y[]; };
-layout(std430, binding = 3) readonly buffer Bbuf { float bias[]; }; // POST_DECAY only
+layout(std430, binding = 3) readonly buffer Bbuf { float bias[]; }; // the post-ops' per-row bias (post.glsl)
 
 layout(push_constant) uniform Push {
     uint n_rows, n_cols, row_words;
@@ -24,16 +24,7 @@ layout(push_constant) uniform Push {
 
 #include "units.glsl"
 
-float post(float v, uint r) {
-    switch (p.post) {
-    case 1u: return tanh(v);
-    case 2u: return v / (1.0 + exp(-v));
-    case 3u: return 1.0 / (1.0 + exp(-v));
-    case 4u: { float m = max(v, 0.0); return m * m; }
-    case 5u: return exp(-exp(bias[r] + v));
-    default: return v;
-    }
-}
+#include "post.glsl"
 
 // 128 threads as 16 x 8; thread (tr, tc) owns rows tr + 16 i and tokens tc + 8 j. Shared
 // rows are padded by one float so that neither the staging stores nor the reads collide

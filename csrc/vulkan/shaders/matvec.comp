@@ -6,6 +6,7 @@
 // Weights are as uploaded by csrc/vulkan/weights.c: every row starts on a 4-byte word, and
 // the block types whose GGUF block is not a whole number of words (Q8_0: 34 bytes) are
 // padded to one (36), so every load here is a 32-bit word.
+#extension GL_GOOGLE_include_directive : require
 #ifdef SUBGROUP
 #extension GL_KHR_shader_subgroup_arithmetic : enable
 #endif
@@ -16,25 +17,16 @@ layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) readonly buffer Wbuf { uint w[]; };
 layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
 layout(std430, binding = 2) writeonly buffer Ybuf { float y[]; };
-layout(std430, binding = 3) readonly buffer Bbuf { float bias[]; }; // POST_DECAY only
+layout(std430, binding = 3) readonly buffer Bbuf { float bias[]; }; // the post-ops' per-row bias (post.glsl)
 
 layout(push_constant) uniform Push {
     uint n_rows, n_cols, row_words; // row_words: 32-bit words per uploaded row
     uint x_off, x_stride, y_off, y_stride;
-    uint post; // as the CPU's enum rwkv_post: none, tanh, silu, sigmoid, relu^2, decay
+    uint post; // post.glsl
     uint n_tok;
 } p;
 
-float post(float v, uint r) {
-    switch (p.post) {
-    case 1u: return tanh(v);
-    case 2u: return v / (1.0 + exp(-v));
-    case 3u: return 1.0 / (1.0 + exp(-v));
-    case 4u: { float m = max(v, 0.0); return m * m; }
-    case 5u: return exp(-exp(bias[r] + v));
-    default: return v;
-    }
-}
+#include "post.glsl"
 
 // The unit of work of one thread: UNIT elements (a block, or a 32-element part of a K-quant
 // super-block), unit_dot(row's first word, unit index, x offset of the unit).

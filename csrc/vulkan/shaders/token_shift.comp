@@ -1,9 +1,10 @@
 #version 450
 // The token shift of time mixing (MODE 0) and channel mixing (MODE 1): the previous token's
 // normalized x (the state's shift vector for the first token of a sequence, and for every
-// token in batch mode) against this one's:
-//   MODE 0: sx = prev - xa,  out0 = sx,  out1 = xa + sx * lerp0            (xxx)
-//   MODE 1: sx = prev - xa,  out0 = xa + sx * lerp0 (xk), out1 = xa + sx * lerp1 (xr)
+// token in batch mode) against this one's, sx = prev - xa:
+//   MODE 0: out0 = sx,  out1 = xa + sx * lerp0        (RWKV-6's xxx; RWKV-7's channel-mix xk)
+//   MODE 1: out0 = xa + sx * lerp0 (xk), out1 = xa + sx * lerp1 (xr)      (RWKV-6's channel mix)
+//   MODE 2: out0 = sx                              (RWKV-7's time mix: lerp.comp mixes after)
 // A thread per (channel, token). The state is updated by shift_store.comp afterwards.
 layout(constant_id = 0) const uint WG = 64;
 layout(local_size_x_id = 0) in;
@@ -28,7 +29,9 @@ void main() {
         : xa[(t - 1u) * p.stride + c];
     const float sx = prev - a;
     const uint o = t * p.out_stride + c;
-    if (p.mode == 0u) {
+    if (p.mode == 2u) {
+        out0[o] = sx;
+    } else if (p.mode == 0u) {
         out0[o] = sx;
         out1[o] = a + sx * lerp0[c];
     } else {
