@@ -70,3 +70,15 @@ def test_gpu_layers_are_a_dimension(capsys):
     assert main(["-m", m, "-p", "8", "-n", "0", "-r", "1", "-ngl", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert ("| ngl |" in out[0]) == rows[2]["backend"].startswith("Vulkan")
+
+
+def test_an_rwkv7_model_on_the_cpu_and_the_device(capsys):
+    from rwkvfast import _core
+    m = str(fixture_path("rwkv7/tiny7/gguf/tiny7-Q8_0.gguf"))
+    assert main(["-m", m, "-p", "8", "-n", "2", "-r", "1", "-ngl", "0,5", "-o", "json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [r["test"] for r in rows] == ["pp8", "tg2", "pp8", "tg2"]
+    assert all(r["avg_ts"] > 0 and r["n_params"] == 3993600 for r in rows)  # tiny7: 4 x 256, LoRAs, vocab 1024
+    if _core.vk_built() and "running on the CPU" not in captured.err:
+        assert [r["backend"].startswith("Vulkan") for r in rows] == [False, False, True, True]

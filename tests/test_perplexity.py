@@ -144,3 +144,27 @@ def test_the_command_prints_llama_perplexity_s_lines(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["-m", model, "-f", str(text), "--kl-divergence"])
     assert e.value.code == 2
+
+
+def test_rwkv7_perplexity_and_kl_divergence_against_the_official_package(tmp_path):
+    """An RWKV-7 file (tiny7): its perplexity is what the official package's logits on the
+    file's own weights give, within twice our distance to them; a Q4_K_M run against the F16
+    base gives the KLD that the package's logits of the two files give."""
+    ids = reference_ids("rwkv7/tiny7")
+    official = {t: np.load(fixture_path(f"rwkv7/tiny7/ref/rwkv_dequant_{t}.npy")) for t in ("F16", "Q4_K_M")}
+    base = tmp_path / "base.kld"
+    with rwkvfast.Model(fixture_path("rwkv7/tiny7/gguf/tiny7-F16.gguf")) as m:
+        r0 = pp.evaluate(m, ids, ctx=64, save_base=base)
+        f16 = m.forward(ids, m.new_state(), all_logits=True)
+    gap = 2 * float(np.abs(f16 - official["F16"]).max())
+    assert gap <= 1e-4
+    assert abs(math.log(r0.ppl) - _nll(official["F16"], ids, 32).mean()) <= gap + 1e-12
+    with rwkvfast.Model(fixture_path("rwkv7/tiny7/gguf/tiny7-Q4_K_M.gguf")) as m:
+        r = pp.evaluate(m, ids, ctx=64, kl_base=base)
+        q = m.forward(ids, m.new_state(), all_logits=True)
+    gap_q = 2 * float(np.abs(q - official["Q4_K_M"]).max())
+    lo, lq = pp.log_softmax(official["F16"][32:63]), pp.log_softmax(official["Q4_K_M"][32:63])
+    want = (np.exp(lo) * (lo - lq)).sum(1)
+    assert abs(r.kl.mean - want.mean()) <= 0.004 + 2 * (gap + gap_q)
+    assert r.kl.same_top == pytest.approx(float((lo.argmax(1) == lq.argmax(1)).mean()))
+    assert 0 < r.kl.mean < 1
