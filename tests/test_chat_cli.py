@@ -115,7 +115,10 @@ def _answer(t: Pty, msg: str) -> bytes:
     return t.expect(b"> ")[:-2]
 
 
-def test_chat_through_a_terminal_save_load_continue_identically(model_path, tmp_path):
+@pytest.mark.parametrize("arch", ["rwkv6", "rwkv7"])  # RWKV-7: G1 turns, with the reasoning on
+def test_chat_through_a_terminal_save_load_continue_identically(model_path, tmp_path, arch):
+    if arch == "rwkv7":
+        model_path = str(fixture_path("rwkv7/tiny7/gguf/tiny7-F16.gguf"))
     saved = tmp_path / "chat.state"
     t = Pty(["-m", model_path, "-p", "You are a helpful assistant", "-n", "10", "--temp", "0", "-t", "1"])
     t.expect(b"> ")

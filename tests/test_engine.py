@@ -1,5 +1,6 @@
 """The engine: concurrent batched jobs give what each gives alone, prompts are fed in chunks
-between decode steps, cancellation frees a slot, and the state cache skips known prefixes."""
+between decode steps, cancellation frees a slot, and the state cache skips known prefixes;
+for an RWKV-6 and an RWKV-7 model alike."""
 from __future__ import annotations
 
 import pytest
@@ -10,12 +11,17 @@ from rwkvfast.server.engine import Engine
 from rwkvfast.generate import generate
 from rwkvfast.sampler import SamplerParams
 from rwkvfast.server.state_cache import StateCache
-from rwkvfast.testing import make_model
+from rwkvfast.testing import make_model, make_model7
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    path = make_model(tmp_path_factory.mktemp("eng") / "m.gguf", n_layer=2, n_embd=64, vocab=300, head_size=32)
+@pytest.fixture(scope="module", params=["rwkv6", "rwkv7"])
+def model(tmp_path_factory, request):
+    shape = dict(n_layer=2, n_embd=64, vocab=300, head_size=32)
+    path = tmp_path_factory.mktemp("eng") / "m.gguf"
+    if request.param == "rwkv6":
+        make_model(path, **shape)
+    else:
+        make_model7(path, lora=(8, 8, 8, 16), **shape)
     with rwkvfast.Model(path, n_threads=1) as m:
         yield m
 

@@ -409,3 +409,34 @@ def test_a_g1_conversation_resumes_from_its_cache_though_the_reasoning_is_not_se
         eng.close()
     t1, t2 = first["timings"], second["timings"]
     assert t2["cache_n"] >= t1["prompt_n"] + t1["predicted_n"]
+
+
+def test_rwkv7_completions_metrics_and_batched_requests_on_the_real_engine(seven):
+    """/completion and /v1/completions of an RWKV-7 model are its greedy generation, also when
+    several requests share the engine's batch; /metrics counts them."""
+    import threading
+    eng = Engine(seven, n_parallel=4).start()
+    try:
+        c = TestClient(App(seven, eng, ServerConfig()))
+        prompts = ["Once upon", "The quick brown", "In the beginning", "Hello"]
+        want = [_greedy_text(seven, p, 10)[0] for p in prompts]
+        before = c.get("/metrics").text
+        got = [None] * len(prompts)
+
+        def ask(i):
+            got[i] = c.post("/v1/completions", json={"prompt": prompts[i], "max_tokens": 10,
+                                                     "temperature": 0}).json()["choices"][0]["text"]
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        native = c.post("/completion", json={"prompt": prompts[0], "n_predict": 10, "temperature": 0}).json()
+        after = c.get("/metrics").text
+    finally:
+        eng.close()
+    assert got == want and native["content"] == want[0]
+
+    def value(text, name):
+        return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(f"rwkvfast:{name} ")))
+    assert value(after, "requests_total") == value(before, "requests_total") + len(prompts) + 1
