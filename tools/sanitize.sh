@@ -31,7 +31,7 @@ SRC="$DIR/src"
 
 DEFAULT_TESTS=(tests/test_gguf.py tests/test_gguf_fuzz.py tests/test_tokenizer.py tests/test_kernels.py
                tests/test_matmul.py tests/test_quant_types.py tests/test_model.py tests/test_model_quant.py
-               tests/test_sequence.py tests/test_sampler.py tests/test_quantize.py)
+               tests/test_sequence.py tests/test_sampler.py tests/test_quantize.py tests/test_rwkv7.py)
 [ -f tests/test_fuzz.py ] && DEFAULT_TESTS+=(tests/test_fuzz.py)
 
 # --- the copy: what setup.py reads. Stale files are removed first (setup.py compiles every
