@@ -136,6 +136,15 @@ void rwkv_model_get_info(const struct rwkv_model *m, struct rwkv_model_info *inf
 const char *rwkv_model_arch_name(const struct rwkv_model *m) { return m->arch->name; }
 const struct rwkv_gguf *rwkv_model_gguf(const struct rwkv_model *m) { return m->gguf; }
 int rwkv_model_n_threads(const struct rwkv_model *m) { return m->n_threads; }
+
+int rwkv_model_set_n_threads(struct rwkv_model *m, int n_threads, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    RWKV_CHECK(n_threads >= 1 && n_threads <= 1024, RWKV_ERR_FORMAT, "n_threads must be in 1..1024, got %d",
+               n_threads);
+    m->n_threads = n_threads;
+fail:
+    return rc;
+}
 int64_t rwkv_model_n_batch(const struct rwkv_model *m) { return m->n_batch; }
 
 int rwkv_model_set_n_batch(struct rwkv_model *m, int64_t n_batch, struct rwkv_error *err) {

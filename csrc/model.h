@@ -36,7 +36,8 @@ struct rwkv_model {
     const struct rwkv_arch *arch;
     struct rwkv_gguf *gguf;
     struct rwkv_model_info info;
-    int n_threads;
+    /* atomic: rwkv_model_set_n_threads may change it between (or beside) forwards */
+    _Atomic int n_threads;
     int64_t n_batch; /* tokens per forward chunk: bounds the scratch of long prompts */
     struct rwkv_mat emb;  /* (V, C) */
     const float *ln0_w, *ln0_b, *lnout_w, *lnout_b;

@@ -212,6 +212,9 @@ void rwkv_model_get_info(const struct rwkv_model *m, struct rwkv_model_info *inf
 const char *rwkv_model_arch_name(const struct rwkv_model *m);
 const struct rwkv_gguf *rwkv_model_gguf(const struct rwkv_model *m);
 int rwkv_model_n_threads(const struct rwkv_model *m);
+/* Threads the next forwards use (1..1024); results do not depend on it. Safe beside
+ * running forwards: each parallel region reads it as it starts. */
+int rwkv_model_set_n_threads(struct rwkv_model *m, int n_threads, struct rwkv_error *err);
 /* Tokens a forward call processes together (llama.cpp's n_batch, default 512): longer
  * prompts and batches go through in chunks of this many, so their memory is that of one
  * chunk. Set it before running forwards (not while they run). */

@@ -124,6 +124,7 @@ cdef extern from "rwkvfast.h" nogil:
     const char *rwkv_model_arch_name(const rwkv_model *m)
     const rwkv_gguf *rwkv_model_gguf(const rwkv_model *m)
     int rwkv_model_n_threads(const rwkv_model *m)
+    int rwkv_model_set_n_threads(rwkv_model *m, int n_threads, rwkv_error *err)
     int64_t rwkv_model_n_batch(const rwkv_model *m)
     int rwkv_model_set_n_batch(rwkv_model *m, int64_t n_batch, rwkv_error *err)
 

@@ -458,6 +458,11 @@ cdef class _Model:
     def __dealloc__(self):
         rwkv_model_free(self.m)
 
+    def set_n_threads(self, int n):
+        cdef rwkv_error err
+        self._live()
+        _check(rwkv_model_set_n_threads(self.m, n, &err), &err)
+
     cdef int _live(self) except -1:
         if self.m == NULL:
             raise ValueError("the model is closed")

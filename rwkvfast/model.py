@@ -8,6 +8,7 @@ import numpy as np
 
 from rwkvfast import _core
 from rwkvfast.state import State
+from rwkvfast.threads import ThreadGovernor
 from rwkvfast.tokenizer import Tokenizer
 
 
@@ -69,7 +70,9 @@ class Model:
     def __init__(self, path: str | os.PathLike, n_threads: int | None = None,
                  use_mmap: bool | None = None, n_batch: int = 512, n_gpu_layers: int = 0,
                  device: int | None = None) -> None:
-        """`n_threads` defaults to all cores (or OMP_NUM_THREADS).
+        """`n_threads` defaults to all cores (or OMP_NUM_THREADS), fewer while other processes
+        keep some of them busy (rwkvfast/threads.py: a thread without a core stalls the others);
+        a number given here is used as given.
 
         `n_batch` (llama.cpp's -b) is how many tokens a forward call processes together:
         longer prompts go through in chunks of n_batch tokens, so a 100k-token prompt
@@ -98,6 +101,7 @@ class Model:
             use_mmap = not _fits_in_memory(self.path)
         self.use_mmap = bool(use_mmap)
         self._m = _core._Model(self.path, n_threads or 0, self.use_mmap, n_batch)
+        self._governor = None if n_threads else ThreadGovernor(self._m.info()["n_threads"])
         if n_gpu_layers:
             if device is None:
                 device = int(os.environ.get("RWKVFAST_VK_DEVICE", "-1"))
@@ -184,9 +188,18 @@ class Model:
         if not isinstance(state, State):
             raise TypeError(f"state must be a rwkvfast.State, got {type(state).__name__}")
         ids = _token_array(tokens)
+        self._govern()
         out = self._m.forward(ids, state._s, all_logits)
         self.n_tokens_processed += int(ids.size)
         return out
+
+    def _govern(self) -> None:
+        """With the default thread count: run on the cores other processes leave free."""
+        if self._governor is not None:
+            n, before = self._governor.threads(), self._governor.applied
+            if n != before:
+                self._m.set_n_threads(n)
+                self._governor.applied = n
 
     def forward_batch(self, tokens: Sequence[int], states: Sequence[State]) -> np.ndarray:
         """One step of several independent sequences: tokens[b] is fed to states[b] (distinct
@@ -198,6 +211,7 @@ class Model:
         if len({id(st) for st in states}) != len(states):
             raise ValueError("two sequences of the batch share one state; give each its own (State.copy())")
         ids = _token_array(list(tokens))
+        self._govern()
         out = self._m.forward_batch(ids, [st._s for st in states])
         self.n_tokens_processed += int(ids.size)
         return out
