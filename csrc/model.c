@@ -33,13 +33,37 @@ int64_t rwkv_row_stride(int64_t dim) {
     return s % 1024 ? s : s + 16;
 }
 
-void rwkv_embed(const struct rwkv_model *m, const int32_t *tokens, int64_t T, float *x, int64_t x_stride,
-                float *tmp) {
+static void embed(const struct rwkv_model *m, const int32_t *tokens, int64_t T, float *x, int64_t x_stride,
+                  float *tmp) {
     const struct rwkv_model_info *hp = &m->info;
     for (int64_t t = 0; t < T; t++) {
         rwkv_mat_row_f32(&m->emb, tokens[t], tmp);
         rwkv_layer_norm(tmp, x + t * x_stride, m->ln0_w, m->ln0_b, hp->n_embd, hp->layer_norm_eps);
     }
+}
+
+int rwkv_chunk_begin(const struct rwkv_model *m, const int32_t *tokens, int64_t T, float *x, int64_t x_stride,
+                     float *tmp, struct rwkv_state *st, struct rwkv_state *const *batch, float *out, int all_logits,
+                     float *v_first, int64_t *first_cpu, int *done, struct rwkv_error *err) {
+    embed(m, tokens, T, x, x_stride, tmp);
+    *first_cpu = 0, *done = 0;
+    if (!m->gpu) return RWKV_OK;
+    int head = 0;
+    *first_cpu = rwkv_model_gpu_layers(m, &head);
+    *done = head;
+    return rwkv_vk_model_forward(m->gpu, x, x_stride, T, batch ? batch : &st, batch != NULL, head ? out : NULL,
+                                 all_logits, v_first, err);
+}
+
+void rwkv_chunk_head(const struct rwkv_model *m, const float *x, float *xa, int64_t x_stride, int64_t T, float *out,
+                     int all_logits, struct rwkv_xq *xq) {
+    const struct rwkv_model_info *hp = &m->info;
+    const int64_t t0 = all_logits ? 0 : T - 1;
+    for (int64_t t = t0; t < T; t++)
+        rwkv_layer_norm(x + t * x_stride, xa + t * x_stride, m->lnout_w, m->lnout_b, hp->n_embd, hp->layer_norm_eps);
+    const struct rwkv_gemv_job head = {&m->head, xa + t0 * x_stride, out, RWKV_POST_NONE, NULL, T - t0, x_stride,
+                                       hp->n_vocab};
+    rwkv_matmul_jobs(1, &head, xq, m->n_threads);
 }
 
 static int find_arch(struct rwkv_loader *ld, const struct rwkv_arch **out) {
@@ -52,7 +76,8 @@ static int find_arch(struct rwkv_loader *ld, const struct rwkv_arch **out) {
             *out = ARCHS[i];
             return RWKV_OK;
         }
-    RWKV_CHECK(0, RWKV_ERR_FORMAT, "%s: architecture '%.*s' is not supported (rwkvfast runs 'rwkv6' and 'rwkv7' models)",
+    RWKV_CHECK(0, RWKV_ERR_FORMAT,
+               "%s: architecture '%.*s' is not supported (rwkvfast runs 'rwkv6' and 'rwkv7' models)",
                ld->path, (int)(name.len > 64 ? 64 : name.len), name.ptr);
 fail:
     return rc;

@@ -49,9 +49,17 @@ struct rwkv_model {
     struct rwkv_vk_model *gpu;
 };
 
-/* x[t] = ln0(emb[tokens[t]]) for T tokens, rows x_stride apart (tmp: one row of C floats). */
-void rwkv_embed(const struct rwkv_model *m, const int32_t *tokens, int64_t T, float *x, int64_t x_stride,
-                float *tmp);
+/* What a chunk does before its CPU layers: the embedding x[t] = ln0(emb[tokens[t]]) (rows
+ * x_stride apart; tmp: one row of C floats), then, when the model has
+ * layers on the Vulkan device, those layers (states: st, or batch[t] per token). *first_cpu:
+ * the first layer left to the CPU; *done: the device ran the head too (out holds the logits).
+ * v_first: where RWKV-7's CPU layers want layer 0's values (NULL for RWKV-6). */
+int rwkv_chunk_begin(const struct rwkv_model *m, const int32_t *tokens, int64_t T, float *x, int64_t x_stride,
+                     float *tmp, struct rwkv_state *st, struct rwkv_state *const *batch, float *out, int all_logits,
+                     float *v_first, int64_t *first_cpu, int *done, struct rwkv_error *err);
+/* ... and after them: ln_out into xa and the head, for the last token or all (rows V apart). */
+void rwkv_chunk_head(const struct rwkv_model *m, const float *x, float *xa, int64_t x_stride, int64_t T, float *out,
+                     int all_logits, struct rwkv_xq *xq);
 /* Row stride (floats) of a [T][dim] scratch vector: dim rounded up to 16 floats, plus 16 more
  * when that is a multiple of 1024 (4 KiB): rows 4 KiB apart fall into the same L1 sets, and a
  * GEMM block reading 4 tokens' rows next to 4 weight rows then evicts its own data. */

@@ -32,7 +32,6 @@
 #include "kernels/kernels.h"
 #include "ops.h"
 #include "rwkv7.h"
-#include "vulkan/model.h"
 #include "wkv7.h"
 
 /* Group norm epsilon of ln_x: 1e-5 * head_size_divisor^2 with divisor 8, fixed by the
@@ -231,29 +230,20 @@ static void channel_mix(const struct rwkv_model *m, const struct rwkv7_layer *L,
 static int chunk(const struct rwkv_model *m, void *buf, const int32_t *tokens, int64_t T, struct rwkv_state *st,
                  struct rwkv_state *const *batch, float *out, int all_logits, struct rwkv_error *err) {
     const struct rwkv_model_info *hp = &m->info;
-    const int64_t C = hp->n_embd, sC = stride(C);
+    const int64_t sC = stride(hp->n_embd);
     struct work work, *s = &work;
     work_bind(hp, T, buf, s);
     s->batch = batch;
-    rwkv_embed(m, tokens, T, s->x, sC, s->tmp);
-    int64_t first_cpu = 0;
-    if (m->gpu) { /* the first layers on the Vulkan device (vulkan/layers7.c): x, v_first come back */
-        int head = 0;
-        first_cpu = rwkv_model_gpu_layers(m, &head);
-        const int rc = rwkv_vk_model_forward(m->gpu, s->x, sC, T, s->batch ? s->batch : &st, s->batch != NULL,
-                                             head ? out : NULL, all_logits, s->vfirst, err);
-        if (rc != RWKV_OK || head) return rc;
-    }
+    int64_t first_cpu;
+    int done; /* the first layers on the Vulkan device (vulkan/layers7.c): x and v_first come back */
+    const int rc = rwkv_chunk_begin(m, tokens, T, s->x, sC, s->tmp, st, batch, out, all_logits, s->vfirst, &first_cpu,
+                                    &done, err);
+    if (rc != RWKV_OK || done) return rc;
     for (int64_t il = first_cpu; il < hp->n_layer; il++) {
         time_mix(m, &m->layers7[il], il, st, s, T);
         channel_mix(m, &m->layers7[il], il, st, s, T);
     }
-    if (!out) return RWKV_OK;
-    const int64_t t0 = all_logits ? 0 : T - 1;
-    for (int64_t t = t0; t < T; t++)
-        rwkv_layer_norm(s->x + t * sC, s->xa + t * sC, m->lnout_w, m->lnout_b, C, hp->layer_norm_eps);
-    const struct rwkv_gemv_job head = job(&m->head, s->xa + t0 * sC, sC, out, hp->n_vocab, RWKV_POST_NONE, NULL, T - t0);
-    rwkv_matmul_jobs(1, &head, s->xq, m->n_threads);
+    if (out) rwkv_chunk_head(m, s->x, s->xa, sC, T, out, all_logits, s->xq);
     return RWKV_OK;
 }
 

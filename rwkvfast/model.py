@@ -101,7 +101,8 @@ class Model:
             use_mmap = not _fits_in_memory(self.path)
         self.use_mmap = bool(use_mmap)
         self._m = _core._Model(self.path, n_threads or 0, self.use_mmap, n_batch)
-        self._governor = None if n_threads else ThreadGovernor(self._m.info()["n_threads"])
+        self._threads = self._m.info()["n_threads"]  # what the C side was last told
+        self._governor = None if n_threads else ThreadGovernor(self._threads)
         if n_gpu_layers:
             if device is None:
                 device = int(os.environ.get("RWKVFAST_VK_DEVICE", "-1"))
@@ -196,10 +197,10 @@ class Model:
     def _govern(self) -> None:
         """With the default thread count: run on the cores other processes leave free."""
         if self._governor is not None:
-            n, before = self._governor.threads(), self._governor.applied
-            if n != before:
+            n = self._governor.threads()
+            if n != self._threads:
                 self._m.set_n_threads(n)
-                self._governor.applied = n
+                self._threads = n
 
     def forward_batch(self, tokens: Sequence[int], states: Sequence[State]) -> np.ndarray:
         """One step of several independent sequences: tokens[b] is fed to states[b] (distinct

@@ -1,10 +1,10 @@
 """testing.py — synthetic RWKV-6 and RWKV-7 GGUF models for tests and benchmarks, and F32 -> F16/BF16 retyping.
 
 `make_model` writes a random RWKV-6 model (`make_model7` an RWKV-7 one) laid out exactly as
-llama.cpp's convert_hf_to_gguf.py lays out a real one (metadata keys and value types, tensor names, ggml shapes, tensor order,
-which tensors become F16/BF16); see shared/fixtures/README.md, "GGUF layout". Weights are
-scaled like the fixtures' tiny model, so logits are not degenerate. Data is streamed to the
-file, so a 1.6B-shaped model never sits in memory.
+llama.cpp's convert_hf_to_gguf.py lays out a real one (metadata keys and value types, tensor
+names, ggml shapes, tensor order, which tensors become F16/BF16); see shared/fixtures/README.md,
+"GGUF layout". Weights are scaled like the fixtures' tiny model, so logits are not degenerate.
+Data is streamed to the file, so a 1.6B-shaped model never sits in memory.
 
     >>> from rwkvfast.testing import make_model, retype_gguf
     >>> path = make_model(tmp_path / "tiny.gguf")                     # the fixture's shape, F32
@@ -221,23 +221,13 @@ def make_model(path: str | Path, n_layer: int = 2, n_embd: int = 256, vocab: int
 
     >>> make_model(tmp_path / "m.gguf", n_layer=24, n_embd=2048, vocab=65536, dtype="F16")  # 1.6B shape
     """
-    n_layer = _check_int("n_layer", n_layer, 1)
-    C = _check_int("n_embd", n_embd, 1)
-    N = _check_int("head_size", head_size, 1)
-    V = _check_int("vocab", vocab, 257 if tokenizer else 1)
-    if C % N:
-        raise ValueError(f"n_embd {C} is not a multiple of head_size {N}")
+    n_layer, C, N, V = _check_shape(n_layer, n_embd, head_size, vocab, dtype, seed, tokenizer)
     F = _check_int("n_ffn", int(C * 3.5) // 32 * 32 if n_ffn is None else n_ffn, 1)
     D = _check_int("lora_mix", (64 if C == 4096 else 32) if lora_mix is None else lora_mix, 1)
     Dd = _check_int("lora_decay", (128 if C == 4096 else 64) if lora_decay is None else lora_decay, 1)
     R = _check_int("rescale_every", rescale_every, 0)
-    _check_int("seed", seed, 0)
-    if dtype not in FILE_TYPES:
-        raise ValueError(f"dtype must be one of {sorted(FILE_TYPES)}, got {dtype!r}")
     if lerp_layout not in ("fused", "separate"):
         raise ValueError(f"lerp_layout must be 'fused' or 'separate', got {lerp_layout!r}")
-    if not isinstance(tokenizer, bool):
-        raise ValueError(f"tokenizer must be a bool, got {tokenizer!r}")
 
     plan = _tensor_plan(n_layer, C, F, V, N, D, Dd, R, lerp_layout)
     meta: dict[str, Any] = {
@@ -249,13 +239,36 @@ def make_model(path: str | Path, n_layer: int = 2, n_embd: int = 256, vocab: int
         "rwkv6.time_mix_extra_dim": U32(D), "rwkv6.time_decay_extra_dim": U32(Dd),
         "rwkv6.feed_forward_length": U32(F), "general.file_type": U32(FILE_TYPES[dtype]),
         "rwkv6.attention.head_count": U32(0), "general.quantization_version": U32(2)}
-    if tokenizer:
-        meta.update(_tokenizer_meta(V))
+    return _write_plan(path, meta, plan, V if tokenizer else 0, seed,
+                       lambda name: dtype if is_big_matrix(name) else "F32")
+
+
+def _check_shape(n_layer: int, n_embd: int, head_size: int, vocab: int, dtype: str, seed: int,
+                 tokenizer: bool) -> tuple[int, int, int, int]:
+    """The arguments both architectures share, checked: (n_layer, C, N, V)."""
+    n_layer = _check_int("n_layer", n_layer, 1)
+    C = _check_int("n_embd", n_embd, 1)
+    N = _check_int("head_size", head_size, 1)
+    V = _check_int("vocab", vocab, 257 if tokenizer else 1)
+    if C % N:
+        raise ValueError(f"n_embd {C} is not a multiple of head_size {N}")
+    _check_int("seed", seed, 0)
+    if dtype not in FILE_TYPES:
+        raise ValueError(f"dtype must be one of {sorted(FILE_TYPES)}, got {dtype!r}")
+    if not isinstance(tokenizer, bool):
+        raise ValueError(f"tokenizer must be a bool, got {tokenizer!r}")
+    return n_layer, C, N, V
+
+
+def _write_plan(path: str | Path, meta: dict[str, Any], plan: list, vocab: int, seed: int,
+                type_of: Any) -> Path:
+    """Write `plan`'s tensors (type_of(name) each, values streamed from seed) after `meta` and,
+    with a vocab, the World-like tokenizer."""
+    if vocab:
+        meta.update(_tokenizer_meta(vocab))
     w = _Weights(seed)
-    tensors = []
-    for name, ne, init in plan:
-        t = dtype if is_big_matrix(name) else "F32"
-        tensors.append((name, t, ne, lambda ne=ne, init=init, t=t: w.chunks(ne, init, t)))
+    tensors = [(name, type_of(name), ne, lambda ne=ne, init=init, t=type_of(name): w.chunks(ne, init, t))
+               for name, ne, init in plan]
     return write_gguf(path, meta, tensors)
 
 
@@ -277,7 +290,8 @@ def _tensor_plan7(n_layer: int, C: int, F: int, V: int, N: int, r: dict) -> list
     def uni(a: float, b: float) -> tuple[str, float, float]: return ("uniform", a, b)
     items = [("emb.weight", "token_embd.weight", (C, V), nrm(1.0)),
              ("head.weight", "output.weight", (C, V), nrm(4 / math.sqrt(C))),
-             ("ln_out.weight", "output_norm.weight", (C,), nrm(0.1, 1.0)), ("ln_out.bias", "output_norm.bias", (C,), nrm(0.05)),
+             ("ln_out.weight", "output_norm.weight", (C,), nrm(0.1, 1.0)),
+             ("ln_out.bias", "output_norm.bias", (C,), nrm(0.05)),
              ("blocks.0.ln0.weight", "token_embd_norm.weight", (C,), nrm(0.1, 1.0)),
              ("blocks.0.ln0.bias", "token_embd_norm.bias", (C,), nrm(0.05))]
     for i in range(n_layer):
@@ -330,17 +344,9 @@ def make_model7(path: str | Path, n_layer: int = 2, n_embd: int = 256, vocab: in
 
     >>> make_model7(tmp_path / "m.gguf", n_layer=24, n_embd=2048, vocab=65536, lora=(96, 96, 64, 256))  # 1.5B shape
     """
-    n_layer = _check_int("n_layer", n_layer, 1)
-    C = _check_int("n_embd", n_embd, 1)
-    N = _check_int("head_size", head_size, 1)
-    V = _check_int("vocab", vocab, 257 if tokenizer else 1)
-    if C % N:
-        raise ValueError(f"n_embd {C} is not a multiple of head_size {N}")
+    n_layer, C, N, V = _check_shape(n_layer, n_embd, head_size, vocab, dtype, seed, tokenizer)
     F = _check_int("n_ffn", 4 * C if n_ffn is None else n_ffn, 1)
     r = dict(zip("wavg", (_check_int(f"lora[{i}]", x, 1) for i, x in enumerate(lora))))
-    _check_int("seed", seed, 0)
-    if dtype not in FILE_TYPES:
-        raise ValueError(f"dtype must be one of {sorted(FILE_TYPES)}, got {dtype!r}")
     plan = _tensor_plan7(n_layer, C, F, V, N, r)
     meta: dict[str, Any] = {
         "general.architecture": "rwkv7", "general.type": "model", "general.name": "rwkv7-synthetic",
@@ -351,16 +357,12 @@ def make_model7(path: str | Path, n_layer: int = 2, n_embd: int = 256, vocab: in
         "rwkv7.attention.value_residual_mix_lora_rank": U32(r["v"]), "rwkv7.attention.gate_lora_rank": U32(r["g"]),
         "rwkv7.feed_forward_length": U32(F), "general.file_type": U32(FILE_TYPES[dtype]),
         "rwkv7.attention.head_count": U32(0), "general.quantization_version": U32(2)}
-    if tokenizer:
-        meta.update(_tokenizer_meta(V))
-    w = _Weights(seed)
-    tensors = []
-    for name, ne, init in plan:
+
+    def type_of(name: str) -> str:
         short = name.split(".")[-2] if name.startswith("blk.") else ""
         big = name in ("token_embd.weight", "output.weight") or short in _V7_BIG or short in _V7_16BIT_LORAS
-        t = dtype if big else "F32"
-        tensors.append((name, t, ne, lambda ne=ne, init=init, t=t: w.chunks(ne, init, t)))
-    return write_gguf(path, meta, tensors)
+        return dtype if big else "F32"
+    return _write_plan(path, meta, plan, V if tokenizer else 0, seed, type_of)
 
 
 def _tokenizer_meta(V: int) -> dict[str, Any]:

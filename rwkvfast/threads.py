@@ -57,7 +57,6 @@ class ThreadGovernor:
         self._last = self._sample()
         self._others = 0.0  # cores the other processes keep busy (smoothed)
         self.current = max_threads
-        self.applied = max_threads  # what the model was last told (Model._govern)
         self._lock = threading.Lock()  # forwards from several threads: one samples, the others go on
 
     def _sample(self) -> tuple[float, float, float] | None:

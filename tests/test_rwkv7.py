@@ -31,6 +31,23 @@ def _logits(m, ids):
     return m.forward(ids, m.new_state(), all_logits=True)
 
 
+def reference(qtype: str) -> tuple[np.ndarray, dict]:
+    """The official package's logits on the file's own weights (rwkv_fp32 for F32) and
+    llama.cpp's distance to them (the manifest's)."""
+    ref = np.load(fixture_path("rwkv7/tiny7/ref/" + ("rwkv_fp32.npy" if qtype == "F32" else
+                                                      f"rwkv_dequant_{qtype}.npy")))
+    e = manifest_entry(qtype, MANIFEST)
+    return ref, e["observed"] if qtype == "F32" else e["llama_vs_dequant"]
+
+
+def assert_same_top_tokens(out: np.ndarray, ref: np.ndarray, max_abs: float) -> None:
+    """The same top token wherever the reference's top two are further apart than our
+    distance (Q8_0 position 19 has them 2.6e-4 apart: a tie at 15-bit activations)."""
+    top2 = np.sort(ref, 1)[:, -2:]
+    decided = top2[:, 1] - top2[:, 0] > 2 * max_abs
+    assert (out.argmax(1) == ref.argmax(1))[decided].all()
+
+
 @pytest.mark.parametrize("qtype", TYPES)
 def test_every_type_matches_the_official_package_on_its_own_weights(qtype, record_property):
     """F32 against rwkv_fp32, the others against rwkv_dequant_<TYPE>: the same top token at
@@ -38,20 +55,13 @@ def test_every_type_matches_the_official_package_on_its_own_weights(qtype, recor
     engines sit at float32 rounding (llama.cpp 1.14e-5; we measure 1.14e-5 to 1.34e-5 as the
     kernels' summation orders differ by SIMD level), so there the bar is 2e-5."""
     path = _path(qtype)
-    ref = np.load(fixture_path("rwkv7/tiny7/ref/" + ("rwkv_fp32.npy" if qtype == "F32" else
-                                                      f"rwkv_dequant_{qtype}.npy")))
-    e = manifest_entry(qtype, MANIFEST)
-    peer = e["observed"] if qtype == "F32" else e["llama_vs_dequant"]
+    ref, peer = reference(qtype)
     with rwkvfast.Model(path, n_threads=2) as m:
         assert m.info["architecture"] == "rwkv7"
         out = _logits(m, _ids())
     max_abs = float(np.abs(out - ref).max())
     record_property("max_abs", max_abs)
-    # the same top token wherever the reference's top two are further apart than our distance
-    # (Q8_0 position 19 has them 2.6e-4 apart: a tie at 15-bit activations, which AVX2 flips)
-    top2 = np.sort(ref, 1)[:, -2:]
-    decided = top2[:, 1] - top2[:, 0] > 2 * max_abs
-    assert (out.argmax(1) == ref.argmax(1))[decided].all()
+    assert_same_top_tokens(out, ref, max_abs)  # (the Q8_0 tie flips with the AVX2 kernels)
     assert (out.argmax(1) == ref.argmax(1)).mean() >= peer.get("argmax_agree", 1.0)
     if qtype != "F32":
         assert max_abs <= peer["max_abs"], f"{qtype}: {max_abs} > llama.cpp's {peer['max_abs']}"
@@ -133,7 +143,8 @@ def test_states_save_load_and_refuse_another_architecture(tmp_path):
 @pytest.mark.parametrize("level", ["scalar", "avx2", "avx512"])
 @pytest.mark.parametrize("N", [64, 8, 13])
 def test_wkv7_kernel_against_float64(level, N):
-    if ["scalar", "avx2", "avx512", "avx512vnni"].index(_core.cpu_level_supported()) < ["scalar", "avx2", "avx512"].index(level):
+    levels = ["scalar", "avx2", "avx512", "avx512vnni"]
+    if levels.index(_core.cpu_level_supported()) < levels.index(level):
         pytest.skip(f"this CPU has no {level}")
     rng = np.random.default_rng(N)
     f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731

@@ -79,21 +79,25 @@ def _agree(got, want):
     assert np.all(np.abs(got - want).max(axis=1) <= 32 * step)
 
 
+def modes_agree(m, ids):
+    """Three prompts cut from ids: each as a sequence, the first token by token, and all three
+    advanced together a token each per step (forward_batch) agree within _agree."""
+    prompts = [ids[:9], ids[9:14], ids[20:32]]
+    seq = [m.forward(p, m.new_state(), all_logits=True) for p in prompts]
+    s = m.new_state()
+    _agree(np.stack([m.forward(t, s) for t in prompts[0]]), seq[0])
+    states = [m.new_state() for _ in prompts]
+    for step in range(max(map(len, prompts))):
+        live = [i for i, p in enumerate(prompts) if step < len(p)]
+        rows = m.forward_batch([prompts[i][step] for i in live], [states[i] for i in live])
+        for row, i in zip(rows, live):
+            _agree(row, seq[i][step])
+
+
 @pytest.mark.parametrize("qtype", ["F32", "Q4_K_M", "Q5_1"])
 def test_stepwise_batched_and_sequence_agree_on_the_device(qtype):
-    path = fixture_path(f"tiny/gguf/tiny-{qtype}.gguf")
-    prompts = [reference_ids()[:9], reference_ids()[9:14], reference_ids()[20:32]]
-    with rwkvfast.Model(path, n_gpu_layers=99) as m:
-        seq = [m.forward(p, m.new_state(), all_logits=True) for p in prompts]
-        s = m.new_state()
-        _agree(np.stack([m.forward(t, s) for t in prompts[0]]), seq[0])
-        # three sequences advanced together, a token each per step
-        states = [m.new_state() for _ in prompts]
-        for step in range(max(map(len, prompts))):
-            live = [i for i, p in enumerate(prompts) if step < len(p)]
-            rows = m.forward_batch([prompts[i][step] for i in live], [states[i] for i in live])
-            for row, i in zip(rows, live):
-                _agree(row, seq[i][step])
+    with rwkvfast.Model(fixture_path(f"tiny/gguf/tiny-{qtype}.gguf"), n_gpu_layers=99) as m:
+        modes_agree(m, reference_ids())
 
 
 def test_a_state_goes_through_the_device_and_back(tmp_path, memory):

@@ -9,35 +9,20 @@ import pytest
 
 import rwkvfast
 
-from conftest import fixture_path, manifest_entry, reference_ids
-from test_vulkan_model import _agree, memory, needs_a_device  # noqa: F401 (fixtures)
-
-MANIFEST = "rwkv7/manifest.json"
-TYPES = ["F32", "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q4_K_M", "Q4_0", "Q2_K"]
-
-
-def _path(t: str):
-    return fixture_path(f"rwkv7/tiny7/gguf/tiny7-{t}.gguf")
-
-
-def _ids() -> list[int]:
-    return reference_ids("rwkv7/tiny7")
+from conftest import fixture_path
+from test_rwkv7 import TYPES, _ids, _path, assert_same_top_tokens, reference
+from test_vulkan_model import memory, modes_agree, needs_a_device  # noqa: F401 (fixtures)
 
 
 @pytest.mark.parametrize("qtype", TYPES)
 @pytest.mark.parametrize("ngl", [1, 3, 5])  # tiny7 has 4 layers: 5 takes the head too
 def test_offloaded_rwkv7_layers_match_the_official_package(qtype, ngl):
-    ref = np.load(fixture_path("rwkv7/tiny7/ref/" + ("rwkv_fp32.npy" if qtype == "F32" else
-                                                      f"rwkv_dequant_{qtype}.npy")))
-    e = manifest_entry(qtype, MANIFEST)
-    peer = e["observed"] if qtype == "F32" else e["llama_vs_dequant"]
+    ref, peer = reference(qtype)
     with rwkvfast.Model(_path(qtype), n_gpu_layers=ngl) as m:
         assert m._m.gpu_layers() == (min(ngl, 4), ngl > 4)
         out = m.forward(_ids(), m.new_state(), all_logits=True)
     max_abs = float(np.abs(out - ref).max())
-    top2 = np.sort(ref, 1)[:, -2:]
-    decided = top2[:, 1] - top2[:, 0] > 2 * max_abs  # Q8_0 has a near-tie (see test_rwkv7.py)
-    assert (out.argmax(1) == ref.argmax(1))[decided].all()
+    assert_same_top_tokens(out, ref, max_abs)
     if ngl > 4:
         # all on the device, in float from the exactly dequantized weights: float32 rounding
         # of the reference for every type (measured 1.2e-5 to 2.5e-5)
@@ -51,18 +36,8 @@ def test_offloaded_rwkv7_layers_match_the_official_package(qtype, ngl):
 # 8-bit blocks, which turns the device modes' float32-rounding differences into 1e-3
 @pytest.mark.parametrize("qtype,ngl", [("F16", 5), ("Q4_K_M", 5), ("Q5_1", 5), ("F16", 2)])
 def test_rwkv7_stepwise_batched_and_sequence_agree_on_the_device(qtype, ngl):
-    ids = _ids()
-    prompts = [ids[:9], ids[9:14], ids[20:32]]
     with rwkvfast.Model(_path(qtype), n_gpu_layers=ngl) as m:
-        seq = [m.forward(p, m.new_state(), all_logits=True) for p in prompts]
-        s = m.new_state()
-        _agree(np.stack([m.forward(t, s) for t in prompts[0]]), seq[0])
-        states = [m.new_state() for _ in prompts]
-        for step in range(max(map(len, prompts))):
-            live = [i for i, p in enumerate(prompts) if step < len(p)]
-            rows = m.forward_batch([prompts[i][step] for i in live], [states[i] for i in live])
-            for row, i in zip(rows, live):
-                _agree(row, seq[i][step])
+        modes_agree(m, _ids())
 
 
 def test_an_rwkv7_state_goes_through_the_device_and_back(tmp_path, memory):

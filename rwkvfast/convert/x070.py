@@ -49,29 +49,28 @@ _BLINK_TOP = {v: k for k, v in _FLA_TOP.items()}
 _BLINK = {v: k for k, v in _FLA.items()}
 
 
-def blink_to_fla(name: str) -> str:
-    if name in _FLA_TOP:
-        return _FLA_TOP[name]
-    m = re.match(r"blocks\.(\d+)\.(.*)$", name)
+def _rename(name: str, top: dict, table: dict, block: str, to_block: str) -> str:
+    """One naming into the other: whole names in `top`, then per-layer ones (`block` matches the
+    layer prefix) by exact key or key prefix (keys ending in '.') of `table`."""
+    if name in top:
+        return top[name]
+    m = re.match(block, name)
     if m:
         rest = m.group(2)
-        for k, v in _FLA.items():
+        for k, v in table.items():
             if rest == k or (k.endswith(".") and rest.startswith(k)):
-                return f"model.layers.{m.group(1)}.{v}{rest[len(k):]}"
+                return f"{to_block}{m.group(1)}.{v}{rest[len(k):]}"
     return name
+
+
+def blink_to_fla(name: str) -> str:
+    """BlinkDL x070 name -> fla-hub RWKV-7 name (other names pass through)."""
+    return _rename(name, _FLA_TOP, _FLA, r"blocks\.(\d+)\.(.*)$", "model.layers.")
 
 
 def fla_to_blink(name: str) -> str:
     """fla-hub RWKV-7 name -> BlinkDL x070 name (other names pass through)."""
-    if name in _BLINK_TOP:
-        return _BLINK_TOP[name]
-    m = re.match(r"model\.layers\.(\d+)\.(.*)$", name)
-    if m:
-        rest = m.group(2)
-        for v, k in _BLINK.items():
-            if rest == v or (v.endswith(".") and rest.startswith(v)):
-                return f"blocks.{m.group(1)}.{k}{rest[len(v):]}"
-    return name
+    return _rename(name, _BLINK_TOP, _BLINK, r"model\.layers\.(\d+)\.(.*)$", "blocks.")
 
 
 def _transposed(t: CheckpointTensor, name: str) -> CheckpointTensor:
@@ -201,7 +200,8 @@ def plan7(t: dict[str, CheckpointTensor], p: RWKV7Params, out_cls: Any) -> list:
     tr = lambda k: (lambda: t[k].f32().T)  # noqa: E731
     outs = [out_cls("token_embd.weight", (C, p.n_vocab), blink_to_fla("emb.weight"), ["emb.weight"], None,
                     t["emb.weight"]),
-            out_cls("output.weight", (C, p.n_vocab), blink_to_fla("head.weight"), ["head.weight"], None, t["head.weight"])]
+            out_cls("output.weight", (C, p.n_vocab), blink_to_fla("head.weight"), ["head.weight"], None,
+                    t["head.weight"])]
     for k, g in (("weight", "weight"), ("bias", "bias")):
         outs.append(out_cls(f"token_embd_norm.{g}", (C,), blink_to_fla(f"blocks.0.ln0.{k}"), [f"blocks.0.ln0.{k}"],
                             vec(f"blocks.0.ln0.{k}"), None))
