@@ -91,6 +91,18 @@ static void split_planes(const int16_t *q, int64_t e0, int64_t e1, struct rwkv_x
     }
 }
 
+/* K types: qp in quad order, per 32 elements {0,1, 4,5, .., 28,29 | 2,3, 6,7, .., 30,31}
+ * (the integer lanes of the GEMVs, for the panel GEMMs; see kernels.h). */
+static void quad_order(struct rwkv_xq *xq, int64_t e0, int64_t e1) {
+    const int16_t *restrict q = xq->q;
+    int16_t *restrict qp = xq->qp;
+    for (int64_t g = e0; g + 32 <= e1; g += 32)
+        for (int j = 0; j < 16; j++) {
+            qp[g + j] = q[g + (j / 2) * 4 + (j & 1)];
+            qp[g + 16 + j] = q[g + (j / 2) * 4 + 2 + (j & 1)];
+        }
+}
+
 /* Elements per unit of work of xq_quantize: a pair of 32-blocks (the pair order of
  * qp), or one 256-block. */
 static int64_t xq_unit(int64_t block) { return block == 32 ? 64 : 256; }
@@ -124,6 +136,7 @@ static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64
             xq->qsum16[g] = qs;
         }
         split_planes(xq->q, e0, e1, xq);
+        quad_order(xq, e0, e1);
         return;
     }
     for (int64_t b = e0 / 32; b < e1 / 32; b++) {

@@ -91,7 +91,7 @@ def test_float_products_are_the_same_bits_on_avx2_and_avx512(wtype, rows, cols, 
 @pytest.mark.parametrize("level", SUPPORTED)
 @pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
 @pytest.mark.parametrize("rows,nblocks,ntok", [(1, 1, 2), (3, 2, 3), (5, 8, 4), (17, 3, 5), (4, 28, 1), (2, 7, 2),
-                                               (6, 5, 7), (3, 4, 11)])
+                                               (6, 5, 7), (3, 4, 11), (19, 9, 70)])
 def test_quantized_gemm_is_bit_identical_to_gemv_per_token(level, qtype, rows, nblocks, ntok):
     rng = np.random.default_rng(rows * 13 + nblocks + ntok)
     cols = (32 if qtype == "Q8_0" else 256) * nblocks

@@ -28,9 +28,11 @@ struct rwkv_xq {
     float *d;
     float *sum16;
     float *sum32; /* f32 sum of x per 32 elements */
-    /* block == 32 only (for SIMD kernels of Q4_0/Q4_1/Q5_0/Q5_1): per pair of blocks
-     * A, B the order [A0..15, B0..15, A16..31, B16..31], matching how packed nibbles
-     * widen; and the integer sum of q per block of 32. */
+    /* q reordered. block == 32 (for SIMD kernels of Q4_0/Q4_1/Q5_0/Q5_1): per pair of
+     * blocks A, B the order [A0..15, B0..15, A16..31, B16..31], matching how packed
+     * nibbles widen. K types: per 32 elements the quad order {0,1, 4,5, .., 28,29 |
+     * 2,3, 6,7, .., 30,31}, so int16 pair products land in the GEMVs' lanes of 4
+     * (qgemm_avx512vnni.c). qsum: block == 32, the integer sum of q per block of 32. */
     int16_t *qp;
     int32_t *qsum;
     /* q split into two int8 planes, q = 128 * hi + lo with lo in 0..127 and hi in

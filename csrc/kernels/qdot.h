@@ -29,11 +29,13 @@
 /* The GEMV and the GEMM of one type through its body BODY(w, rb, x, y, ys, nr, nc, tb, LAYOUT...),
  * which runs tb tokens per pass with each token doing exactly its operations alone: so the GEMV
  * (tb = 1) and the GEMM (passes of TB tokens, then 2, then 1) agree to the bit. */
-#define RWKV_DEFINE_QDOT_TYPE(type, level, TB, BODY, ...)                                                    \
+#define RWKV_DEFINE_QDOT_GEMV(type, level, BODY, ...)                                                        \
     void rwkv_gemv_##type##_##level(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr, \
                                     int64_t nc) {                                                            \
         BODY(w, rb, x, y, 0, nr, nc, 1, ##__VA_ARGS__);                                                      \
-    }                                                                                                        \
+    }
+#define RWKV_DEFINE_QDOT_TYPE(type, level, TB, BODY, ...)                                                    \
+    RWKV_DEFINE_QDOT_GEMV(type, level, BODY, ##__VA_ARGS__)                                                  \
     void rwkv_gemm_##type##_##level(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, \
                                     int64_t nr, int64_t nc, int64_t nt) {                                    \
         int64_t t = 0;                                                                                       \
