@@ -103,6 +103,37 @@ static void quad_order(struct rwkv_xq *xq, int64_t e0, int64_t e1) {
         }
 }
 
+/* max |x_i| over n elements (n a multiple of 8). Eight independent chains: one chain waits
+ * on every compare; the maximum is the same in any order (NaNs are skipped either way). */
+static float abs_max(const float *restrict x, int64_t n) {
+    float m[8] = {0.0f};
+    for (int64_t i = 0; i < n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            const float a = fabsf(x[i + k]);
+            m[k] = a > m[k] ? a : m[k];
+        }
+    float r = 0.0f;
+    for (int k = 0; k < 8; k++) r = m[k] > r ? m[k] : r;
+    return r;
+}
+
+/* out[g] = the f32 sum of x[16 g .. 16 g + 15], added left to right from 0, for g in [g0, g1):
+ * eight groups side by side, each in its own order (so the sums are those of one at a time). */
+static void sums16(const float *restrict x, float *restrict out, int64_t g0, int64_t g1) {
+    int64_t g = g0;
+    for (; g + 8 <= g1; g += 8) {
+        float s[8] = {0.0f};
+        for (int i = 0; i < 16; i++)
+            for (int k = 0; k < 8; k++) s[k] += x[(g + k) * 16 + i];
+        for (int k = 0; k < 8; k++) out[g + k] = s[k];
+    }
+    for (; g < g1; g++) {
+        float s = 0.0f;
+        for (int i = 0; i < 16; i++) s += x[g * 16 + i];
+        out[g] = s;
+    }
+}
+
 /* Elements per unit of work of xq_quantize: a pair of 32-blocks (the pair order of
  * qp), or one 256-block. */
 static int64_t xq_unit(int64_t block) { return block == 32 ? 64 : 256; }
@@ -113,27 +144,21 @@ static int64_t xq_unit(int64_t block) { return block == 32 ? 64 : 256; }
 static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64_t e0, int64_t e1) {
     for (int64_t b = e0 / block; b < e1 / block; b++) {
         const float *xb = x + b * block;
-        float amax = 0.0f;
-        for (int64_t i = 0; i < block; i++) {
-            const float a = fabsf(xb[i]);
-            amax = a > amax ? a : amax;
-        }
+        const float amax = abs_max(xb, block);
         const float inv = amax > 0.0f ? (float)RWKV_XQ_MAX / amax : 0.0f;
         xq->d[b] = amax / (float)RWKV_XQ_MAX;
         int16_t *q = xq->q + b * block;
         for (int64_t i = 0; i < block; i++) q[i] = round_i16(xb[i] * inv);
     }
-    for (int64_t g = e0 / 16; g < e1 / 16; g++) {
-        float s = 0.0f;
-        for (int i = 0; i < 16; i++) s += x[g * 16 + i];
-        xq->sum16[g] = s;
-    }
+    sums16(x, xq->sum16, e0 / 16, e1 / 16);
     for (int64_t b = e0 / 32; b < e1 / 32; b++) xq->sum32[b] = xq->sum16[2 * b] + xq->sum16[2 * b + 1];
     if (block != 32) {
+        const int16_t *restrict q = xq->q;
+        int32_t *restrict qsum16 = xq->qsum16;
         for (int64_t g = e0 / 16; g < e1 / 16; g++) {
             int32_t qs = 0;
-            for (int i = 0; i < 16; i++) qs += xq->q[g * 16 + i];
-            xq->qsum16[g] = qs;
+            for (int i = 0; i < 16; i++) qs += q[g * 16 + i];
+            qsum16[g] = qs;
         }
         split_planes(xq->q, e0, e1, xq);
         quad_order(xq, e0, e1);
@@ -179,34 +204,69 @@ void rwkv_matmul_vec(const struct rwkv_mat *w, const float *x, float *y, struct 
     rwkv_matmul_jobs(1, &job, scratch, n_threads);
 }
 
-static void apply_post(int post, const float *bias, float *y, int64_t n) {
-    switch (post) {
-    case RWKV_POST_TANH:
+/* The activation fused into a product, over its n outputs y. Exponentials go through the
+ * kernels' exp slot (vectorized, the same bits at every level) in runs of POST_RUN. */
+#define POST_RUN 64
+static void apply_post(const struct rwkv_kernels *k, int post, const float *bias, float *y, int64_t n) {
+    float t[POST_RUN];
+    if (post == RWKV_POST_NONE) return;
+    if (post == RWKV_POST_TANH) { /* small LoRA hidden layers: libm's accuracy near 0 */
         for (int64_t i = 0; i < n; i++) y[i] = tanhf(y[i]);
-        break;
-    case RWKV_POST_SILU:
-        for (int64_t i = 0; i < n; i++) y[i] = rwkv_silu(y[i]);
-        break;
-    case RWKV_POST_SIGMOID:
-        for (int64_t i = 0; i < n; i++) y[i] = rwkv_sigmoid(y[i]);
-        break;
-    case RWKV_POST_RELU_SQ:
-        for (int64_t i = 0; i < n; i++) {
+        return;
+    }
+    if (post == RWKV_POST_RELU_SQ) { /* max(y, 0)^2, NaN to 0 */
+        /* four lanes by hand: GCC keeps the scalar form as a branch per element (the
+         * ordered compare may trap), mispredicted on half of them */
+        typedef float f4 __attribute__((vector_size(16)));
+        typedef int32_t i4 __attribute__((vector_size(16)));
+        int64_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            f4 v;
+            memcpy(&v, y + i, sizeof v);
+            v = (f4)((i4)v & (v > (f4){0.0f, 0.0f, 0.0f, 0.0f}));
+            v = v * v;
+            memcpy(y + i, &v, sizeof v);
+        }
+        for (; i < n; i++) {
             const float v = y[i] > 0.0f ? y[i] : 0.0f;
             y[i] = v * v;
         }
-        break;
-    case RWKV_POST_DECAY:
-        for (int64_t i = 0; i < n; i++) y[i] = expf(-expf(bias[i] + y[i]));
-        break;
-    case RWKV_POST_DECAY7: /* 0.606531 = e^-0.5: the reference's -softplus(-x) - 0.5 inside exp(-exp(.)) */
-        for (int64_t i = 0; i < n; i++) y[i] = expf(-0.606531f * rwkv_sigmoid(bias[i] + y[i]));
-        break;
-    case RWKV_POST_SIGMOID_BIAS:
-        for (int64_t i = 0; i < n; i++) y[i] = rwkv_sigmoid(bias[i] + y[i]);
-        break;
-    default:
-        break;
+        return;
+    }
+    for (int64_t i0 = 0; i0 < n; i0 += POST_RUN) {
+        float *v = y + i0;
+        const float *b = bias ? bias + i0 : NULL;
+        const int64_t m = n - i0 < POST_RUN ? n - i0 : POST_RUN;
+        switch (post) {
+        case RWKV_POST_SILU: /* y / (1 + e^-y) */
+        case RWKV_POST_SIGMOID:
+            for (int64_t i = 0; i < m; i++) t[i] = -v[i];
+            k->exp(t, t, m);
+            if (post == RWKV_POST_SILU)
+                for (int64_t i = 0; i < m; i++) v[i] = v[i] / (1.0f + t[i]);
+            else
+                for (int64_t i = 0; i < m; i++) v[i] = 1.0f / (1.0f + t[i]);
+            break;
+        case RWKV_POST_DECAY: /* e^-e^(b + y) */
+            for (int64_t i = 0; i < m; i++) t[i] = b[i] + v[i];
+            k->exp(t, t, m);
+            for (int64_t i = 0; i < m; i++) t[i] = -t[i];
+            k->exp(t, v, m);
+            break;
+        case RWKV_POST_DECAY7: /* 0.606531 = e^-0.5: the reference's -softplus(-x) - 0.5 inside exp(-exp(.)) */
+        case RWKV_POST_SIGMOID_BIAS:
+            for (int64_t i = 0; i < m; i++) t[i] = -(b[i] + v[i]);
+            k->exp(t, t, m);
+            if (post == RWKV_POST_SIGMOID_BIAS) {
+                for (int64_t i = 0; i < m; i++) v[i] = 1.0f / (1.0f + t[i]);
+            } else {
+                for (int64_t i = 0; i < m; i++) t[i] = -0.606531f * (1.0f / (1.0f + t[i]));
+                k->exp(t, v, m);
+            }
+            break;
+        default:
+            break;
+        }
     }
 }
 
@@ -221,7 +281,7 @@ static void run_rows(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j
     rwkv_gemv_fn fn = rwkv_kernels_gemv_f(k, m->type);
     if (fn) fn(w0, m->row_bytes, x, y, r1 - r0, m->n_cols);
     else rwkv_kernels_gemv_q(k, m->type)(w0, m->row_bytes, xq, y, r1 - r0, m->n_cols);
-    apply_post(j->post, j->bias ? j->bias + r0 : NULL, y, r1 - r0);
+    apply_post(k, j->post, j->bias ? j->bias + r0 : NULL, y, r1 - r0);
 }
 
 /* Rows [r0, r1) of job j for its tokens [t0, t1): one GEMM call where the level has one
@@ -241,7 +301,7 @@ static void run_rows_tok(const struct rwkv_kernels *k, const struct rwkv_gemv_jo
         for (int64_t t = t0; t < t1; t++) run_rows(k, j, t, &xq[t], r0, r1);
         return;
     }
-    for (int64_t t = 0; t < nt; t++) apply_post(j->post, j->bias ? j->bias + r0 : NULL, y + t * j->y_stride, r1 - r0);
+    for (int64_t t = 0; t < nt; t++) apply_post(k, j->post, j->bias ? j->bias + r0 : NULL, y + t * j->y_stride, r1 - r0);
 }
 
 /* Tokens per tile of job j: the tile's activations (at most TILE_X_BYTES as f32) stay in
@@ -396,6 +456,15 @@ fail:
         for (int64_t t = 0; t < n_tok; t++) free(bufs[t]);
     free(bufs);
     free(xqs);
+    return rc;
+}
+
+int rwkv_exp_at_level(int level, const float *x, float *y, int64_t n, struct rwkv_error *err) {
+    int rc = RWKV_OK;
+    const struct rwkv_kernels *k = rwkv_kernels_for_level(level);
+    RWKV_CHECK(k, RWKV_ERR_FORMAT, "this CPU cannot run kernel level %s", rwkv_cpu_level_name(level));
+    k->exp(x, y, n);
+fail:
     return rc;
 }
 

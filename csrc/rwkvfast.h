@@ -59,6 +59,9 @@ int rwkv_cpu_level_supported(void);
 const char *rwkv_cpu_level_name(int level);
 /* One line naming the kernel chosen for each slot, like llama.cpp's system_info. */
 void rwkv_system_info(char *buf, size_t size);
+/* For tests: y = e^x elementwise with the exp kernel of `level` (RWKV_ERR_FORMAT if this CPU
+ * cannot run it). */
+int rwkv_exp_at_level(int level, const float *x, float *y, int64_t n, struct rwkv_error *err);
 /* For tests and benchmarks: one single-threaded GEMV with the kernel of `level`
  * for weight type `type` (enum rwkv_type): W (n_rows, n_cols) @ x -> y.
  * RWKV_ERR_FORMAT if this CPU cannot run `level` or no kernel handles `type`. */

@@ -32,6 +32,7 @@ cdef extern from "rwkvfast.h" nogil:
     double rwkv_peak_ops(int int8, int n_threads, int64_t steps, double *checksum)
     int rwkv_gemm_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x,
                            float *y, int64_t n_rows, int64_t n_cols, int64_t n_tok, rwkv_error *err)
+    int rwkv_exp_at_level(int level, const float *x, float *y, int64_t n, rwkv_error *err)
     int rwkv_gemv_at_level(int level, uint32_t type, const void *w, size_t row_bytes, const float *x,
                            float *y, int64_t n_rows, int64_t n_cols, rwkv_error *err)
 

@@ -78,6 +78,21 @@ def _wtype(str name):
     return t, tr.block_size, tr.block_bytes
 
 
+def exp_at_level(str level, const float[::1] x not None):
+    """Tests: e^x elementwise with one ISA level's exp kernel (the one fused activations use)."""
+    cdef rwkv_error err
+    cdef int rc
+    cdef int lv = _LEVELS[level]
+    out = np.empty(x.shape[0], dtype=np.float32)
+    cdef float[::1] y = out
+    if x.shape[0] == 0:
+        return out
+    with nogil:
+        rc = rwkv_exp_at_level(lv, &x[0], &y[0], x.shape[0], &err)
+    _check(rc, &err)
+    return out
+
+
 def gemv_at_level(str level, str wtype, const uint8_t[:, ::1] w not None, const float[::1] x not None):
     """Tests/benchmarks: W @ x with one ISA level's kernel. `w` holds raw rows of `wtype`."""
     cdef rwkv_error err

@@ -273,3 +273,36 @@ def test_peak_loops_count_their_operations():
         assert ops == 0 and i8 == 0
     else:  # 12 chains of 8 or 16 lanes, 2 flops per FMA lane / 8 per int8 dot lane
         assert ops in (12 * 2 * 8 * 10_000, 12 * 2 * 16 * 10_000) and i8 > 0 and s > 0
+
+
+def _exp_inputs():
+    rng = np.random.default_rng(7)
+    wide = rng.uniform(-110.0, 95.0, 4000)
+    small = rng.standard_normal(2000) * 1e-3
+    edges = [0.0, -0.0, 1.0, -1.0, 88.72, 88.73, 89.0, 200.0, -87.33, -87.34, -103.0, -104.0, -1e30, np.inf,
+             -np.inf, np.nan, 0.34657359, -0.34657359]
+    return np.concatenate([wide, small, edges]).astype(np.float32)
+
+
+@pytest.mark.parametrize("level", SUPPORTED)
+def test_exp_is_the_scalar_twins_bits_at_every_level(level):
+    """Fused activations (SiLU, sigmoid, the decays) go through this kernel, so every level must
+    give the scalar twin's bits: sequence, batch and decode then agree on any CPU."""
+    x = _exp_inputs()
+    for n in (len(x), 1, 15, 17):  # the tails of a vector
+        np.testing.assert_array_equal(_core.exp_at_level(level, x[:n]), _core.exp_at_level("scalar", x[:n]))
+
+
+def test_exp_is_within_two_ulp_of_the_true_value():
+    x = _exp_inputs()
+    got = _core.exp_at_level("scalar", x).astype(np.float64)
+    with np.errstate(over="ignore"):
+        want = np.exp(np.clip(x.astype(np.float64), -104.0, 89.0))
+    finite = np.isfinite(want) & (want >= np.finfo(np.float32).tiny) & (want < np.finfo(np.float32).max)
+    ulp = np.spacing(want[finite].astype(np.float32)).astype(np.float64)
+    assert (np.abs(got[finite] - want[finite]) <= 2 * ulp).all()
+    # beyond the range: 0 below (subnormals correctly rounded), inf above, NaN kept
+    sub = (want < np.finfo(np.float32).tiny)
+    np.testing.assert_allclose(got[sub], want[sub], rtol=0, atol=np.float64(2.0 ** -149))
+    assert np.isposinf(got[np.isinf(want) | (want >= np.finfo(np.float32).max)]).all()
+    assert np.isnan(got[np.isnan(x)]).all()

@@ -89,6 +89,7 @@ static void init_once(void) {
 #undef FILL
             if (t->wkv6) dst->wkv6 = t->wkv6;
             if (t->wkv7) dst->wkv7 = t->wkv7;
+            if (t->exp) dst->exp = t->exp;
         }
         i = 0;
 #define GEMV_FROM(name, wtype) gemv_from[wtype] = dst->name ? from[i] : -1, i++;

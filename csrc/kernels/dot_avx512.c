@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "../ggml_types.h"
+#include "expf.h"
 #include "kernels.h"
 
 static inline __m512 load16_f32(const float *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
@@ -354,6 +355,32 @@ static void rwkv_wkv7_avx512(int64_t N, const float *r, const float *w, const fl
     }
 }
 
+/* The exp slot (kernels.h), 16 lanes: the scalar twin's operations; vscalefps is ldexpf's
+ * single rounding, subnormal results included. */
+static inline __m512 exp16(__m512 v) {
+    v = _mm512_max_ps(_mm512_set1_ps(RWKV_EXP_MIN), _mm512_min_ps(_mm512_set1_ps(RWKV_EXP_MAX), v));
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(RWKV_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT);
+    const __m512 r = _mm512_fmadd_ps(k, _mm512_set1_ps(-RWKV_EXP_LN2_LO),
+                                     _mm512_fmadd_ps(k, _mm512_set1_ps(-RWKV_EXP_LN2_HI), v));
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(RWKV_EXP_C7), r, _mm512_set1_ps(RWKV_EXP_C6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(RWKV_EXP_C5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(RWKV_EXP_C4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(RWKV_EXP_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(RWKV_EXP_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+static void rwkv_exp_avx512(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(y + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
 /* Quantized weights: qdot_avx512.c. */
 #include "qdot.h"
 
@@ -362,6 +389,7 @@ const struct rwkv_kernels rwkv_kernels_avx512 = {
     .level = "avx512",
     .wkv6 = rwkv_wkv6_avx512,
     .wkv7 = rwkv_wkv7_avx512,
+    .exp = rwkv_exp_avx512,
     .gemv_f32 = rwkv_gemv_f32_avx512,
     .gemv_f16 = rwkv_gemv_f16_avx512,
     .gemv_bf16 = rwkv_gemv_bf16_avx512,

@@ -5,6 +5,9 @@
  * measured against.
  */
 #include "../ggml_types.h"
+#include <math.h>
+
+#include "expf.h"
 #include "kernels.h"
 #include "unpack.h"
 
@@ -107,10 +110,31 @@ static void wkv7_scalar(int64_t N, const float *r, const float *w, const float *
     }
 }
 
+/* The exp slot's definition (kernels.h), step for step as the SIMD levels run it: only fmaf,
+ * so no contraction or libm rounding can differ. */
+static void exp_scalar(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        v = RWKV_EXP_MAX < v ? RWKV_EXP_MAX : v; /* NaN passes both */
+        v = RWKV_EXP_MIN > v ? RWKV_EXP_MIN : v;
+        const float k = rintf(v * RWKV_EXP_LOG2E);
+        const float r = fmaf(k, -RWKV_EXP_LN2_LO, fmaf(k, -RWKV_EXP_LN2_HI, v));
+        float p = fmaf(RWKV_EXP_C7, r, RWKV_EXP_C6);
+        p = fmaf(p, r, RWKV_EXP_C5);
+        p = fmaf(p, r, RWKV_EXP_C4);
+        p = fmaf(p, r, RWKV_EXP_C3);
+        p = fmaf(p, r, RWKV_EXP_C2);
+        p = fmaf(p, r, 1.0f);
+        p = fmaf(p, r, 1.0f);
+        y[i] = k != k ? k : ldexpf(p, (int)k);
+    }
+}
+
 const struct rwkv_kernels rwkv_kernels_scalar = {
     .level = "scalar",
     .wkv6 = wkv6_scalar,
     .wkv7 = wkv7_scalar,
+    .exp = exp_scalar,
     .gemv_f32 = gemv_f32_scalar,
     .gemv_f16 = gemv_f16_scalar,
     .gemv_bf16 = gemv_bf16_scalar,

@@ -76,6 +76,12 @@ typedef void (*rwkv_wkv6_fn)(int64_t N, const float *r, const float *k, const fl
 typedef void (*rwkv_wkv7_fn)(int64_t N, const float *r, const float *w, const float *k, const float *v,
                              const float *a, const float *b, float *S, float *y);
 
+/* y[i] = e^x[i] for i < n (y may be x), to about 1 ulp: range reduction by ln 2 in two parts,
+ * a degree-7 Taylor polynomial, and an exact scaling by 2^k; arguments are clamped to
+ * [-104, 89] (0 and +inf beyond), NaN stays NaN. Every level computes the same bits (the
+ * scalar twin with fmaf and ldexpf), so the activations built on it do not depend on the CPU. */
+typedef void (*rwkv_exp_fn)(const float *x, float *y, int64_t n);
+
 /* X-macro lists of the GEMV slots, X(slot name, weight type): float-activation
  * kernels (rwkv_gemv_fn) and quantized-activation kernels (rwkv_gemv_q_fn). A SIMD
  * table may leave a slot NULL; the active table then takes the next lower level's
@@ -117,6 +123,7 @@ struct rwkv_kernels {
     const char *level; /* "scalar", "avx2", "avx512", "avx512vnni" */
     rwkv_wkv6_fn wkv6;
     rwkv_wkv7_fn wkv7;
+    rwkv_exp_fn exp;
 #define RWKV_SLOT_F(name, wtype) rwkv_gemv_fn name;
 #define RWKV_SLOT_Q(name, wtype) rwkv_gemv_q_fn name;
 #define RWKV_SLOT_G(name, wtype) rwkv_gemm_fn name;

@@ -282,6 +282,19 @@ static inline __attribute__((always_inline)) void gemm_k(const enum ktype T, con
             for (int64_t sb0 = 0; sb0 < nsb; sb0 += PANEL_SB) {
                 const int ns = nsb - sb0 < PANEL_SB ? (int)(nsb - sb0) : PANEL_SB;
                 build_panel(T, &p, rows, sb0, ns);
+                /* the next panel's bytes on their way to L2 while this one computes: with few
+                 * tokens (batched decoding) the rows' stream from memory is as long as the maths */
+                if (sb0 + PANEL_SB < nsb) {
+                    const int64_t nx = nsb - sb0 - PANEL_SB < PANEL_SB ? nsb - sb0 - PANEL_SB : PANEL_SB;
+                    for (int i = 0; i < 2 * NP; i++)
+                        for (int64_t o = 0; o < nx * super_bytes(T); o += 64)
+                            _mm_prefetch((const char *)rows[i] + (sb0 + PANEL_SB) * super_bytes(T) + o, _MM_HINT_T1);
+                } else if (r0 + 2 * NP < nr) {
+                    const int64_t nx = nsb < PANEL_SB ? nsb : PANEL_SB;
+                    for (int64_t i = r0 + 2 * NP; i < nr && i < r0 + 4 * NP; i++)
+                        for (int64_t o = 0; o < nx * super_bytes(T); o += 64)
+                            _mm_prefetch((const char *)w + (size_t)i * rb + o, _MM_HINT_T1);
+                }
                 int64_t t = 0;
                 for (; t + TB <= tn; t += TB)
                     for (int s = 0; s < ns; s++) kernel_sb(T, &p, s, x + t0 + t, sb0 + s, TB, st + t);
