@@ -36,8 +36,11 @@
     }
 #define RWKV_DEFINE_QDOT_TYPE(type, level, TB, BODY, ...)                                                    \
     RWKV_DEFINE_QDOT_GEMV(type, level, BODY, ##__VA_ARGS__)                                                  \
-    void rwkv_gemm_##type##_##level(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, \
-                                    int64_t nr, int64_t nc, int64_t nt) {                                    \
+    RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_##type##_##level, TB, BODY, ##__VA_ARGS__)
+/* The GEMM NAME of a body alone (AVX512-VNNI: the few-token path beside the panel GEMMs). */
+#define RWKV_DEFINE_QDOT_GEMM(NAME, TB, BODY, ...)                                                           \
+    void NAME(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, int64_t nr, int64_t nc,  \
+              int64_t nt) {                                                                                  \
         int64_t t = 0;                                                                                       \
         for (; t + (TB) <= nt; t += (TB)) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, (TB), ##__VA_ARGS__);    \
         if ((TB) > 2 && t + 2 <= nt) BODY(w, rb, x + t, y + t * ys, ys, nr, nc, 2, ##__VA_ARGS__), t += 2;   \
@@ -54,6 +57,11 @@
     RWKV_DEFINE_QDOT_TYPE(q2_k, level, TB, gemm_q2k)                                                         \
     RWKV_DEFINE_QDOT_TYPE(q3_k, level, TB, gemm_q3k)                                                         \
     RWKV_DEFINE_QDOT_TYPE(q6_k, level, TB, gemm_q6k)
+
+#define RWKV_DECLARE_QDOT_FEW(type) void rwkv_gemm_##type##_avx512vnni_few(RWKV_QDOT_ARGS, int64_t, int64_t, int64_t, int64_t);
+RWKV_DECLARE_QDOT_FEW(q4_0) RWKV_DECLARE_QDOT_FEW(q4_1) RWKV_DECLARE_QDOT_FEW(q5_0) RWKV_DECLARE_QDOT_FEW(q5_1)
+RWKV_DECLARE_QDOT_FEW(q2_k) RWKV_DECLARE_QDOT_FEW(q3_k) RWKV_DECLARE_QDOT_FEW(q4_k) RWKV_DECLARE_QDOT_FEW(q5_k)
+RWKV_DECLARE_QDOT_FEW(q6_k)
 
 RWKV_DECLARE_QDOT(avx2)
 RWKV_DECLARE_QDOT(avx512)

@@ -311,14 +311,210 @@ static inline __attribute__((always_inline)) void gemm_k(const enum ktype T, con
     }
 }
 
+/* Below this many tokens (batched decoding) unpacking the panels costs more than it saves: the
+ * byte-plane GEMMs of qdot_avx512vnni.c run instead (the same bits either way). Measured on a
+ * 2048 x 2048 matrix, one thread (Xeon, AVX512-VNNI): K types 1.0x at 4 tokens, 1.5-2.1x at 8;
+ * block-32 types 0.8-0.9x at 4, 1.1-1.15x at 8. */
+#define PANEL_MIN_TOK 4
+
 #define DEFINE_GEMM_K(name, T)                                                                                 \
     void rwkv_gemm_##name##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, \
                                        int64_t nr, int64_t nc, int64_t nt) {                                  \
-        gemm_k(T, w, rb, x, y, ys, nr, nc, nt);                                                                \
+        if (nt < PANEL_MIN_TOK) rwkv_gemm_##name##_avx512vnni_few(w, rb, x, y, ys, nr, nc, nt);               \
+        else gemm_k(T, w, rb, x, y, ys, nr, nc, nt);                                                           \
     }
 DEFINE_GEMM_K(q2_k, K_Q2)
 DEFINE_GEMM_K(q3_k, K_Q3)
 DEFINE_GEMM_K(q4_k, K_Q4)
 DEFINE_GEMM_K(q5_k, K_Q5)
 DEFINE_GEMM_K(q6_k, K_Q6)
+
+/* ------------------------------------------------ Q4_0, Q4_1, Q5_0, Q5_1 -- */
+
+/* The GEMVs of these types (qdot_avx512vnni.c, gemm_q4q5) sum per pair of blocks (b, b+1) in
+ * 8 int32 lanes of 8 elements, lane i < 4 holding block b's {4i..4i+3, 16+4i..19+4i} and lane
+ * 4 + i block b+1's, then scale in f32 per step of 4 blocks (acc0: the first pair, acc1: the
+ * second; side: the offsets or mins). Here a pair of blocks of two rows A, B is four int16
+ * vectors in the pair-quad order of x->qg, [A's lanes | B's lanes], so four vpdpwssd give both
+ * rows' GEMV integers, and the f32 steps run two rows wide. */
+
+#define PB 16 /* block pairs per panel: 8 rows x 1024 int16 = 16 KiB */
+#define PANEL32_MIN_TOK 6 /* see PANEL_MIN_TOK */
+
+struct panel32 {
+    int16_t w[NP][PB][4][32];
+    float dw[NP][PB / 2][16]; /* per 4-block step: the GEMV's wd of A | of B (8 lanes each) */
+};
+
+/* Blocks b, b+1 of a row as the GEMV unpacks them: [b 0..15 | b+1 0..15] in *lo and the
+ * elements 16..31 in *hi, unsigned. */
+static inline void pair_bytes(const uint8_t *a, const int BB, const int QS, const int QH, __m256i *lo,
+                              __m256i *hi) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
+    const __m256i packed = _mm256_loadu2_m128i((const __m128i *)(a + BB + QS), (const __m128i *)(a + QS));
+    __m256i l = _mm256_and_si256(packed, low4), h = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+    if (QH) {
+        uint32_t ha, hb;
+        memcpy(&ha, a + QH, 4);
+        memcpy(&hb, a + BB + QH, 4);
+        l = _mm256_mask_add_epi8(l, (__mmask32)((ha & 0xffffu) | (hb << 16)), l, b16);
+        h = _mm256_mask_add_epi8(h, (__mmask32)((ha >> 16) | (hb & 0xffff0000u)), h, b16);
+    }
+    *lo = l, *hi = h;
+}
+
+/* The GEMV's scale vector wd of the 4-block step at a (blocks a.. a + 3 BB; `two`: only 2). */
+static inline __m256 step_scales(const uint8_t *a, const int BB, const int HAS_M, const int two) {
+    if (HAS_M) {
+        uint32_t u[4] = {0, 0, 0, 0};
+        for (int i = 0; i < (two ? 2 : 4); i++) memcpy(&u[i], a + i * BB, 4);
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u));
+    }
+    uint16_t h[4] = {0, 0, 0, 0};
+    for (int i = 0; i < (two ? 2 : 4); i++) memcpy(&h[i], a + i * BB, 2);
+    uint64_t v;
+    memcpy(&v, h, 8);
+    return _mm256_zextps128_ps256(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)v)));
+}
+
+/* Block pairs [bp0, bp0 + nbp) (every one whole) of rows[0 .. 2 NP) into the panel. */
+static inline __attribute__((always_inline)) void build_panel32(struct panel32 *p, const uint8_t *const rows[2 * NP],
+                                                               int64_t bp0, int nbp, int64_t nb, const int BB,
+                                                               const int QS, const int QH, const int HAS_M) {
+    /* within each 128-bit lane: elements {0,1,4,5,8,9,12,13} then {2,3,6,7,10,11,14,15} */
+    const __m256i quads = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+    const __m256i evens = _mm256_setr_epi64x(0, 2, 4, 6), odds = _mm256_setr_epi64x(1, 3, 5, 7);
+    for (int pr = 0; pr < NP; pr++)
+        for (int q = 0; q < nbp; q++) {
+            const int64_t b = 2 * (bp0 + q);
+            __m256i lo[2], hi[2];
+            for (int i = 0; i < 2; i++) {
+                pair_bytes(rows[2 * pr + i] + b * BB, BB, QS, QH, &lo[i], &hi[i]);
+                lo[i] = _mm256_shuffle_epi8(lo[i], quads);
+                hi[i] = _mm256_shuffle_epi8(hi[i], quads);
+            }
+            const __m256i v[4] = {_mm256_permutex2var_epi64(lo[0], evens, lo[1]), _mm256_permutex2var_epi64(lo[0], odds, lo[1]),
+                                  _mm256_permutex2var_epi64(hi[0], evens, hi[1]), _mm256_permutex2var_epi64(hi[0], odds, hi[1])};
+            for (int k = 0; k < 4; k++) _mm512_store_si512(p->w[pr][q][k], _mm512_cvtepu8_epi16(v[k]));
+            if (b % 4 == 0) {
+                const int two = b + 4 > nb;
+                for (int i = 0; i < 2; i++)
+                    _mm256_storeu_ps(p->dw[pr][q / 2] + 8 * i, step_scales(rows[2 * pr + i] + b * BB, BB, HAS_M, two));
+            }
+        }
+}
+
+struct acc32 {
+    __m512 acc0[NP], acc1[NP], side[NP];
+};
+
+/* lanes [f_a x 4, f_b x 4 | f_8+a x 4, f_8+b x 4] of p */
+static inline __m512 pair_scales(__m512 p, int a, int b) {
+    const __m512i idx = _mm512_setr_epi32(a, a, a, a, b, b, b, b, 8 + a, 8 + a, 8 + a, 8 + a, 8 + b, 8 + b, 8 + b, 8 + b);
+    return _mm512_permutexvar_ps(idx, p);
+}
+
+/* Block pairs [q0, q0 + nq) of the panel (the matrix's pair bp0 + q) for tb tokens. */
+static inline __attribute__((always_inline)) void kernel32(const struct panel32 *p, int q0, int nq, int64_t bp0,
+                                                          int64_t nb, const struct rwkv_xq *x, const int tb,
+                                                          struct acc32 *st, const int HAS_M) {
+    for (int q = q0; q < q0 + nq; q++) {
+        const int64_t b = 2 * (bp0 + q);
+        __m512i a[NP][TB];
+        for (int pr = 0; pr < NP; pr++)
+            for (int t = 0; t < tb; t++) a[pr][t] = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+            __m512i xv[TB];
+            for (int t = 0; t < tb; t++)
+                xv[t] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[t].qg + b * 32 + 16 * k)));
+            for (int pr = 0; pr < NP; pr++) {
+                const __m512i wv = _mm512_load_si512(p->w[pr][q][k]);
+                for (int t = 0; t < tb; t++) a[pr][t] = dpw(a[pr][t], wv, xv[t]);
+            }
+        }
+        /* the GEMV's f32 step: at the first pair of a 4-block step its scales (and side), then
+         * acc0 (first pair) or acc1 (second) */
+        const int second = b % 4 != 0, two = b - (second ? 2 : 0) + 4 > nb;
+        const int64_t b4 = b - (second ? 2 : 0);
+        for (int t = 0; t < tb; t++) {
+            __m512 xv;
+            if (HAS_M) {
+                xv = _mm512_castps256_ps512(_mm256_maskz_loadu_ps(two ? 0x0f : 0xff, x[t].dxs + 2 * b4));
+            } else {
+                xv = _mm512_castps128_ps512(_mm_maskz_loadu_ps(two ? 0x3 : 0xf, x[t].d + b4));
+            }
+            xv = _mm512_insertf32x8(xv, _mm512_castps512_ps256(xv), 1);
+            __m512 qs = _mm512_setzero_ps();
+            if (!HAS_M && !second) {
+                qs = _mm512_castps128_ps512(_mm_cvtepi32_ps(_mm_maskz_loadu_epi32(two ? 0x3 : 0xf, x[t].qsum + b4)));
+                qs = _mm512_insertf32x8(qs, _mm512_castps512_ps256(qs), 1);
+            }
+            for (int pr = 0; pr < NP; pr++) {
+                const __m512 pv = _mm512_mul_ps(_mm512_load_ps(p->dw[pr][q / 2]), xv);
+                if (!second) {
+                    if (HAS_M) st[t].side[pr] = _mm512_mask_add_ps(st[t].side[pr], 0xaaaa, st[t].side[pr], pv);
+                    else st[t].side[pr] = _mm512_fmadd_ps(pv, qs, st[t].side[pr]);
+                }
+                const __m512 f = HAS_M ? (second ? pair_scales(pv, 4, 6) : pair_scales(pv, 0, 2))
+                                       : (second ? pair_scales(pv, 2, 3) : pair_scales(pv, 0, 1));
+                const __m512 s = _mm512_cvtepi32_ps(a[pr][t]);
+                if (second) st[t].acc1[pr] = _mm512_fmadd_ps(s, f, st[t].acc1[pr]);
+                else st[t].acc0[pr] = _mm512_fmadd_ps(s, f, st[t].acc0[pr]);
+            }
+        }
+    }
+}
+
+static inline __m256 half_of(__m512 v, int i) { return i ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v); }
+
+static inline __attribute__((always_inline)) void gemm32(const void *w, size_t rb, const struct rwkv_xq *x, float *y,
+                                                        int64_t ys, int64_t nr, int64_t nc, int64_t nt, const int BB,
+                                                        const int QS, const int QH, const int HAS_M, const int BIAS,
+                                                        void (*unpack)(const uint8_t *, int16_t *, float *, float *)) {
+    const int64_t nb = nc / 32, nbp = nb / 2;
+    _Alignas(64) struct panel32 p;
+    _Alignas(64) struct acc32 st[TOK_BLOCK];
+    for (int64_t t0 = 0; t0 < nt; t0 += TOK_BLOCK) {
+        const int64_t tn = nt - t0 < TOK_BLOCK ? nt - t0 : TOK_BLOCK;
+        for (int64_t r0 = 0; r0 < nr; r0 += 2 * NP) {
+            const uint8_t *rows[2 * NP];
+            for (int i = 0; i < 2 * NP; i++)
+                rows[i] = (const uint8_t *)w + (size_t)(r0 + i < nr ? r0 + i : nr - 1) * rb;
+            memset(st, 0, (size_t)tn * sizeof st[0]);
+            for (int64_t bp0 = 0; bp0 < nbp; bp0 += PB) {
+                const int n = nbp - bp0 < PB ? (int)(nbp - bp0) : PB;
+                build_panel32(&p, rows, bp0, n, nb, BB, QS, QH, HAS_M);
+                if (bp0 + PB < nbp)
+                    for (int i = 0; i < 2 * NP; i++)
+                        for (int64_t o = 0; o < 2 * PB * BB; o += 64)
+                            _mm_prefetch((const char *)rows[i] + (bp0 + PB) * 2 * BB + o, _MM_HINT_T1);
+                int64_t t = 0;
+                for (; t + TB <= tn; t += TB) kernel32(&p, 0, n, bp0, nb, x + t0 + t, TB, st + t, HAS_M);
+                if (t + 2 <= tn) kernel32(&p, 0, n, bp0, nb, x + t0 + t, 2, st + t, HAS_M), t += 2;
+                if (t < tn) kernel32(&p, 0, n, bp0, nb, x + t0 + t, 1, st + t, HAS_M);
+            }
+            for (int64_t t = 0; t < tn; t++)
+                for (int i = 0; i < 2 * NP && r0 + i < nr; i++) {
+                    const struct acc32 *a = &st[t];
+                    const __m256 side = HAS_M ? half_of(a->side[i / 2], i & 1)
+                                              : _mm256_zextps128_ps256(_mm256_castps256_ps128(half_of(a->side[i / 2], i & 1)));
+                    float out = hsum256(_mm256_add_ps(half_of(a->acc0[i / 2], i & 1), half_of(a->acc1[i / 2], i & 1))) +
+                                (HAS_M ? 1.0f : -(float)BIAS) * hsum256(side);
+                    if (nb & 1) out += block32_dot(unpack, rows[i] + (nb - 1) * BB, &x[t0 + t], (nb - 1) * 32);
+                    y[(t0 + t) * ys + r0 + i] = out;
+                }
+        }
+    }
+}
+
+#define DEFINE_GEMM_32(name, ...)                                                                              \
+    void rwkv_gemm_##name##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, \
+                                       int64_t nr, int64_t nc, int64_t nt) {                                  \
+        if (nt < PANEL32_MIN_TOK) rwkv_gemm_##name##_avx512vnni_few(w, rb, x, y, ys, nr, nc, nt);             \
+        else gemm32(w, rb, x, y, ys, nr, nc, nt, __VA_ARGS__);                                                 \
+    }
+DEFINE_GEMM_32(q4_0, RWKV_Q4_0_LAYOUT)
+DEFINE_GEMM_32(q4_1, RWKV_Q4_1_LAYOUT)
+DEFINE_GEMM_32(q5_0, RWKV_Q5_0_LAYOUT)
+DEFINE_GEMM_32(q5_1, RWKV_Q5_1_LAYOUT)
 #endif
