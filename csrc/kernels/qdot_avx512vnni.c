@@ -282,7 +282,6 @@ static inline __m512 k_bias(__m512i sc32, const int32_t *qsum16, float d_dx, __m
 static inline __attribute__((always_inline)) void gemm_q6k(const void *w, size_t rb, const struct rwkv_xq *x,
                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
     const int64_t nsb = nc / 256;
-    const __m256i low4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     __m256i idx[8];
     for (int p = 0; p < 8; p++) idx[p] = pair_index(p);
     for (int64_t r = 0; r < nr; r++) {
@@ -307,16 +306,8 @@ static inline __attribute__((always_inline)) void gemm_q6k(const void *w, size_t
                 vd[k] = _mm256_set1_ps(d_dx);
             }
             for (int h = 0; h < 2; h++) {
-                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
-                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
-                /* high bits moved to bits 4..5 of each byte; epi16 shifts are safe under the masks */
-                const __m256i u[4] = {
-                    _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, m30)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
+                __m256i u[4];
+                q6_k_half(blk, h, u);
                 __m256i S[4];
                 for (int j = 0; j < 4; j++) S[j] = _mm256_permutexvar_epi16(idx[4 * h + j], sc16);
                 for (int k = 0; k < tb; k++) {

@@ -93,17 +93,9 @@ static inline __attribute__((always_inline)) void unpack_row(const enum ktype T,
         _mm512_storeu_ps(rs, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(scb)));
         *rd = rd_f16(blk + 208);
         const __m512i sc = _mm512_cvtepi8_epi16(_mm256_castsi128_si256(scb));
-        const __m256i m30 = _mm256_set1_epi8(0x30);
         for (int h = 0; h < 2; h++) {
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
-            const __m256i u[4] = {
-                _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
-                _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
+            __m256i u[4];
+            q6_k_half(blk, h, u);
             for (int k = 0; k < 4; k++) {
                 const int s = 8 * h + 2 * k;
                 _mm512_storeu_si512(out + 128 * h + 32 * k, scaled(u[k], two_scales(sc, s, s + 1)));

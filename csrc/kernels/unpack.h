@@ -150,6 +150,20 @@ static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn) {
 }
 
 #if defined(__AVX2__)
+/* Half h of a Q6_K super-block (ql[128] | qh[64] | ...) as unsigned 6-bit bytes: u[k] holds
+ * elements 128h + 32k .. + 31 (nibble k >> 1 of ql[64h + 32(k & 1) + l], bits 2k..2k+1 of
+ * qh[32h + l] moved to bits 4..5; epi16 shifts are safe under the masks). */
+static inline void q6_k_half(const uint8_t *blk, int h, __m256i u[4]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
+    const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+    u[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    u[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, m30));
+    u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+}
+
 /* The same 8 scales (bytes 0..7) and 8 mins (8..15) of the 12 bytes at p, in
  * registers: built in memory with scalar stores and reloaded as a vector, they
  * would wait on a failed store-to-load forward every super-block. Reads 16 bytes. */
