@@ -10,11 +10,9 @@
  * signed formats are offset (Q4_0: +8, Q5_0: +16, Q3_K: +4, Q6_K: +32) and
  * the offset is taken back once per block through the integer sums of q.
  *
- * Q8_0 has no kernel here: its weights are bytes already, so the int16 kernels (one widening
- * per 32 weights, shared by 4 tokens in the GEMM, then one vpmaddwd per token) do the same
- * multiplies without the two planes' recombination per block; they ran pp512 1.06-1.2x
- * faster than two-plane VNNI and decode at the same speed (memory-bound), so this level
- * inherits them.
+ * Q8_0 runs as a block-32 type with 8-bit weights offset by 128: its GEMV decodes at the
+ * speed of the int16 kernels of qdot_avx512.c (memory-bound), and its integer lanes are
+ * those the panel GEMMs of qgemm_avx512vnni.c share, which the int16 kernels' are not.
  *
  * Block-32 types use vpdpbusd (u8 x s8, four products per int32 lane) per pair of
  * blocks and scale in f32 per block. K types use vpmaddubsw (u8 x s8 pairs to int16;
@@ -70,10 +68,17 @@ static inline __attribute__((always_inline)) __m256 pair_dot(__m256i lo, __m256i
  * elements 0..15 of A and B, and with `>> 4` elements 16..31: the pair order of the
  * activation planes. */
 static inline __attribute__((always_inline)) void q4q5_weights(const uint8_t *a, const int BB, const int QS,
-                                                              const int QH, __m256i *plo, __m256i *phi) {
+                                                              const int QH, const int BIAS, __m256i *plo,
+                                                              __m256i *phi) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
     const uint8_t *bb = a + BB;
     _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
+    if (BIAS == 128) { /* Q8_0: the bytes themselves, offset to unsigned */
+        const __m256i flip = _mm256_set1_epi8((char)0x80);
+        *plo = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(bb + QS), (const __m128i *)(a + QS)), flip);
+        *phi = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(bb + QS + 16), (const __m128i *)(a + QS + 16)), flip);
+        return;
+    }
     const __m256i packed = _mm256_loadu2_m128i((const __m128i *)(bb + QS), (const __m128i *)(a + QS));
     __m256i lo = _mm256_and_si256(packed, low4);
     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
@@ -134,8 +139,8 @@ static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_
             const uint8_t *a = row + b * BB;
             const int two = b + 4 > nb; /* only one pair left */
             __m256i lo0, hi0, lo1 = _mm256_setzero_si256(), hi1 = lo1;
-            q4q5_weights(a, BB, QS, QH, &lo0, &hi0);
-            if (!two) q4q5_weights(a + 2 * BB, BB, QS, QH, &lo1, &hi1);
+            q4q5_weights(a, BB, QS, QH, BIAS, &lo0, &hi0);
+            if (!two) q4q5_weights(a + 2 * BB, BB, QS, QH, BIAS, &lo1, &hi1);
             /* HAS_M: [d0 m0 d1 m1 d2 m2 d3 m3]; else d0..d3 in the low lanes */
             const __m256 wd = HAS_M ? _mm256_cvtph_ps(_mm_set_epi64x(two ? 0 : (long long)dm2(a + 2 * BB, BB),
                                                                      (long long)dm2(a, BB)))
@@ -425,6 +430,7 @@ RWKV_DEFINE_QDOT_GEMV(q4_0, avx512vnni, gemm_q4q5, RWKV_Q4_0_LAYOUT)
 RWKV_DEFINE_QDOT_GEMV(q4_1, avx512vnni, gemm_q4q5, RWKV_Q4_1_LAYOUT)
 RWKV_DEFINE_QDOT_GEMV(q5_0, avx512vnni, gemm_q4q5, RWKV_Q5_0_LAYOUT)
 RWKV_DEFINE_QDOT_GEMV(q5_1, avx512vnni, gemm_q4q5, RWKV_Q5_1_LAYOUT)
+RWKV_DEFINE_QDOT_GEMV(q8_0, avx512vnni, gemm_q4q5, RWKV_Q8_0_LAYOUT)
 RWKV_DEFINE_QDOT_GEMV(q4_k, avx512vnni, gemm_q45k, RWKV_Q4_K_LAYOUT)
 RWKV_DEFINE_QDOT_GEMV(q5_k, avx512vnni, gemm_q45k, RWKV_Q5_K_LAYOUT)
 RWKV_DEFINE_QDOT_GEMV(q2_k, avx512vnni, gemm_q2k)
@@ -434,6 +440,7 @@ RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q4_0_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q4_0_L
 RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q4_1_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q4_1_LAYOUT)
 RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q5_0_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q5_0_LAYOUT)
 RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q5_1_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q5_1_LAYOUT)
+RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q8_0_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q8_0_LAYOUT)
 RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q4_k_avx512vnni_few, QTB, gemm_q45k, RWKV_Q4_K_LAYOUT)
 RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q5_k_avx512vnni_few, QTB, gemm_q45k, RWKV_Q5_K_LAYOUT)
 RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q2_k_avx512vnni_few, QTB, gemm_q2k)
@@ -446,6 +453,8 @@ const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .gemv_q4_1 = rwkv_gemv_q4_1_avx512vnni,
     .gemv_q5_0 = rwkv_gemv_q5_0_avx512vnni,
     .gemv_q5_1 = rwkv_gemv_q5_1_avx512vnni,
+    .gemv_q8_0 = rwkv_gemv_q8_0_avx512vnni,
+    .gemm_q8_0 = rwkv_gemm_q8_0_avx512vnni,
     .gemv_q2_k = rwkv_gemv_q2_k_avx512vnni,
     .gemv_q3_k = rwkv_gemv_q3_k_avx512vnni,
     .gemv_q4_k = rwkv_gemv_q4_k_avx512vnni,

@@ -340,9 +340,15 @@ struct panel32 {
 
 /* Blocks b, b+1 of a row as the GEMV unpacks them: [b 0..15 | b+1 0..15] in *lo and the
  * elements 16..31 in *hi, unsigned. */
-static inline void pair_bytes(const uint8_t *a, const int BB, const int QS, const int QH, __m256i *lo,
-                              __m256i *hi) {
+static inline void pair_bytes(const uint8_t *a, const int BB, const int QS, const int QH, const int BIAS,
+                              __m256i *lo, __m256i *hi) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
+    if (BIAS == 128) { /* Q8_0: whole bytes, offset to unsigned */
+        const __m256i flip = _mm256_set1_epi8((char)0x80);
+        *lo = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + BB + QS), (const __m128i *)(a + QS)), flip);
+        *hi = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + BB + QS + 16), (const __m128i *)(a + QS + 16)), flip);
+        return;
+    }
     const __m256i packed = _mm256_loadu2_m128i((const __m128i *)(a + BB + QS), (const __m128i *)(a + QS));
     __m256i l = _mm256_and_si256(packed, low4), h = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
     if (QH) {
@@ -372,7 +378,8 @@ static inline __m256 step_scales(const uint8_t *a, const int BB, const int HAS_M
 /* Block pairs [bp0, bp0 + nbp) (every one whole) of rows[0 .. 2 NP) into the panel. */
 static inline __attribute__((always_inline)) void build_panel32(struct panel32 *p, const uint8_t *const rows[2 * NP],
                                                                int64_t bp0, int nbp, int64_t nb, const int BB,
-                                                               const int QS, const int QH, const int HAS_M) {
+                                                               const int QS, const int QH, const int HAS_M,
+                                                               const int BIAS) {
     /* within each 128-bit lane: elements {0,1,4,5,8,9,12,13} then {2,3,6,7,10,11,14,15} */
     const __m256i quads = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
     const __m256i evens = _mm256_setr_epi64x(0, 2, 4, 6), odds = _mm256_setr_epi64x(1, 3, 5, 7);
@@ -381,7 +388,7 @@ static inline __attribute__((always_inline)) void build_panel32(struct panel32 *
             const int64_t b = 2 * (bp0 + q);
             __m256i lo[2], hi[2];
             for (int i = 0; i < 2; i++) {
-                pair_bytes(rows[2 * pr + i] + b * BB, BB, QS, QH, &lo[i], &hi[i]);
+                pair_bytes(rows[2 * pr + i] + b * BB, BB, QS, QH, BIAS, &lo[i], &hi[i]);
                 lo[i] = _mm256_shuffle_epi8(lo[i], quads);
                 hi[i] = _mm256_shuffle_epi8(hi[i], quads);
             }
@@ -475,7 +482,7 @@ static inline __attribute__((always_inline)) void gemm32(const void *w, size_t r
             memset(st, 0, (size_t)tn * sizeof st[0]);
             for (int64_t bp0 = 0; bp0 < nbp; bp0 += PB) {
                 const int n = nbp - bp0 < PB ? (int)(nbp - bp0) : PB;
-                build_panel32(&p, rows, bp0, n, nb, BB, QS, QH, HAS_M);
+                build_panel32(&p, rows, bp0, n, nb, BB, QS, QH, HAS_M, BIAS);
                 if (bp0 + PB < nbp)
                     for (int i = 0; i < 2 * NP; i++)
                         for (int64_t o = 0; o < 2 * PB * BB; o += 64)
@@ -509,4 +516,5 @@ DEFINE_GEMM_32(q4_0, RWKV_Q4_0_LAYOUT)
 DEFINE_GEMM_32(q4_1, RWKV_Q4_1_LAYOUT)
 DEFINE_GEMM_32(q5_0, RWKV_Q5_0_LAYOUT)
 DEFINE_GEMM_32(q5_1, RWKV_Q5_1_LAYOUT)
+DEFINE_GEMM_32(q8_0, RWKV_Q8_0_LAYOUT)
 #endif
