@@ -426,26 +426,20 @@ static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t
 /* The GEMVs, and the GEMMs of few tokens (the byte planes unpacked once per 4 tokens); the
  * GEMMs of many tokens, over int16 panels in the same integer lanes with the same f32 steps,
  * are in qgemm_avx512vnni.c, which calls these below its threshold. */
-RWKV_DEFINE_QDOT_GEMV(q4_0, avx512vnni, gemm_q4q5, RWKV_Q4_0_LAYOUT)
-RWKV_DEFINE_QDOT_GEMV(q4_1, avx512vnni, gemm_q4q5, RWKV_Q4_1_LAYOUT)
-RWKV_DEFINE_QDOT_GEMV(q5_0, avx512vnni, gemm_q4q5, RWKV_Q5_0_LAYOUT)
-RWKV_DEFINE_QDOT_GEMV(q5_1, avx512vnni, gemm_q4q5, RWKV_Q5_1_LAYOUT)
-RWKV_DEFINE_QDOT_GEMV(q8_0, avx512vnni, gemm_q4q5, RWKV_Q8_0_LAYOUT)
-RWKV_DEFINE_QDOT_GEMV(q4_k, avx512vnni, gemm_q45k, RWKV_Q4_K_LAYOUT)
-RWKV_DEFINE_QDOT_GEMV(q5_k, avx512vnni, gemm_q45k, RWKV_Q5_K_LAYOUT)
-RWKV_DEFINE_QDOT_GEMV(q2_k, avx512vnni, gemm_q2k)
-RWKV_DEFINE_QDOT_GEMV(q3_k, avx512vnni, gemm_q3k)
-RWKV_DEFINE_QDOT_GEMV(q6_k, avx512vnni, gemm_q6k)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q4_0_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q4_0_LAYOUT)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q4_1_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q4_1_LAYOUT)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q5_0_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q5_0_LAYOUT)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q5_1_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q5_1_LAYOUT)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q8_0_avx512vnni_few, QTB, gemm_q4q5, RWKV_Q8_0_LAYOUT)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q4_k_avx512vnni_few, QTB, gemm_q45k, RWKV_Q4_K_LAYOUT)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q5_k_avx512vnni_few, QTB, gemm_q45k, RWKV_Q5_K_LAYOUT)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q2_k_avx512vnni_few, QTB, gemm_q2k)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q3_k_avx512vnni_few, QTB, gemm_q3k)
-RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_q6_k_avx512vnni_few, QTB, gemm_q6k)
+#define VNNI_TYPE(type, BODY, ...)                                   \
+    RWKV_DEFINE_QDOT_GEMV(type, avx512vnni, BODY, ##__VA_ARGS__) \
+    RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_##type##_avx512vnni_few, QTB, BODY, ##__VA_ARGS__)
+VNNI_TYPE(q4_0, gemm_q4q5, RWKV_Q4_0_LAYOUT)
+VNNI_TYPE(q4_1, gemm_q4q5, RWKV_Q4_1_LAYOUT)
+VNNI_TYPE(q5_0, gemm_q4q5, RWKV_Q5_0_LAYOUT)
+VNNI_TYPE(q5_1, gemm_q4q5, RWKV_Q5_1_LAYOUT)
+VNNI_TYPE(q8_0, gemm_q4q5, RWKV_Q8_0_LAYOUT)
+VNNI_TYPE(q4_k, gemm_q45k, RWKV_Q4_K_LAYOUT)
+VNNI_TYPE(q5_k, gemm_q45k, RWKV_Q5_K_LAYOUT)
+VNNI_TYPE(q2_k, gemm_q2k)
+VNNI_TYPE(q3_k, gemm_q3k)
+VNNI_TYPE(q6_k, gemm_q6k)
+#undef VNNI_TYPE
 
 const struct rwkv_kernels rwkv_kernels_avx512vnni = {
     .level = "avx512vnni",

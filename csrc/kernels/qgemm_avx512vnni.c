@@ -259,6 +259,11 @@ static inline float kresult(const enum ktype T, const struct kacc *st, int i) {
     return hsum256(a) - bias * _mm512_reduce_add_ps(st->side[i]);
 }
 
+/* The 2 NP rows of the panel at row r0; past the last row a copy of it, its results dropped. */
+static inline void panel_rows(const void *w, size_t rb, int64_t r0, int64_t nr, const uint8_t *rows[2 * NP]) {
+    for (int i = 0; i < 2 * NP; i++) rows[i] = (const uint8_t *)w + (size_t)(r0 + i < nr ? r0 + i : nr - 1) * rb;
+}
+
 static inline __attribute__((always_inline)) void gemm_k(const enum ktype T, const void *w, size_t rb,
                                                         const struct rwkv_xq *x, float *y, int64_t ys, int64_t nr,
                                                         int64_t nc, int64_t nt) {
@@ -269,8 +274,7 @@ static inline __attribute__((always_inline)) void gemm_k(const enum ktype T, con
         const int64_t tn = nt - t0 < TOK_BLOCK ? nt - t0 : TOK_BLOCK;
         for (int64_t r0 = 0; r0 < nr; r0 += 2 * NP) {
             const uint8_t *rows[2 * NP];
-            for (int i = 0; i < 2 * NP; i++) /* past the last row: a copy of it, its results dropped */
-                rows[i] = (const uint8_t *)w + (size_t)(r0 + i < nr ? r0 + i : nr - 1) * rb;
+            panel_rows(w, rb, r0, nr, rows);
             for (int64_t sb0 = 0; sb0 < nsb; sb0 += PANEL_SB) {
                 const int ns = nsb - sb0 < PANEL_SB ? (int)(nsb - sb0) : PANEL_SB;
                 build_panel(T, &p, rows, sb0, ns);
@@ -309,12 +313,14 @@ static inline __attribute__((always_inline)) void gemm_k(const enum ktype T, con
  * block-32 types 0.8-0.9x at 4, 1.1-1.15x at 8. */
 #define PANEL_MIN_TOK 4
 
-#define DEFINE_GEMM_K(name, T)                                                                                 \
+/* rwkv_gemm_<name>_avx512vnni: the panel GEMM PANEL(args) from MIN tokens, the few-token one below. */
+#define DEFINE_GEMM_PANEL(name, MIN, PANEL, ...)                                                                \
     void rwkv_gemm_##name##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, \
                                        int64_t nr, int64_t nc, int64_t nt) {                                  \
-        if (nt < PANEL_MIN_TOK) rwkv_gemm_##name##_avx512vnni_few(w, rb, x, y, ys, nr, nc, nt);               \
-        else gemm_k(T, w, rb, x, y, ys, nr, nc, nt);                                                           \
+        if (nt < (MIN)) rwkv_gemm_##name##_avx512vnni_few(w, rb, x, y, ys, nr, nc, nt);                       \
+        else PANEL(__VA_ARGS__, w, rb, x, y, ys, nr, nc, nt);                                                  \
     }
+#define DEFINE_GEMM_K(name, T) DEFINE_GEMM_PANEL(name, PANEL_MIN_TOK, gemm_k, T)
 DEFINE_GEMM_K(q2_k, K_Q2)
 DEFINE_GEMM_K(q3_k, K_Q3)
 DEFINE_GEMM_K(q4_k, K_Q4)
@@ -466,10 +472,11 @@ static inline __attribute__((always_inline)) void kernel32(const struct panel32 
 
 static inline __m256 half_of(__m512 v, int i) { return i ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v); }
 
-static inline __attribute__((always_inline)) void gemm32(const void *w, size_t rb, const struct rwkv_xq *x, float *y,
-                                                        int64_t ys, int64_t nr, int64_t nc, int64_t nt, const int BB,
-                                                        const int QS, const int QH, const int HAS_M, const int BIAS,
-                                                        void (*unpack)(const uint8_t *, int16_t *, float *, float *)) {
+static inline __attribute__((always_inline)) void gemm32(const int BB, const int QS, const int QH, const int HAS_M,
+                                                        const int BIAS,
+                                                        void (*unpack)(const uint8_t *, int16_t *, float *, float *),
+                                                        const void *w, size_t rb, const struct rwkv_xq *x, float *y,
+                                                        int64_t ys, int64_t nr, int64_t nc, int64_t nt) {
     const int64_t nb = nc / 32, nbp = nb / 2;
     _Alignas(64) struct panel32 p;
     _Alignas(64) struct acc32 st[TOK_BLOCK];
@@ -477,8 +484,7 @@ static inline __attribute__((always_inline)) void gemm32(const void *w, size_t r
         const int64_t tn = nt - t0 < TOK_BLOCK ? nt - t0 : TOK_BLOCK;
         for (int64_t r0 = 0; r0 < nr; r0 += 2 * NP) {
             const uint8_t *rows[2 * NP];
-            for (int i = 0; i < 2 * NP; i++)
-                rows[i] = (const uint8_t *)w + (size_t)(r0 + i < nr ? r0 + i : nr - 1) * rb;
+            panel_rows(w, rb, r0, nr, rows);
             memset(st, 0, (size_t)tn * sizeof st[0]);
             for (int64_t bp0 = 0; bp0 < nbp; bp0 += PB) {
                 const int n = nbp - bp0 < PB ? (int)(nbp - bp0) : PB;
@@ -506,12 +512,7 @@ static inline __attribute__((always_inline)) void gemm32(const void *w, size_t r
     }
 }
 
-#define DEFINE_GEMM_32(name, ...)                                                                              \
-    void rwkv_gemm_##name##_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, \
-                                       int64_t nr, int64_t nc, int64_t nt) {                                  \
-        if (nt < PANEL32_MIN_TOK) rwkv_gemm_##name##_avx512vnni_few(w, rb, x, y, ys, nr, nc, nt);             \
-        else gemm32(w, rb, x, y, ys, nr, nc, nt, __VA_ARGS__);                                                 \
-    }
+#define DEFINE_GEMM_32(name, ...) DEFINE_GEMM_PANEL(name, PANEL32_MIN_TOK, gemm32, __VA_ARGS__)
 DEFINE_GEMM_32(q4_0, RWKV_Q4_0_LAYOUT)
 DEFINE_GEMM_32(q4_1, RWKV_Q4_1_LAYOUT)
 DEFINE_GEMM_32(q5_0, RWKV_Q5_0_LAYOUT)
