@@ -203,6 +203,57 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
         }                                                                                           \
         y[0] = GEMM_SUM4(A0), y[ys] = GEMM_SUM4(A1), y[1] = GEMM_SUM4(B0), y[ys + 1] = GEMM_SUM4(B1); \
     }
+/* The horizontal sums of 16 vectors at once, each pairing exactly as _mm512_reduce_add_ps (lane i
+ * with i + 8, then + 4, + 2, + 1): a tree of shuffles across vectors instead of 16 trees
+ * inside one. Lane r of the result is the sum of v[r]. */
+static inline __m512 reduce_add_16(const __m512 v[16]) {
+    __m512 u[8], w[4], z[2];
+    for (int k = 0; k < 8; k++) /* [v2k lanes i + (i + 8) | v2k+1's], i < 8 */
+        u[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)),
+                             _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)));
+    for (int m = 0; m < 4; m++) /* block j: row 4m + j's i + (i + 4), i < 4 */
+        w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * m], u[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)),
+                             _mm512_shuffle_f32x4(u[2 * m], u[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)));
+    for (int n = 0; n < 2; n++) /* block j: rows 8n + j, 8n + 4 + j, two lanes each */
+        z[n] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * n], w[2 * n + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(w[2 * n], w[2 * n + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* block j: rows j, 4 + j, 8 + j, 12 + j */
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
+}
+/* Narrow rows (the LoRA products), 16 at a time for one token: each row's four partial sums as
+ * the GEMV forms them, then the 16 horizontal sums together (one reduction tree costs as much
+ * as the row's products at 32 or 64 columns). */
+#define DEFINE_GEMM_NARROW16(NAME, T, LOAD16)                                                       \
+    static inline __attribute__((always_inline)) void NAME##_n(const void *w, size_t rb, const float *x, float *y, \
+                                                               const int64_t nc) {                  \
+        const __mmask16 all = 0xffff;                                                               \
+        const __mmask16 tail = (__mmask16)((1u << (nc & 15)) - 1u);                                 \
+        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                           \
+        __m512 v[16];                                                                               \
+        for (int i = 0; i < 16; i++) {                                                              \
+            const T *w0 = (const T *)((const char *)w + (size_t)i * rb);                            \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                             \
+            int64_t c = 0;                                                                          \
+            for (; c < n64; c += 64) {                                                              \
+                a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0);              \
+                a1 = _mm512_fmadd_ps(LOAD16(w0 + c + 16, all), _mm512_loadu_ps(x + c + 16), a1);    \
+                a2 = _mm512_fmadd_ps(LOAD16(w0 + c + 32, all), _mm512_loadu_ps(x + c + 32), a2);    \
+                a3 = _mm512_fmadd_ps(LOAD16(w0 + c + 48, all), _mm512_loadu_ps(x + c + 48), a3);    \
+            }                                                                                       \
+            for (; c < nfull; c += 16) a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0); \
+            if (tail) a1 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), _mm512_maskz_loadu_ps(tail, x + nfull), a1); \
+            v[i] = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));                     \
+        }                                                                                           \
+        _mm512_storeu_ps(y, reduce_add_16(v));                                                      \
+    }                                                                                               \
+    /* the LoRA widths as constants: the 16 rows unrolled, their sums in registers */               \
+    static void NAME(const void *w, size_t rb, const float *x, float *y, int64_t nc) {              \
+        if (nc == 32) NAME##_n(w, rb, x, y, 32);                                                    \
+        else if (nc == 64) NAME##_n(w, rb, x, y, 64);                                               \
+        else NAME##_n(w, rb, x, y, nc);                                                             \
+    }
 /* One or two tokens (batched decoding of two sequences, a tile's last tokens): each row up
  * to ROW_ALONE_MAX_COLS streams once, front to back as in the GEMV, with the GEMV's four
  * partial sums of each token in registers; each weight vector is loaded and converted once
@@ -241,6 +292,7 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
 #define DEFINE_GEMM(NAME, GEMV, T, LOAD16)                                                          \
     DEFINE_GEMM_BLOCK(NAME##_block, T, LOAD16)                                                      \
     DEFINE_GEMM_NARROW(NAME##_narrow, T, LOAD16)                                                    \
+    DEFINE_GEMM_NARROW16(NAME##_narrow16, T, LOAD16)                                                \
     DEFINE_GEMM_ROW(NAME##_row, T, LOAD16)                                                          \
     static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
                      int64_t nc, int64_t nt) {                                                      \
@@ -254,13 +306,17 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
             return;                                                                                 \
         }                                                                                           \
         if (nc < GEMM_MIN_COLS) {                                                                   \
-            const int64_t tpair = nt & ~(int64_t)1;                                                 \
+            for (; r + 16 <= nr; r += 16)                                                           \
+                for (int64_t t = 0; t < nt; t++)                                                    \
+                    NAME##_narrow16((const char *)w + (size_t)r * rb, rb, x + t * xs, y + t * ys + r, nc); \
+            const int64_t tpair = nt & ~(int64_t)1, r16 = r;                                        \
             for (; r + 2 <= nr; r += 2) {                                                           \
                 const T *wa = (const T *)((const char *)w + (size_t)r * rb), *wb = (const T *)((const char *)wa + rb); \
                 for (int64_t t = 0; t < tpair; t += 2)                                              \
                     NAME##_narrow(wa, wb, x + t * xs, x + (t + 1) * xs, y + t * ys + r, ys, nc);    \
             }                                                                                       \
-            if (tpair < nt) GEMV(w, rb, x + tpair * xs, y + tpair * ys, r, nc);                     \
+            if (tpair < nt && r > r16)                                                              \
+                GEMV((const char *)w + (size_t)r16 * rb, rb, x + tpair * xs, y + tpair * ys + r16, r - r16, nc); \
         }                                                                                           \
         for (; nc >= GEMM_MIN_COLS && r + GEMM_RB <= nr; r += GEMM_RB) {                            \
             const T *wr[GEMM_RB];                                                                   \
