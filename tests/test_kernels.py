@@ -116,6 +116,12 @@ def test_system_info_names_every_slot():
     assert info.startswith(f"cpu: {_core.cpu_level()}")
     for slot in ("wkv6", "gemv_f32", "gemv_f16", "gemv_bf16", "gemv_q4_k", "gemm_q6_k"):  # the last: not cut off
         assert f"{slot} = " in info
+    amx = info.split(" | amx: ")[1].split(" | ")[0]
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    if "amx_tile" not in flags:  # this CPU (or VM) has no tiles: said, never tried
+        assert amx == "no (not in this CPU)"
+    else:
+        assert amx.startswith(("granted", "no (")), amx
     vk = info.split(" | vulkan: ")[1]
     if _core.vk_built() and os.environ.get("RWKVFAST_REQUIRE_VULKAN"):
         assert vk.startswith("0: ")  # CI has lavapipe

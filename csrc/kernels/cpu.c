@@ -5,6 +5,11 @@
  * has not enabled). Both must agree before a level is used. RWKVFAST_CPU caps
  * the level so every path can be tested on one machine.
  */
+#if defined(__linux__)
+#define _GNU_SOURCE /* syscall() under -std=c11 */
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +50,32 @@ static int detect(void) {
     if (avx512f && avx512dq && avx512bw && avx512vl && zmm_os) return vnni ? RWKV_CPU_AVX512_VNNI : RWKV_CPU_AVX512;
     return RWKV_CPU_AVX2;
 }
+
+/* AMX tiles: whether the CPU has them (CPUID 7.0 EDX: 24 tile, 25 int8, 22 bf16), the OS saves
+ * their state (XCR0 bits 17-18) and Linux lets this process use them (the permission request is
+ * the kernel's rule, and a process that skips it dies of SIGILL at its first tile load). The
+ * request enlarges the process's signal frames, so it is made only where the tiles exist. No
+ * kernel uses the tiles yet: system_info reports what a tile kernel would find. */
+static const char *amx_probe(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1)) return "no (not in this CPU)";
+    const int int8 = (d >> 25) & 1, bf16 = (d >> 22) & 1;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1) || (xgetbv0() & 0x60000) != 0x60000)
+        return "no (the OS does not save the tile state)";
+#if defined(__linux__)
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) != 0)
+        return "no (Linux refused the tile permission)";
+    return int8 && bf16 ? "granted: int8, bf16 (no tile kernels yet)"
+           : int8       ? "granted: int8 (no tile kernels yet)"
+                        : "granted (no tile kernels yet)";
+#else
+    (void)int8, (void)bf16;
+    return "no (the tile permission is requested on Linux only)";
+#endif
+}
 #else
 static int detect(void) { return RWKV_CPU_SCALAR; }
+static const char *amx_probe(void) { return "no (not x86-64)"; }
 #endif
 
 static const char *const LEVEL_NAMES[] = {"scalar", "avx2", "avx512", "avx512vnni"};
@@ -56,11 +85,13 @@ static const struct rwkv_kernels *const TABLES[] = {&rwkv_kernels_scalar, &rwkv_
 /* The dispatch state: written once under pthread_once, read-only afterwards. */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_supported, g_level;
+static const char *g_amx;
 static struct rwkv_kernels g_filled[RWKV_CPU_AVX512_VNNI + 1]; /* per level, NULL slots filled from below */
 static char g_info[1024];
 
 static void init_once(void) {
     g_supported = detect();
+    g_amx = amx_probe();
     g_level = g_supported;
     const char *cap = getenv("RWKVFAST_CPU");
     if (cap && *cap) {
@@ -112,8 +143,8 @@ static void init_once(void) {
         if (TABLES[l]->wkv6) wkv6_level = LEVEL_NAMES[l];
         if (TABLES[l]->wkv7) wkv7_level = LEVEL_NAMES[l];
     }
-    int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) | wkv6 = %s | wkv7 = %s |", LEVEL_NAMES[g_level],
-                     LEVEL_NAMES[g_supported], wkv6_level, wkv7_level);
+    int n = snprintf(g_info, sizeof g_info, "cpu: %s (supported: %s) | amx: %s | wkv6 = %s | wkv7 = %s |",
+                     LEVEL_NAMES[g_level], LEVEL_NAMES[g_supported], g_amx, wkv6_level, wkv7_level);
     i = 0;
 #define INFO(name, wtype)                                                                           \
     if (n >= 0 && (size_t)n < sizeof g_info)                                                 \

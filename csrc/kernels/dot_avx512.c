@@ -11,6 +11,16 @@
 #include "expf.h"
 #include "kernels.h"
 
+/* The sum of 16 lanes, paired as GCC's _mm512_reduce_add_ps pairs them (i with i + 8, then + 4,
+ * + 2, + 1), written out so that every compiler adds in that order: the 16-row reduction of the
+ * LoRA products and the AVX2 kernels' hsum8 reproduce it. */
+static inline float hsum16(__m512 v) {
+    const __m256 s8 = _mm256_add_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v));
+    __m128 s4 = _mm_add_ps(_mm256_extractf128_ps(s8, 1), _mm256_castps256_ps128(s8));
+    s4 = _mm_add_ps(s4, _mm_shuffle_ps(s4, s4, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+}
+
 static inline __m512 load16_f32(const float *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 static inline __m512 load16_f16(const uint16_t *p, __mmask16 m) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
@@ -55,10 +65,10 @@ static inline __m512 load16_bf16(const uint16_t *p, __mmask16 m) {
                     a2 = _mm512_fmadd_ps(LOAD16(w2 + nfull, tail), xv, a2);                 \
                     a3 = _mm512_fmadd_ps(LOAD16(w3 + nfull, tail), xv, a3);                 \
                 }                                                                           \
-                y[r] = _mm512_reduce_add_ps(a0);                                            \
-                y[r + 1] = _mm512_reduce_add_ps(a1);                                        \
-                y[r + 2] = _mm512_reduce_add_ps(a2);                                        \
-                y[r + 3] = _mm512_reduce_add_ps(a3);                                        \
+                y[r] = hsum16(a0);                                            \
+                y[r + 1] = hsum16(a1);                                        \
+                y[r + 2] = hsum16(a2);                                        \
+                y[r + 3] = hsum16(a3);                                        \
             }                                                                               \
         for (; r < nr; r++) {                                                               \
             const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
@@ -74,7 +84,7 @@ static inline __m512 load16_bf16(const uint16_t *p, __mmask16 m) {
                 a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0);      \
             if (tail)                                                                       \
                 a1 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), _mm512_maskz_loadu_ps(tail, x + nfull), a1); \
-            y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
+            y[r] = hsum16(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
         }                                                                                   \
     }
 
@@ -139,7 +149,7 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
             for (int64_t c = 0; c < nfull; c += 16) GEMM_STEP(LOAD16, c, all)                       \
             if (tail) GEMM_STEP(LOAD16, nfull, tail)                                                \
             for (int t = 0; t < tb; t++)                                                            \
-                for (int r = 0; r < GEMM_RB; r++) y[t * ys + r] = _mm512_reduce_add_ps(acc[r][t]);   \
+                for (int r = 0; r < GEMM_RB; r++) y[t * ys + r] = hsum16(acc[r][t]);   \
             return;                                                                                 \
         }                                                                                           \
         __m512 part[4][GEMM_RB][GEMM_TB];                                                           \
@@ -165,7 +175,7 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
         }                                                                                           \
         for (int t = 0; t < tb; t++)                                                                \
             for (int r = 0; r < GEMM_RB; r++)                                                       \
-                y[t * ys + r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(part[0][r][t], part[1][r][t]), \
+                y[t * ys + r] = hsum16(_mm512_add_ps(_mm512_add_ps(part[0][r][t], part[1][r][t]), \
                                                                    _mm512_add_ps(part[2][r][t], part[3][r][t]))); \
     }
 /* Narrow rows (the LoRA products, 32 or 64 columns): 2 rows x 2 tokens with the GEMV's four
@@ -179,7 +189,7 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
         B0[J] = _mm512_fmadd_ps(wb, xa, B0[J]);                                                      \
         B1[J] = _mm512_fmadd_ps(wb, xb, B1[J]);                                                      \
     }
-#define GEMM_SUM4(A) _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(A[0], A[1]), _mm512_add_ps(A[2], A[3])))
+#define GEMM_SUM4(A) hsum16(_mm512_add_ps(_mm512_add_ps(A[0], A[1]), _mm512_add_ps(A[2], A[3])))
 #define DEFINE_GEMM_NARROW(NAME, T, LOAD16)                                                         \
     static void NAME(const T *wa_, const T *wb_, const float *xa_, const float *xb_, float *y, int64_t ys, \
                      int64_t nc) {                                                                  \
@@ -203,8 +213,8 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
         }                                                                                           \
         y[0] = GEMM_SUM4(A0), y[ys] = GEMM_SUM4(A1), y[1] = GEMM_SUM4(B0), y[ys + 1] = GEMM_SUM4(B1); \
     }
-/* The horizontal sums of 16 vectors at once, each pairing exactly as _mm512_reduce_add_ps (lane i
- * with i + 8, then + 4, + 2, + 1): a tree of shuffles across vectors instead of 16 trees
+/* The horizontal sums of 16 vectors at once, each pairing exactly as hsum16 (lane i with i + 8,
+ * then + 4, + 2, + 1): a tree of shuffles across vectors instead of 16 trees
  * inside one. Lane r of the result is the sum of v[r]. */
 static inline __m512 reduce_add_16(const __m512 v[16]) {
     __m512 u[8], w[4], z[2];
@@ -286,7 +296,7 @@ static inline __m512 reduce_add_16(const __m512 v[16]) {
                 a[1][t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tail, x + t * xs + nfull), a[1][t]); \
         }                                                                                           \
         for (int t = 0; t < tb; t++)                                                                \
-            y[t * ys] = _mm512_reduce_add_ps(                                                       \
+            y[t * ys] = hsum16(                                                       \
                 _mm512_add_ps(_mm512_add_ps(a[0][t], a[1][t]), _mm512_add_ps(a[2][t], a[3][t])));   \
     }
 #define DEFINE_GEMM(NAME, GEMV, T, LOAD16)                                                          \
@@ -398,7 +408,7 @@ static void rwkv_wkv7_avx512(int64_t N, const float *r, const float *w, const fl
         __m512 acc = _mm512_setzero_ps();
         for (int64_t j = 0; j < N; j += 16) acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(Si + j),
                                                                                  _mm512_loadu_ps(a + j)));
-        const __m512 sa = _mm512_set1_ps(_mm512_reduce_add_ps(acc)), vi = _mm512_set1_ps(v[i]);
+        const __m512 sa = _mm512_set1_ps(hsum16(acc)), vi = _mm512_set1_ps(v[i]);
         __m512 yi = _mm512_setzero_ps();
         for (int64_t j = 0; j < N; j += 16) {
             __m512 s_ = _mm512_mul_ps(_mm512_loadu_ps(Si + j), _mm512_loadu_ps(w + j));
@@ -407,7 +417,7 @@ static void rwkv_wkv7_avx512(int64_t N, const float *r, const float *w, const fl
             _mm512_storeu_ps(Si + j, s_);
             yi = _mm512_add_ps(yi, _mm512_mul_ps(s_, _mm512_loadu_ps(r + j)));
         }
-        y[i] = _mm512_reduce_add_ps(yi);
+        y[i] = hsum16(yi);
     }
 }
 
