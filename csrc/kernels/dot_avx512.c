@@ -37,12 +37,33 @@ static inline __m512 load16_bf16(const uint16_t *p, __mmask16 m) {
  * rows share each load of x instead. No software prefetch: it only took load slots
  * from the demand stream. The column tail is masked. */
 #define ROW_ALONE_MAX_COLS 4096
-#define DEFINE_GEMV(NAME, T, LOAD16)                                                        \
+/* One row alone: accumulator j takes the 16 columns at 64i + 16j, then a0 the full 16-blocks past
+ * the last 64 and a1 the masked tail; the four are added as (a0 + a1) + (a2 + a3). */
+#define DEFINE_ROW_SUM(NAME, T, LOAD16)                                                     \
+    static inline __attribute__((always_inline)) __m512 NAME(const T *w0, const float *x, const int64_t nc) { \
+        const __mmask16 all = 0xffff, tail = (__mmask16)((1u << (nc & 15)) - 1u);          \
+        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                   \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                         \
+        int64_t c = 0;                                                                      \
+        for (; c < n64; c += 64) {                                                          \
+            a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0);          \
+            a1 = _mm512_fmadd_ps(LOAD16(w0 + c + 16, all), _mm512_loadu_ps(x + c + 16), a1); \
+            a2 = _mm512_fmadd_ps(LOAD16(w0 + c + 32, all), _mm512_loadu_ps(x + c + 32), a2); \
+            a3 = _mm512_fmadd_ps(LOAD16(w0 + c + 48, all), _mm512_loadu_ps(x + c + 48), a3); \
+        }                                                                                   \
+        for (; c < nfull; c += 16) a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0); \
+        if (tail) a1 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), _mm512_maskz_loadu_ps(tail, x + nfull), a1); \
+        return _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));                \
+    }
+DEFINE_ROW_SUM(row_sum_f32, float, load16_f32)
+DEFINE_ROW_SUM(row_sum_f16, uint16_t, load16_f16)
+DEFINE_ROW_SUM(row_sum_bf16, uint16_t, load16_bf16)
+#define DEFINE_GEMV(NAME, T, LOAD16, ROW_SUM)                                               \
     static void NAME(const void *w, size_t rb, const float *x, float *y, int64_t nr,       \
                      int64_t nc) {                                                          \
         const __mmask16 all = 0xffff;                                                       \
         const __mmask16 tail = (__mmask16)((1u << (nc & 15)) - 1u);                         \
-        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                   \
+        const int64_t nfull = nc & ~(int64_t)15;                                            \
         int64_t r = 0;                                                                      \
         if (nc > ROW_ALONE_MAX_COLS)                                                        \
             for (; r + 4 <= nr; r += 4) {                                                   \
@@ -70,27 +91,12 @@ static inline __m512 load16_bf16(const uint16_t *p, __mmask16 m) {
                 y[r + 2] = hsum16(a2);                                        \
                 y[r + 3] = hsum16(a3);                                        \
             }                                                                               \
-        for (; r < nr; r++) {                                                               \
-            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                    \
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                     \
-            int64_t c = 0;                                                                  \
-            for (; c < n64; c += 64) {                                                      \
-                a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0);      \
-                a1 = _mm512_fmadd_ps(LOAD16(w0 + c + 16, all), _mm512_loadu_ps(x + c + 16), a1); \
-                a2 = _mm512_fmadd_ps(LOAD16(w0 + c + 32, all), _mm512_loadu_ps(x + c + 32), a2); \
-                a3 = _mm512_fmadd_ps(LOAD16(w0 + c + 48, all), _mm512_loadu_ps(x + c + 48), a3); \
-            }                                                                               \
-            for (; c < nfull; c += 16)                                                      \
-                a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0);      \
-            if (tail)                                                                       \
-                a1 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), _mm512_maskz_loadu_ps(tail, x + nfull), a1); \
-            y[r] = hsum16(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
-        }                                                                                   \
+        for (; r < nr; r++) y[r] = hsum16(ROW_SUM((const T *)((const char *)w + (size_t)r * rb), x, nc)); \
     }
 
-DEFINE_GEMV(rwkv_gemv_f32_avx512, float, load16_f32)
-DEFINE_GEMV(rwkv_gemv_f16_avx512, uint16_t, load16_f16)
-DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
+DEFINE_GEMV(rwkv_gemv_f32_avx512, float, load16_f32, row_sum_f32)
+DEFINE_GEMV(rwkv_gemv_f16_avx512, uint16_t, load16_f16, row_sum_f16)
+DEFINE_GEMV(rwkv_gemv_bf16_avx512, uint16_t, load16_bf16, row_sum_bf16)
 
 /* Several tokens: register blocks of 4 rows x up to 4 tokens, one accumulator per (row,
  * token), so each weight vector loaded (and converted) serves four tokens and each
@@ -235,27 +241,11 @@ static inline __m512 reduce_add_16(const __m512 v[16]) {
 /* Narrow rows (the LoRA products), 16 at a time for one token: each row's four partial sums as
  * the GEMV forms them, then the 16 horizontal sums together (one reduction tree costs as much
  * as the row's products at 32 or 64 columns). */
-#define DEFINE_GEMM_NARROW16(NAME, T, LOAD16)                                                       \
+#define DEFINE_GEMM_NARROW16(NAME, T, ROW_SUM)                                                      \
     static inline __attribute__((always_inline)) void NAME##_n(const void *w, size_t rb, const float *x, float *y, \
                                                                const int64_t nc) {                  \
-        const __mmask16 all = 0xffff;                                                               \
-        const __mmask16 tail = (__mmask16)((1u << (nc & 15)) - 1u);                                 \
-        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                           \
         __m512 v[16];                                                                               \
-        for (int i = 0; i < 16; i++) {                                                              \
-            const T *w0 = (const T *)((const char *)w + (size_t)i * rb);                            \
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                             \
-            int64_t c = 0;                                                                          \
-            for (; c < n64; c += 64) {                                                              \
-                a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0);              \
-                a1 = _mm512_fmadd_ps(LOAD16(w0 + c + 16, all), _mm512_loadu_ps(x + c + 16), a1);    \
-                a2 = _mm512_fmadd_ps(LOAD16(w0 + c + 32, all), _mm512_loadu_ps(x + c + 32), a2);    \
-                a3 = _mm512_fmadd_ps(LOAD16(w0 + c + 48, all), _mm512_loadu_ps(x + c + 48), a3);    \
-            }                                                                                       \
-            for (; c < nfull; c += 16) a0 = _mm512_fmadd_ps(LOAD16(w0 + c, all), _mm512_loadu_ps(x + c), a0); \
-            if (tail) a1 = _mm512_fmadd_ps(LOAD16(w0 + nfull, tail), _mm512_maskz_loadu_ps(tail, x + nfull), a1); \
-            v[i] = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));                     \
-        }                                                                                           \
+        for (int i = 0; i < 16; i++) v[i] = ROW_SUM((const T *)((const char *)w + (size_t)i * rb), x, nc); \
         _mm512_storeu_ps(y, reduce_add_16(v));                                                      \
     }                                                                                               \
     /* the LoRA widths as constants: the 16 rows unrolled, their sums in registers */               \
@@ -299,10 +289,10 @@ static inline __m512 reduce_add_16(const __m512 v[16]) {
             y[t * ys] = hsum16(                                                       \
                 _mm512_add_ps(_mm512_add_ps(a[0][t], a[1][t]), _mm512_add_ps(a[2][t], a[3][t])));   \
     }
-#define DEFINE_GEMM(NAME, GEMV, T, LOAD16)                                                          \
+#define DEFINE_GEMM(NAME, GEMV, T, LOAD16, ROW_SUM)                                                 \
     DEFINE_GEMM_BLOCK(NAME##_block, T, LOAD16)                                                      \
     DEFINE_GEMM_NARROW(NAME##_narrow, T, LOAD16)                                                    \
-    DEFINE_GEMM_NARROW16(NAME##_narrow16, T, LOAD16)                                                \
+    DEFINE_GEMM_NARROW16(NAME##_narrow16, T, ROW_SUM)                                               \
     DEFINE_GEMM_ROW(NAME##_row, T, LOAD16)                                                          \
     static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
                      int64_t nc, int64_t nt) {                                                      \
@@ -345,9 +335,9 @@ static inline __m512 reduce_add_16(const __m512 v[16]) {
                 GEMV((const char *)w + (size_t)r * rb, rb, x + t * xs, y + t * ys + r, nr - r, nc); \
     }
 
-DEFINE_GEMM(rwkv_gemm_f32_avx512, rwkv_gemv_f32_avx512, float, load16_f32)
-DEFINE_GEMM(rwkv_gemm_f16_avx512, rwkv_gemv_f16_avx512, uint16_t, load16_f16)
-DEFINE_GEMM(rwkv_gemm_bf16_avx512, rwkv_gemv_bf16_avx512, uint16_t, load16_bf16)
+DEFINE_GEMM(rwkv_gemm_f32_avx512, rwkv_gemv_f32_avx512, float, load16_f32, row_sum_f32)
+DEFINE_GEMM(rwkv_gemm_f16_avx512, rwkv_gemv_f16_avx512, uint16_t, load16_f16, row_sum_f16)
+DEFINE_GEMM(rwkv_gemm_bf16_avx512, rwkv_gemv_bf16_avx512, uint16_t, load16_bf16, row_sum_bf16)
 
 /* WKV6 for one head: the value vector and the output stay in registers for N = 64
  * (RWKV-6's head size); other N multiple of 16 keep y in memory. Separate multiplies
