@@ -1,4 +1,5 @@
-"""GEMV kernel throughput per ISA level and weight type (one thread), in GB/s of weights.
+"""GEMV kernel throughput per ISA level and weight type (one thread), in GB/s of weights; and the
+prompt/batch GEMMs (test_gemm) in GMAC/s beside the core's arithmetic peak.
 
 A 512 MiB matrix is larger than the caches, so this is the single-core memory roofline
 that the threaded decode multiplies. Values are normal floats (denormals would
@@ -32,3 +33,29 @@ def test_gemv(benchmark, level, wtype):
     gbps = w.nbytes / benchmark.stats.stats.median / 1e9
     benchmark.extra_info["GB_per_s"] = gbps
     print(f"\ngemv {wtype} {level}: {gbps:.1f} GB/s")
+
+
+GEMM_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]
+
+
+@pytest.mark.parametrize("ntok", [8, 64])
+@pytest.mark.parametrize("wtype", GEMM_TYPES)
+def test_gemm(benchmark, wtype, ntok):
+    """The prompt/batch product (one thread, the active level, 2048 x 2048 in cache) in GMAC/s and
+    as a fraction of the core's peak measured right beside it: f32 FMA for float weights; for
+    quantized ones the int16 pair product (vpdpwssd, half the multiply-adds of the vpdpbusd peak)
+    that 15-bit activations need."""
+    rows = cols = 2048
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((ntok, cols)).astype(np.float32)
+    block = rng.standard_normal((rows, cols)).astype(np.float32)
+    if wtype in ("F32", "F16", "BF16"):
+        w = {"F32": block, "F16": block.astype(np.float16), "BF16": f32_to_bf16(block)}[wtype].view(np.uint8)
+    else:
+        w = _core.quantize(wtype, block.reshape(-1)).reshape(rows, -1)
+    benchmark.pedantic(_core.gemm_at_level, args=(_core.cpu_level(), wtype, w, x), rounds=5, warmup_rounds=1)
+    gmacs = rows * cols * ntok / benchmark.stats.stats.median / 1e9
+    ops, secs = _core.peak_ops(int8=wtype not in ("F32", "F16", "BF16"), n_threads=1, steps=5_000_000)
+    peak = ops / secs / 2 / 1e9 / (1 if wtype in ("F32", "F16", "BF16") else 2)  # MAC/s
+    benchmark.extra_info.update(GMAC_per_s=gmacs, fraction_of_peak=gmacs / peak)
+    print(f"\ngemm {wtype} x {ntok} tokens ({_core.cpu_level()}): {gmacs:.1f} GMAC/s, {100 * gmacs / peak:.0f}% of {peak:.0f}")
