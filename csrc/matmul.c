@@ -156,8 +156,10 @@ static int64_t xq_unit(int64_t block) { return block == 32 ? 64 : 256; }
 
 /* x_i ~= d_b * q_i with d_b = max|x| / 16383 over each block of `block` elements, for
  * elements [e0, e1) of x: e0 a multiple of xq_unit(block), e1 one too or n, so the threads
- * of a GEMV quantize disjoint parts of x side by side. xq->block is set by the caller. */
-static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64_t e0, int64_t e1) {
+ * of a GEMV quantize disjoint parts of x side by side. xq->block is set by the caller.
+ * `several`: a product of several tokens, whose GEMMs also read the reordered copies (qp of K
+ * types, qg); one token's GEMV does not, so decoding skips them. */
+static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64_t e0, int64_t e1, int several) {
     for (int64_t b = e0 / block; b < e1 / block; b++) {
         const float *xb = x + b * block;
         const float amax = abs_max(xb, block);
@@ -177,7 +179,7 @@ static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64
             qsum16[g] = qs;
         }
         split_planes(xq->q, e0, e1, xq);
-        quad_order(xq, e0, e1);
+        if (several) quad_order(xq, e0, e1);
         return;
     }
     for (int64_t b = e0 / 32; b < e1 / 32; b++) {
@@ -199,7 +201,7 @@ static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64
         }
     for (; p < e1; p++) qp[p] = q[p]; /* an odd last block stays in natural order */
     split_planes(qp, e0, e1, xq);
-    pair_quad_order(xq, e0, e1);
+    if (several) pair_quad_order(xq, e0, e1);
 }
 
 /* The part [*e0, *e1) of x that thread `it` of `nt` quantizes. */
@@ -356,7 +358,7 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
             if (rwkv_kernels_gemv_q(k, jobs[i].w->type))
                 for (int64_t t = 0; t < n_tok(&jobs[i]); t++)
                     xq_quantize(jobs[i].x + t * jobs[i].x_stride, xq[i * T + t].block, &xq[i * T + t], 0,
-                                jobs[i].w->n_cols);
+                                jobs[i].w->n_cols, n_tok(&jobs[i]) > 1);
             for (int64_t it = 0; run_tile(k, &jobs[i], &xq[i * T], it, 0, jobs[i].w->n_rows); it++) {
             }
         }
@@ -379,10 +381,10 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
             if (n_tok(&jobs[i]) == 1) {
                 int64_t e0, e1;
                 xq_share(nc, xq[i * T].block, it, nt, &e0, &e1);
-                xq_quantize(jobs[i].x, xq[i * T].block, &xq[i * T], e0, e1);
+                xq_quantize(jobs[i].x, xq[i * T].block, &xq[i * T], e0, e1, 0);
             } else {
                 for (int64_t t = it; t < n_tok(&jobs[i]); t += nt)
-                    xq_quantize(jobs[i].x + t * jobs[i].x_stride, xq[i * T + t].block, &xq[i * T + t], 0, nc);
+                    xq_quantize(jobs[i].x + t * jobs[i].x_stride, xq[i * T + t].block, &xq[i * T + t], 0, nc, 1);
             }
         }
         if (any) {
@@ -433,7 +435,7 @@ static int hook_xq(uint32_t type, const float *x, int64_t n_cols, struct rwkv_xq
     *buf = xq_new(n_cols, xq);
     RWKV_CHECK(*buf, RWKV_ERR_NOMEM, "out of memory");
     xq->block = blk;
-    xq_quantize(x, blk, xq, 0, n_cols);
+    xq_quantize(x, blk, xq, 0, n_cols, 1);
 fail:
     return rc;
 }

@@ -11,7 +11,4 @@ void rwkv_layer_norm(const float *x, float *out, const float *w, const float *b,
 void rwkv_group_norm(const float *x, float *out, const float *w, const float *b, int64_t n_groups,
                      int64_t group_size, float eps);
 
-static inline float rwkv_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-static inline float rwkv_silu(float x) { return x / (1.0f + expf(-x)); }
-
 #endif

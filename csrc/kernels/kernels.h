@@ -32,10 +32,11 @@ struct rwkv_xq {
      * blocks A, B the order [A0..15, B0..15, A16..31, B16..31], matching how packed
      * nibbles widen. K types: per 32 elements the quad order {0,1, 4,5, .., 28,29 |
      * 2,3, 6,7, .., 30,31}, so int16 pair products land in the GEMVs' lanes of 4
-     * (qgemm_avx512vnni.c). qsum: block == 32, the integer sum of q per block of 32. */
+     * (qgemm_avx512vnni.c; filled for products of several tokens only). qsum: block ==
+     * 32, the integer sum of q per block of 32. */
     int16_t *qp;
     int32_t *qsum;
-    int16_t *qg; /* block == 32: q in the pair-quad order of the panel GEMMs (matmul.c) */
+    int16_t *qg; /* block == 32, several tokens: q in the panel GEMMs' pair-quad order (matmul.c) */
     /* q split into two int8 planes, q = 128 * hi + lo with lo in 0..127 and hi in
      * -128..127, so byte-operand dot products (vpdpbusd, vpmaddubsw: unsigned weight
      * bytes times signed activation bytes) give the same integer sums as int16

@@ -34,16 +34,10 @@
 #include <string.h>
 
 #include "qdot.h"
+#include "qvnni.h"
 #include "unpack.h"
 
 #define PREFETCH_AHEAD 2048 /* bytes: rows are streamed sequentially */
-
-static inline float hsum256(__m256 v) {
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-    return _mm_cvtss_f32(s4);
-}
 
 /* 128 * hi + lo of two int32 accumulators, as f32. */
 static inline __m256 planes_f32(__m256i hi, __m256i lo) {
@@ -62,52 +56,6 @@ static inline __attribute__((always_inline)) __m256 pair_dot(__m256i lo, __m256i
     const __m256i ih = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xh)),
                                            hi, _mm256_loadu_si256((const __m256i *)(xh + 32)));
     return planes_f32(ih, il);
-}
-
-/* Two blocks A, B per step: their 16 packed bytes side by side give, with `& 15`,
- * elements 0..15 of A and B, and with `>> 4` elements 16..31: the pair order of the
- * activation planes. */
-static inline __attribute__((always_inline)) void q4q5_weights(const uint8_t *a, const int BB, const int QS,
-                                                              const int QH, const int BIAS, __m256i *plo,
-                                                              __m256i *phi) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
-    const uint8_t *bb = a + BB;
-    _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
-    if (BIAS == 128) { /* Q8_0: the bytes themselves, offset to unsigned */
-        const __m256i flip = _mm256_set1_epi8((char)0x80);
-        *plo = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(bb + QS), (const __m128i *)(a + QS)), flip);
-        *phi = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(bb + QS + 16), (const __m128i *)(a + QS + 16)), flip);
-        return;
-    }
-    const __m256i packed = _mm256_loadu2_m128i((const __m128i *)(bb + QS), (const __m128i *)(a + QS));
-    __m256i lo = _mm256_and_si256(packed, low4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-    if (QH) {
-        uint32_t ha, hb;
-        memcpy(&ha, a + QH, 4);
-        memcpy(&hb, bb + QH, 4);
-        lo = _mm256_mask_add_epi8(lo, (__mmask32)((ha & 0xffffu) | (hb << 16)), lo, b16);
-        hi = _mm256_mask_add_epi8(hi, (__mmask32)((ha >> 16) | (hb & 0xffff0000u)), hi, b16);
-    }
-    *plo = lo, *phi = hi;
-}
-
-/* The f16 scales of the blocks at b, b + BB (, b + 2 BB, b + 3 BB) packed into 64
- * bits with scalar loads and shifts: those run on the integer ports, while a gather
- * is a long microcoded sequence on Zen 4. */
-static inline uint64_t f16x2(const uint8_t *b, const int BB) {
-    uint16_t h0, h1;
-    memcpy(&h0, b, 2);
-    memcpy(&h1, b + BB, 2);
-    return (uint64_t)h0 | (uint64_t)h1 << 16;
-}
-static inline uint64_t f16x4(const uint8_t *b, const int BB) { return f16x2(b, BB) | f16x2(b + 2 * BB, BB) << 32; }
-/* The 32-bit (d, m) fields of the blocks at b and b + BB. */
-static inline uint64_t dm2(const uint8_t *b, const int BB) {
-    uint32_t u0, u1;
-    memcpy(&u0, b, 4);
-    memcpy(&u1, b + BB, 4);
-    return (uint64_t)u0 | (uint64_t)u1 << 32;
 }
 
 /* Lanes [f_i x 4, f_i+1 x 4] of a vector of block scales (i = 2 * pair). */
@@ -139,13 +87,13 @@ static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_
             const uint8_t *a = row + b * BB;
             const int two = b + 4 > nb; /* only one pair left */
             __m256i lo0, hi0, lo1 = _mm256_setzero_si256(), hi1 = lo1;
+            _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
             q4q5_weights(a, BB, QS, QH, BIAS, &lo0, &hi0);
-            if (!two) q4q5_weights(a + 2 * BB, BB, QS, QH, BIAS, &lo1, &hi1);
-            /* HAS_M: [d0 m0 d1 m1 d2 m2 d3 m3]; else d0..d3 in the low lanes */
-            const __m256 wd = HAS_M ? _mm256_cvtph_ps(_mm_set_epi64x(two ? 0 : (long long)dm2(a + 2 * BB, BB),
-                                                                     (long long)dm2(a, BB)))
-                                    : _mm256_castps128_ps256(_mm_cvtph_ps(
-                                          _mm_cvtsi64_si128((long long)(two ? f16x2(a, BB) : f16x4(a, BB)))));
+            if (!two) {
+                _mm_prefetch((const char *)a + 2 * BB + PREFETCH_AHEAD, _MM_HINT_T0);
+                q4q5_weights(a + 2 * BB, BB, QS, QH, BIAS, &lo1, &hi1);
+            }
+            const __m256 wd = step_scales(a, BB, HAS_M, two);
             for (int k = 0; k < tb; k++) {
                 const int8_t *xl = x[k].lo + b * 32, *xh = x[k].hi + b * 32;
                 __m256 f; /* d * dx of the four blocks in lanes 0..3 */

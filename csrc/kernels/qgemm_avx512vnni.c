@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "qdot.h"
+#include "qvnni.h"
 #include "unpack.h"
 
 #define NP 4         /* row pairs per panel */
@@ -240,23 +241,15 @@ static inline __attribute__((always_inline)) void kernel_sb(const enum ktype T, 
     }
 }
 
-static inline float hsum256(__m256 v) {
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-    return _mm_cvtss_f32(s4);
-}
+/* Half i (0: lanes 0..7, row A; 1: row B) of a pair-packed vector. */
+static inline __m256 half_of(__m512 v, int i) { return i ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v); }
 
 /* Row i (0 .. 2 NP) of a token's state as the GEMV ends it. */
 static inline float kresult(const enum ktype T, const struct kacc *st, int i) {
     const __m512 acc = st->acc[i / 2];
-    const __m256 a = i & 1 ? _mm512_extractf32x8_ps(acc, 1) : _mm512_castps512_ps256(acc);
-    if (T == K_Q4 || T == K_Q5) {
-        const __m512 v = _mm512_sub_ps(acc, st->side[i / 2]);
-        return hsum256(i & 1 ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
-    }
+    if (T == K_Q4 || T == K_Q5) return hsum256(half_of(_mm512_sub_ps(acc, st->side[i / 2]), i & 1));
     const float bias = T == K_Q2 ? 1.0f : T == K_Q3 ? 4.0f : 32.0f;
-    return hsum256(a) - bias * _mm512_reduce_add_ps(st->side[i]);
+    return hsum256(half_of(acc, i & 1)) - bias * _mm512_reduce_add_ps(st->side[i]);
 }
 
 /* The 2 NP rows of the panel at row r0; past the last row a copy of it, its results dropped. */
@@ -344,43 +337,6 @@ struct panel32 {
     float dw[NP][PB / 2][16]; /* per 4-block step: the GEMV's wd of A | of B (8 lanes each) */
 };
 
-/* Blocks b, b+1 of a row as the GEMV unpacks them: [b 0..15 | b+1 0..15] in *lo and the
- * elements 16..31 in *hi, unsigned. */
-static inline void pair_bytes(const uint8_t *a, const int BB, const int QS, const int QH, const int BIAS,
-                              __m256i *lo, __m256i *hi) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
-    if (BIAS == 128) { /* Q8_0: whole bytes, offset to unsigned */
-        const __m256i flip = _mm256_set1_epi8((char)0x80);
-        *lo = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + BB + QS), (const __m128i *)(a + QS)), flip);
-        *hi = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(a + BB + QS + 16), (const __m128i *)(a + QS + 16)), flip);
-        return;
-    }
-    const __m256i packed = _mm256_loadu2_m128i((const __m128i *)(a + BB + QS), (const __m128i *)(a + QS));
-    __m256i l = _mm256_and_si256(packed, low4), h = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-    if (QH) {
-        uint32_t ha, hb;
-        memcpy(&ha, a + QH, 4);
-        memcpy(&hb, a + BB + QH, 4);
-        l = _mm256_mask_add_epi8(l, (__mmask32)((ha & 0xffffu) | (hb << 16)), l, b16);
-        h = _mm256_mask_add_epi8(h, (__mmask32)((ha >> 16) | (hb & 0xffff0000u)), h, b16);
-    }
-    *lo = l, *hi = h;
-}
-
-/* The GEMV's scale vector wd of the 4-block step at a (blocks a.. a + 3 BB; `two`: only 2). */
-static inline __m256 step_scales(const uint8_t *a, const int BB, const int HAS_M, const int two) {
-    if (HAS_M) {
-        uint32_t u[4] = {0, 0, 0, 0};
-        for (int i = 0; i < (two ? 2 : 4); i++) memcpy(&u[i], a + i * BB, 4);
-        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u));
-    }
-    uint16_t h[4] = {0, 0, 0, 0};
-    for (int i = 0; i < (two ? 2 : 4); i++) memcpy(&h[i], a + i * BB, 2);
-    uint64_t v;
-    memcpy(&v, h, 8);
-    return _mm256_zextps128_ps256(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)v)));
-}
-
 /* Block pairs [bp0, bp0 + nbp) (every one whole) of rows[0 .. 2 NP) into the panel. */
 static inline __attribute__((always_inline)) void build_panel32(struct panel32 *p, const uint8_t *const rows[2 * NP],
                                                                int64_t bp0, int nbp, int64_t nb, const int BB,
@@ -394,7 +350,7 @@ static inline __attribute__((always_inline)) void build_panel32(struct panel32 *
             const int64_t b = 2 * (bp0 + q);
             __m256i lo[2], hi[2];
             for (int i = 0; i < 2; i++) {
-                pair_bytes(rows[2 * pr + i] + b * BB, BB, QS, QH, BIAS, &lo[i], &hi[i]);
+                q4q5_weights(rows[2 * pr + i] + b * BB, BB, QS, QH, BIAS, &lo[i], &hi[i]);
                 lo[i] = _mm256_shuffle_epi8(lo[i], quads);
                 hi[i] = _mm256_shuffle_epi8(hi[i], quads);
             }
@@ -439,8 +395,8 @@ static inline __attribute__((always_inline)) void kernel32(const struct panel32 
         }
         /* the GEMV's f32 step: at the first pair of a 4-block step its scales (and side), then
          * acc0 (first pair) or acc1 (second) */
-        const int second = b % 4 != 0, two = b - (second ? 2 : 0) + 4 > nb;
-        const int64_t b4 = b - (second ? 2 : 0);
+        const int64_t b4 = b & ~(int64_t)3; /* the step's first block */
+        const int second = b != b4, two = b4 + 4 > nb;
         for (int t = 0; t < tb; t++) {
             __m512 xv;
             if (HAS_M) {
@@ -470,7 +426,6 @@ static inline __attribute__((always_inline)) void kernel32(const struct panel32 
     }
 }
 
-static inline __m256 half_of(__m512 v, int i) { return i ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v); }
 
 static inline __attribute__((always_inline)) void gemm32(const int BB, const int QS, const int QH, const int HAS_M,
                                                         const int BIAS,
