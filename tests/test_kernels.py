@@ -93,10 +93,12 @@ def test_float_products_are_the_same_bits_on_avx2_and_avx512(wtype, rows, cols, 
 @pytest.mark.parametrize("level", SUPPORTED)
 @pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
 @pytest.mark.parametrize("rows,nblocks,ntok", [(1, 1, 2), (3, 2, 3), (5, 8, 4), (17, 3, 5), (4, 28, 1), (2, 7, 2),
-                                               (6, 5, 7), (3, 4, 11), (19, 9, 70)])
+                                               (6, 5, 7), (3, 4, 11), (19, 9, 70), (40, 17, 9), (33, 1, 6)])
 def test_quantized_gemm_is_bit_identical_to_gemv_per_token(level, qtype, rows, nblocks, ntok):
+    """Awkward shapes on purpose: partial row groups, odd block counts, several panels of blocks
+    and of tokens, each token count's path (few-token and panel GEMMs)."""
     rng = np.random.default_rng(rows * 13 + nblocks + ntok)
-    cols = (32 if qtype == "Q8_0" else 256) * nblocks
+    cols = (256 if qtype[-1] == "K" else 32) * nblocks
     raw = _core.quantize(qtype, rng.standard_normal(rows * cols).astype(np.float32)).reshape(rows, -1)
     x = rng.standard_normal((ntok, cols)).astype(np.float32)
     got = _core.gemm_at_level(level, qtype, raw, x)

@@ -22,8 +22,6 @@
 #define RWKV_Q4_1_LAYOUT 20, 4, 0, 1, 0, unpack_q4_1
 #define RWKV_Q5_0_LAYOUT 22, 6, 2, 0, 16, unpack_q5_0
 #define RWKV_Q5_1_LAYOUT 24, 8, 4, 1, 0, unpack_q5_1
-/* bias 128: whole bytes (the signed weights offset to unsigned), AVX512-VNNI only */
-#define RWKV_Q8_0_LAYOUT 34, 2, 0, 0, 128, unpack_q8_0
 #define RWKV_Q4_K_LAYOUT 144, 16, 0
 #define RWKV_Q5_K_LAYOUT 176, 48, 16
 
@@ -62,7 +60,7 @@
 #define RWKV_DECLARE_QDOT_FEW(type) void rwkv_gemm_##type##_avx512vnni_few(RWKV_QDOT_ARGS, int64_t, int64_t, int64_t, int64_t);
 RWKV_DECLARE_QDOT_FEW(q4_0) RWKV_DECLARE_QDOT_FEW(q4_1) RWKV_DECLARE_QDOT_FEW(q5_0) RWKV_DECLARE_QDOT_FEW(q5_1)
 RWKV_DECLARE_QDOT_FEW(q2_k) RWKV_DECLARE_QDOT_FEW(q3_k) RWKV_DECLARE_QDOT_FEW(q4_k) RWKV_DECLARE_QDOT_FEW(q5_k)
-RWKV_DECLARE_QDOT_FEW(q6_k) RWKV_DECLARE_QDOT_FEW(q8_0)
+RWKV_DECLARE_QDOT_FEW(q6_k)
 
 RWKV_DECLARE_QDOT(avx2)
 RWKV_DECLARE_QDOT(avx512)

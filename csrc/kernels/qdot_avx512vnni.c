@@ -10,9 +10,7 @@
  * signed formats are offset (Q4_0: +8, Q5_0: +16, Q3_K: +4, Q6_K: +32) and
  * the offset is taken back once per block through the integer sums of q.
  *
- * Q8_0 runs as a block-32 type with 8-bit weights offset by 128: its GEMV decodes at the
- * speed of the int16 kernels of qdot_avx512.c (memory-bound), and its integer lanes are
- * those the panel GEMMs of qgemm_avx512vnni.c share, which the int16 kernels' are not.
+ * Q8_0 has its own kernels (q8_0_avx512vnni.c), with one integer per block.
  *
  * Block-32 types use vpdpbusd (u8 x s8, four products per int32 lane) per pair of
  * blocks and scale in f32 per block. K types use vpmaddubsw (u8 x s8 pairs to int16;
@@ -88,10 +86,10 @@ static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_
             const int two = b + 4 > nb; /* only one pair left */
             __m256i lo0, hi0, lo1 = _mm256_setzero_si256(), hi1 = lo1;
             _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
-            q4q5_weights(a, BB, QS, QH, BIAS, &lo0, &hi0);
+            q4q5_weights(a, BB, QS, QH, &lo0, &hi0);
             if (!two) {
                 _mm_prefetch((const char *)a + 2 * BB + PREFETCH_AHEAD, _MM_HINT_T0);
-                q4q5_weights(a + 2 * BB, BB, QS, QH, BIAS, &lo1, &hi1);
+                q4q5_weights(a + 2 * BB, BB, QS, QH, &lo1, &hi1);
             }
             const __m256 wd = step_scales(a, BB, HAS_M, two);
             for (int k = 0; k < tb; k++) {
@@ -381,7 +379,6 @@ VNNI_TYPE(q4_0, gemm_q4q5, RWKV_Q4_0_LAYOUT)
 VNNI_TYPE(q4_1, gemm_q4q5, RWKV_Q4_1_LAYOUT)
 VNNI_TYPE(q5_0, gemm_q4q5, RWKV_Q5_0_LAYOUT)
 VNNI_TYPE(q5_1, gemm_q4q5, RWKV_Q5_1_LAYOUT)
-VNNI_TYPE(q8_0, gemm_q4q5, RWKV_Q8_0_LAYOUT)
 VNNI_TYPE(q4_k, gemm_q45k, RWKV_Q4_K_LAYOUT)
 VNNI_TYPE(q5_k, gemm_q45k, RWKV_Q5_K_LAYOUT)
 VNNI_TYPE(q2_k, gemm_q2k)

@@ -340,8 +340,7 @@ struct panel32 {
 /* Block pairs [bp0, bp0 + nbp) (every one whole) of rows[0 .. 2 NP) into the panel. */
 static inline __attribute__((always_inline)) void build_panel32(struct panel32 *p, const uint8_t *const rows[2 * NP],
                                                                int64_t bp0, int nbp, int64_t nb, const int BB,
-                                                               const int QS, const int QH, const int HAS_M,
-                                                               const int BIAS) {
+                                                               const int QS, const int QH, const int HAS_M) {
     /* within each 128-bit lane: elements {0,1,4,5,8,9,12,13} then {2,3,6,7,10,11,14,15} */
     const __m256i quads = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
     const __m256i evens = _mm256_setr_epi64x(0, 2, 4, 6), odds = _mm256_setr_epi64x(1, 3, 5, 7);
@@ -350,7 +349,7 @@ static inline __attribute__((always_inline)) void build_panel32(struct panel32 *
             const int64_t b = 2 * (bp0 + q);
             __m256i lo[2], hi[2];
             for (int i = 0; i < 2; i++) {
-                q4q5_weights(rows[2 * pr + i] + b * BB, BB, QS, QH, BIAS, &lo[i], &hi[i]);
+                q4q5_weights(rows[2 * pr + i] + b * BB, BB, QS, QH, &lo[i], &hi[i]);
                 lo[i] = _mm256_shuffle_epi8(lo[i], quads);
                 hi[i] = _mm256_shuffle_epi8(hi[i], quads);
             }
@@ -443,7 +442,7 @@ static inline __attribute__((always_inline)) void gemm32(const int BB, const int
             memset(st, 0, (size_t)tn * sizeof st[0]);
             for (int64_t bp0 = 0; bp0 < nbp; bp0 += PB) {
                 const int n = nbp - bp0 < PB ? (int)(nbp - bp0) : PB;
-                build_panel32(&p, rows, bp0, n, nb, BB, QS, QH, HAS_M, BIAS);
+                build_panel32(&p, rows, bp0, n, nb, BB, QS, QH, HAS_M);
                 if (bp0 + PB < nbp)
                     for (int i = 0; i < 2 * NP; i++)
                         for (int64_t o = 0; o < 2 * PB * BB; o += 64)
@@ -472,5 +471,4 @@ DEFINE_GEMM_32(q4_0, RWKV_Q4_0_LAYOUT)
 DEFINE_GEMM_32(q4_1, RWKV_Q4_1_LAYOUT)
 DEFINE_GEMM_32(q5_0, RWKV_Q5_0_LAYOUT)
 DEFINE_GEMM_32(q5_1, RWKV_Q5_1_LAYOUT)
-DEFINE_GEMM_32(q8_0, RWKV_Q8_0_LAYOUT)
 #endif

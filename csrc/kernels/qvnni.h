@@ -16,19 +16,11 @@ static inline float hsum256(__m256 v) {
 
 /* Blocks A (at a) and B (at a + BB) as unsigned bytes: [A0..15 | B0..15] in *plo, [A16..31 |
  * B16..31] in *phi, the pair order of the activation planes. Packed nibbles give them with `& 15`
- * and `>> 4` (plus Q5's fifth bits); BIAS 128 (Q8_0) takes the bytes themselves, offset to
- * unsigned. */
+ * and `>> 4` (plus Q5's fifth bits). */
 static inline __attribute__((always_inline)) void q4q5_weights(const uint8_t *a, const int BB, const int QS,
-                                                              const int QH, const int BIAS, __m256i *plo,
-                                                              __m256i *phi) {
+                                                              const int QH, __m256i *plo, __m256i *phi) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
     const uint8_t *bb = a + BB;
-    if (BIAS == 128) {
-        const __m256i flip = _mm256_set1_epi8((char)0x80);
-        *plo = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(bb + QS), (const __m128i *)(a + QS)), flip);
-        *phi = _mm256_xor_si256(_mm256_loadu2_m128i((const __m128i *)(bb + QS + 16), (const __m128i *)(a + QS + 16)), flip);
-        return;
-    }
     const __m256i packed = _mm256_loadu2_m128i((const __m128i *)(bb + QS), (const __m128i *)(a + QS));
     __m256i lo = _mm256_and_si256(packed, low4);
     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
