@@ -19,10 +19,10 @@
  * (q = 128 hi + lo, pair order, struct rwkv_xq) leave 16 int32 partial sums; a three-step
  * transposing reduction (shuffle, add) turns the 16 rows' vectors into two, block b's T of every
  * row and block b+1's, and the bias is taken back through the integer sum of q. The f32 steps
- * then run 16 rows wide, the rows' scales gathered per block. The 4-bit types keep their
- * byte-plane GEMVs: decoding them is bound by the core's arithmetic, not by memory, and the
- * reduction's shuffles cost them 12% of their speed; Q8_0 reads twice the bytes per weight and
- * decodes as fast either way.
+ * then run 16 rows wide, the rows' scales gathered per block. The 4- and 5-bit block types keep
+ * their byte-plane GEMVs: decoding them is bound by the core's arithmetic more than by memory,
+ * and with this reduction it ran 10-15% slower (1.6B model, Xeon VM, alternated runs); Q8_0 reads
+ * twice the bytes per weight and decoded at 0.9-1.04x, this VM's noise.
  *
  * Panel GEMM: 32 rows' weights are unpacked once per 64 tokens into int16, transposed so that one
  * vector holds element pair k of 16 rows; vpdpwssd against token t's pair k (broadcast) sums 16
