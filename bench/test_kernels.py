@@ -13,7 +13,7 @@ import pytest
 from rwkvfast import _core
 from rwkvfast.gguf_writer import f32_to_bf16
 
-LEVELS = ["scalar", "avx2", "avx512", "avx512vnni"]
+LEVELS = ["scalar", "avx2", "avx512", "avx512vnni", "amx"]
 SUPPORTED = LEVELS[: LEVELS.index(_core.cpu_level_supported()) + 1]
 ROWS, COLS = 65536, 4096  # 512 MiB of f16
 

@@ -47,11 +47,20 @@ struct rwkv_str {
 
 /* ------------------------------------------------------------------ cpu -- */
 
-/* Each level includes the ones below; AVX512_VNNI adds integer dot-product kernels. */
-enum rwkv_cpu_level { RWKV_CPU_SCALAR = 0, RWKV_CPU_AVX2 = 1, RWKV_CPU_AVX512 = 2, RWKV_CPU_AVX512_VNNI = 3 };
+/* Each level includes the ones below; AVX512_VNNI adds integer dot-product kernels, AMX tile
+ * kernels (where CPUID, XCR0 and Linux grant the tiles). AMX_EMULATED is no CPU's level: the amx
+ * kernels with their tile instructions emulated in C, for tests on any AVX512-VNNI machine. */
+enum rwkv_cpu_level {
+    RWKV_CPU_SCALAR = 0,
+    RWKV_CPU_AVX2 = 1,
+    RWKV_CPU_AVX512 = 2,
+    RWKV_CPU_AVX512_VNNI = 3,
+    RWKV_CPU_AMX = 4,
+    RWKV_CPU_AMX_EMULATED = 5
+};
 
 /* The level the dispatch table was built for: the best the CPU and OS support,
- * capped by the environment variable RWKVFAST_CPU=scalar|avx2|avx512|avx512vnni read
+ * capped by the environment variable RWKVFAST_CPU=scalar|avx2|avx512|avx512vnni|amx read
  * at the first call. Thread-safe after the first call (made at module import). */
 int rwkv_cpu_level(void);
 /* The best level this machine could run, ignoring RWKVFAST_CPU. */

@@ -48,7 +48,7 @@ def system_info() -> str:
     """Which SIMD level and kernel each slot uses, like llama.cpp's system_info line, and the
     Vulkan devices found (or why there are none).
 
-    RWKVFAST_CPU=scalar|avx2|avx512|avx512vnni (read at import) caps the level.
+    RWKVFAST_CPU=scalar|avx2|avx512|avx512vnni|amx (read at import) caps the level.
     """
     return f"{_core.system_info().rstrip(' |')} | vulkan: {vulkan_devices_line()}"
 

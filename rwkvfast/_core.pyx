@@ -70,7 +70,7 @@ def system_info():
     return buf.decode()
 
 
-_LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2, "avx512vnni": 3}
+_LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2, "avx512vnni": 3, "amx": 4, "amx-emulated": 5}
 def _wtype(str name):
     """(type id, elements per block, bytes per block) from the C traits table."""
     cdef uint32_t t

@@ -20,7 +20,7 @@ from rwkvfast.gguf_writer import f32_to_bf16_bytes
 
 from conftest import fixture_path, manifest_entry
 
-LEVELS = ["scalar", "avx2", "avx512", "avx512vnni"]
+LEVELS = ["scalar", "avx2", "avx512", "avx512vnni", "amx"]
 SUPPORTED = LEVELS[: LEVELS.index(_core.cpu_level_supported()) + 1]
 
 
@@ -107,10 +107,44 @@ def test_quantized_gemm_is_bit_identical_to_gemv_per_token(level, qtype, rows, n
 
 
 def test_unsupported_level_is_an_error():
-    if "avx512vnni" in SUPPORTED:
+    if "amx" in SUPPORTED:
         pytest.skip("this CPU supports every level")
     with pytest.raises(ValueError, match="cannot run"):
-        _core.gemv_at_level("avx512vnni", "F32", np.zeros((1, 4), np.uint8), np.zeros(1, np.float32))
+        _core.gemv_at_level(LEVELS[len(SUPPORTED)], "F32", np.zeros((1, 4), np.uint8), np.zeros(1, np.float32))
+
+
+def _amx_status() -> str:
+    return rwkvfast.system_info().split("| amx: ")[1].split(" |")[0]
+
+
+@pytest.mark.parametrize("rows,nblocks,ntok", [(1, 1, 16), (17, 3, 16), (33, 9, 70), (40, 17, 33), (16, 64, 20)])
+def test_q8_0_tile_gemm_twin_matches_the_gemv(rows, nblocks, ntok):
+    """The amx level's Q8_0 GEMM with its tile instructions emulated in C (tile configuration,
+    loads, TDPBSSD, stores): the same bits as the GEMV decoding uses, on partial row groups,
+    partial token tiles, odd block counts and several staged token passes. Runs wherever
+    avx512vnni does, so the tiling logic is tested without an AMX machine."""
+    if "avx512vnni" not in SUPPORTED:
+        pytest.skip("the twin's f32 steps use AVX512-VNNI's; this CPU has none")
+    rng = np.random.default_rng(rows + nblocks + ntok)
+    cols = 32 * nblocks
+    raw = _core.quantize("Q8_0", rng.standard_normal(rows * cols).astype(np.float32)).reshape(rows, -1)
+    x = rng.standard_normal((ntok, cols)).astype(np.float32)
+    got = _core.gemm_at_level("amx-emulated", "Q8_0", raw, x)
+    want = np.stack([_core.gemv_at_level("avx512vnni", "Q8_0", raw, x[t]) for t in range(ntok)])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_amx_tiles_on_this_cpu():
+    """With AMX granted, the real tiles against the same GEMV (the parametrized tests above run
+    the whole amx level too); elsewhere a skip that says why."""
+    if "amx" not in SUPPORTED:
+        pytest.skip(f"no AMX tile kernels run here: amx: {_amx_status()}")
+    rng = np.random.default_rng(5)
+    raw = _core.quantize("Q8_0", rng.standard_normal(40 * 544).astype(np.float32)).reshape(40, -1)
+    x = rng.standard_normal((70, 544)).astype(np.float32)
+    want = np.stack([_core.gemv_at_level("amx", "Q8_0", raw, x[t]) for t in range(70)])
+    np.testing.assert_array_equal(_core.gemm_at_level("amx", "Q8_0", raw, x), want)
+    np.testing.assert_array_equal(_core.gemm_at_level("amx-emulated", "Q8_0", raw, x), want)
 
 
 def test_system_info_names_every_slot():

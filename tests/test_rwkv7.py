@@ -143,7 +143,7 @@ def test_states_save_load_and_refuse_another_architecture(tmp_path):
 @pytest.mark.parametrize("level", ["scalar", "avx2", "avx512"])
 @pytest.mark.parametrize("N", [64, 8, 13])
 def test_wkv7_kernel_against_float64(level, N):
-    levels = ["scalar", "avx2", "avx512", "avx512vnni"]
+    levels = ["scalar", "avx2", "avx512", "avx512vnni", "amx"]
     if levels.index(_core.cpu_level_supported()) < levels.index(level):
         pytest.skip(f"this CPU has no {level}")
     rng = np.random.default_rng(N)

@@ -11,12 +11,15 @@
 #include <unistd.h>
 #endif
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../rwkvfast.h"
 #include "kernels.h"
+#include "qdot.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -51,13 +54,35 @@ static int detect(void) {
     return RWKV_CPU_AVX2;
 }
 
+/* One tile product (rwkv_amx_selftest) with SIGILL caught: 1 right, 0 wrong, -1 trapped. Runs once,
+ * under pthread_once at start-up, and puts the previous SIGILL handler back. */
+#if defined(__linux__)
+static sigjmp_buf g_amx_jmp;
+static void amx_sigill(int sig) {
+    (void)sig;
+    siglongjmp(g_amx_jmp, 1);
+}
+static int amx_try(void) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = amx_sigill;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGILL, &sa, &old) != 0) return -1;
+    volatile int ok = -1;
+    if (sigsetjmp(g_amx_jmp, 1) == 0) ok = rwkv_amx_selftest();
+    sigaction(SIGILL, &old, NULL);
+    return ok;
+}
+#endif
+
 /* AMX tiles: whether the CPU has them (CPUID 7.0 EDX: 24 tile, 25 int8, 22 bf16), the OS saves
  * their state (XCR0 bits 17-18) and Linux lets this process use them (the permission request is
  * the kernel's rule, and a process that skips it dies of SIGILL at its first tile load). The
- * request enlarges the process's signal frames, so it is made only where the tiles exist. No
- * kernel uses the tiles yet: system_info reports what a tile kernel would find. */
-static const char *amx_probe(void) {
+ * request enlarges the process's signal frames, so it is made only where the tiles exist. Sets
+ * *int8 where the int8 tile products (what the amx level's kernels use) are granted. */
+static const char *amx_probe(int *granted_int8) {
     unsigned a, b, c, d;
+    *granted_int8 = 0;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1)) return "no (not in this CPU)";
     const int int8 = (d >> 25) & 1, bf16 = (d >> 22) & 1;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1) || (xgetbv0() & 0x60000) != 0x60000)
@@ -65,9 +90,13 @@ static const char *amx_probe(void) {
 #if defined(__linux__)
     if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) != 0)
         return "no (Linux refused the tile permission)";
-    return int8 && bf16 ? "granted: int8, bf16 (no tile kernels yet)"
-           : int8       ? "granted: int8 (no tile kernels yet)"
-                        : "granted (no tile kernels yet)";
+    if (int8) {
+        const int ok = amx_try();
+        if (ok < 0) return "no (the tile instructions trap here: SIGILL)";
+        if (ok == 0) return "no (a tile product gave a wrong result)";
+    }
+    *granted_int8 = int8;
+    return int8 && bf16 ? "granted: int8, bf16" : int8 ? "granted: int8" : "granted, without int8 (unused)";
 #else
     (void)int8, (void)bf16;
     return "no (the tile permission is requested on Linux only)";
@@ -75,27 +104,33 @@ static const char *amx_probe(void) {
 }
 #else
 static int detect(void) { return RWKV_CPU_SCALAR; }
-static const char *amx_probe(void) { return "no (not x86-64)"; }
+static const char *amx_probe(int *granted_int8) {
+    *granted_int8 = 0;
+    return "no (not x86-64)";
+}
 #endif
 
-static const char *const LEVEL_NAMES[] = {"scalar", "avx2", "avx512", "avx512vnni"};
-static const struct rwkv_kernels *const TABLES[] = {&rwkv_kernels_scalar, &rwkv_kernels_avx2,
-                                                    &rwkv_kernels_avx512, &rwkv_kernels_avx512vnni};
+static const char *const LEVEL_NAMES[] = {"scalar", "avx2", "avx512", "avx512vnni", "amx", "amx-emulated"};
+static const struct rwkv_kernels *const TABLES[] = {&rwkv_kernels_scalar, &rwkv_kernels_avx2, &rwkv_kernels_avx512,
+                                                    &rwkv_kernels_avx512vnni, &rwkv_kernels_amx};
 
 /* The dispatch state: written once under pthread_once, read-only afterwards. */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_supported, g_level;
 static const char *g_amx;
-static struct rwkv_kernels g_filled[RWKV_CPU_AVX512_VNNI + 1]; /* per level, NULL slots filled from below */
+static struct rwkv_kernels g_filled[RWKV_CPU_AMX + 1]; /* per level, NULL slots filled from below */
+static struct rwkv_kernels g_emulated;                 /* RWKV_CPU_AMX_EMULATED */
 static char g_info[1024];
 
 static void init_once(void) {
+    int amx_int8;
     g_supported = detect();
-    g_amx = amx_probe();
+    g_amx = amx_probe(&amx_int8);
+    if (g_supported == RWKV_CPU_AVX512_VNNI && amx_int8) g_supported = RWKV_CPU_AMX;
     g_level = g_supported;
     const char *cap = getenv("RWKVFAST_CPU");
     if (cap && *cap) {
-        for (int l = 0; l <= RWKV_CPU_AVX512_VNNI; l++)
+        for (int l = 0; l <= RWKV_CPU_AMX; l++)
             if (strcmp(cap, LEVEL_NAMES[l]) == 0 && l < g_level) g_level = l;
     }
     /* Each slot takes the best level (up to the table's own) that implements it, except that a
@@ -138,6 +173,11 @@ static void init_once(void) {
 #undef NAME_LEVEL
         }
     }
+    if (g_supported >= RWKV_CPU_AVX512_VNNI) {
+        g_emulated = g_filled[RWKV_CPU_AVX512_VNNI];
+        g_emulated.level = LEVEL_NAMES[RWKV_CPU_AMX_EMULATED];
+        g_emulated.gemm_q8_0 = rwkv_gemm_q8_0_amx_emulated;
+    }
     const char *wkv6_level = "scalar", *wkv7_level = "scalar";
     for (int l = 0; l <= g_level; l++) {
         if (TABLES[l]->wkv6) wkv6_level = LEVEL_NAMES[l];
@@ -165,7 +205,7 @@ int rwkv_cpu_level_supported(void) {
 }
 
 const char *rwkv_cpu_level_name(int level) {
-    return level >= 0 && level <= RWKV_CPU_AVX512_VNNI ? LEVEL_NAMES[level] : "?";
+    return level >= 0 && level <= RWKV_CPU_AMX_EMULATED ? LEVEL_NAMES[level] : "?";
 }
 
 const struct rwkv_kernels *rwkv_kernels_active(void) {
@@ -174,6 +214,7 @@ const struct rwkv_kernels *rwkv_kernels_active(void) {
 }
 
 const struct rwkv_kernels *rwkv_kernels_for_level(int level) {
+    if (level == RWKV_CPU_AMX_EMULATED) return rwkv_cpu_level_supported() >= RWKV_CPU_AVX512_VNNI ? &g_emulated : NULL;
     if (level < 0 || level > rwkv_cpu_level_supported()) return NULL;
     return &g_filled[level];
 }

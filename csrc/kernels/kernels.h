@@ -122,7 +122,7 @@ typedef void (*rwkv_exp_fn)(const float *x, float *y, int64_t n);
 #define RWKV_KERNEL_SLOTS(X) RWKV_FLOAT_SLOTS(X) RWKV_QUANT_SLOTS(X) RWKV_GEMM_SLOTS(X) RWKV_GEMM_Q_SLOTS(X)
 
 struct rwkv_kernels {
-    const char *level; /* "scalar", "avx2", "avx512", "avx512vnni" */
+    const char *level; /* "scalar", "avx2", "avx512", "avx512vnni", "amx" */
     rwkv_wkv6_fn wkv6;
     rwkv_wkv7_fn wkv7;
     rwkv_exp_fn exp;
@@ -158,12 +158,14 @@ extern const struct rwkv_kernels rwkv_kernels_scalar;
 extern const struct rwkv_kernels rwkv_kernels_avx2;
 extern const struct rwkv_kernels rwkv_kernels_avx512;
 extern const struct rwkv_kernels rwkv_kernels_avx512vnni; /* only the slots VNNI speeds up */
+extern const struct rwkv_kernels rwkv_kernels_amx;        /* only the slots with tile kernels */
 
 /* The table chosen at start-up (never NULL, every GEMV slot filled; a GEMM slot is NULL
  * where the level of the type's GEMV has none: the product then runs token after token). */
 const struct rwkv_kernels *rwkv_kernels_active(void);
 /* The table of `level` (slots it lacks filled from lower levels) if this CPU can
- * run it, else NULL (for tests and benchmarks). */
+ * run it, else NULL (for tests and benchmarks; RWKV_CPU_AMX_EMULATED: the avx512vnni table with the
+ * amx kernels' emulated twins, wherever avx512vnni runs). */
 const struct rwkv_kernels *rwkv_kernels_for_level(int level);
 
 #endif

@@ -1,0 +1,205 @@
+/* q8_0_amx.c — Q8_0's prompt / batch GEMM on AMX tiles (Sapphire Rapids and later Xeons), and the
+ * same code with the tile instructions emulated in C: the twin the tests run on every machine.
+ *
+ * It gives every (row, token) the sums of q8_0_avx512vnni.c: per block the exact integer T = sum of
+ * q8 * q, then acc = fma((float)T, d * dx, acc) in block order; so the amx level keeps that level's
+ * GEMV for decoding and stays bit-identical to it. A tile product gives the integers: the
+ * activations' two byte planes (q = 128 hi + lo, lo in 0..127) are the A tiles, 16 tokens x the
+ * block's 32 bytes, and the weights of 16 rows the B tile, 8 rows of [row 0's 4 bytes, row 1's, ..,
+ * row 15's], so C_lo[token][row] and C_hi are the planes' block sums and T = C_lo + 128 C_hi (the
+ * products are signed bytes, TDPBSSD; the sums stay far below 2^31: 32 * 128 * 128 per plane).
+ * A row of C is one token's 16 rows: the f32 step then runs 16 rows wide, as in the VNNI GEMM.
+ *
+ * Tiles: 0, 1 the two C (16 x 64 bytes), 2, 3 the planes (16 x 32), 4 the weights (8 x 64). The
+ * activations of up to 64 tokens are staged as planes once per call, the weights of 16 rows once
+ * per 64 tokens. Untested on hardware so far (no AMX machine at hand when it was written): the
+ * tiling logic is tested through the twin, and the level is used only where CPUID, XCR0 and
+ * Linux grant the tiles (cpu.c).
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qdot.h"
+#include "unpack.h"
+
+#define BB 34          /* bytes per block: f16 d | int8 q[32] */
+#define TOKS 64        /* tokens staged per pass */
+#define AMX_MIN_TOK 16 /* below one full tile of tokens the VNNI kernels run (same bits) */
+
+/* The palette-1 tile configuration (its layout is the architecture's: 64 bytes). */
+struct tilecfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+/* The emulated tile registers: each up to 16 rows of 64 bytes. */
+struct emu {
+    _Alignas(64) uint8_t t[8][16][64];
+    const struct tilecfg *cfg;
+};
+
+static void emu_zero(struct emu *e, int n) { memset(e->t[n], 0, sizeof e->t[n]); }
+
+static void emu_load(struct emu *e, int n, const void *p, size_t stride) {
+    for (int r = 0; r < e->cfg->rows[n]; r++) memcpy(e->t[n][r], (const uint8_t *)p + r * stride, e->cfg->colsb[n]);
+}
+
+static void emu_store(const struct emu *e, int n, void *p, size_t stride) {
+    for (int r = 0; r < e->cfg->rows[n]; r++) memcpy((uint8_t *)p + r * stride, e->t[n][r], e->cfg->colsb[n]);
+}
+
+/* TDPBSSD: C[m][n] += sum over k of A[m][k] * B[k / 4][4 n + k % 4], signed bytes, int32 lanes that
+ * wrap (unsigned arithmetic here, as in the hardware). */
+static void emu_dpbssd(struct emu *e, int c, int a, int b) {
+    const int M = e->cfg->rows[a], K = e->cfg->colsb[a], N = e->cfg->colsb[b] / 4;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            uint32_t acc;
+            memcpy(&acc, &e->t[c][m][4 * n], 4);
+            for (int k = 0; k < K; k++)
+                acc += (uint32_t)((int32_t)(int8_t)e->t[a][m][k] * (int32_t)(int8_t)e->t[b][k / 4][4 * n + k % 4]);
+            memcpy(&e->t[c][m][4 * n], &acc, 4);
+        }
+}
+
+/* One block's f32 step for 16 rows (lanes) of one token: the VNNI kernels' step, operation for operation. */
+static inline __m512 step(__m512 acc, __m512i T, __m512 d, float dx) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(T), _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc);
+}
+
+/* stage: [TOKS / 16][nb][plane][16 tokens][32] bytes; wb: [nb][8][64]; dw: [nb][16]. */
+static inline __attribute__((always_inline)) void gemm_tiles(const void *w, size_t rb, const struct rwkv_xq *x,
+                                                            float *y, int64_t ys, int64_t nr, int64_t nc, int64_t nt,
+                                                            int8_t *stage, int8_t *wb, float *dw, const int EMU) {
+    const int64_t nb = nc / 32;
+    struct tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    cfg.rows[0] = cfg.rows[1] = 16, cfg.colsb[0] = cfg.colsb[1] = 64;
+    cfg.rows[2] = cfg.rows[3] = 16, cfg.colsb[2] = cfg.colsb[3] = 32;
+    cfg.rows[4] = 8, cfg.colsb[4] = 64;
+    struct emu *e = NULL;
+    _Alignas(64) struct emu emu_regs;
+    if (EMU) e = &emu_regs, e->cfg = &cfg;
+    else _tile_loadconfig(&cfg);
+    _Alignas(64) int32_t c0[16][16], c1[16][16];
+    for (int64_t t0 = 0; t0 < nt; t0 += TOKS) {
+        const int64_t tn = nt - t0 < TOKS ? nt - t0 : TOKS, ntt = (tn + 15) / 16;
+        for (int64_t tt = 0; tt < ntt; tt++)
+            for (int64_t b = 0; b < nb; b++) {
+                int8_t *lo = stage + ((tt * nb + b) * 2) * 512, *hi = lo + 512;
+                for (int i = 0; i < 16; i++) {
+                    const int64_t t = 16 * tt + i;
+                    for (int j = 0; j < 32; j++) {
+                        const int q = t < tn ? x[t0 + t].q[b * 32 + j] : 0;
+                        lo[32 * i + j] = (int8_t)(q & 127);
+                        hi[32 * i + j] = (int8_t)((q - (q & 127)) / 128);
+                    }
+                }
+            }
+        for (int64_t r0 = 0; r0 < nr; r0 += 16) {
+            for (int r = 0; r < 16; r++) {
+                const uint8_t *row = (const uint8_t *)w + (size_t)(r0 + r < nr ? r0 + r : nr - 1) * rb;
+                for (int64_t b = 0; b < nb; b++) {
+                    dw[b * 16 + r] = rd_f16(row + b * BB);
+                    for (int k4 = 0; k4 < 8; k4++) memcpy(wb + b * 512 + k4 * 64 + 4 * r, row + b * BB + 2 + 4 * k4, 4);
+                }
+            }
+            const __mmask16 valid = nr - r0 >= 16 ? 0xffff : (__mmask16)((1u << (nr - r0)) - 1);
+            for (int64_t tt = 0; tt < ntt; tt++) {
+                const int nv = tn - 16 * tt < 16 ? (int)(tn - 16 * tt) : 16;
+                __m512 acc[16];
+                for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+                for (int64_t b = 0; b < nb; b++) {
+                    const int8_t *lo = stage + ((tt * nb + b) * 2) * 512, *hi = lo + 512, *wt = wb + b * 512;
+                    if (EMU) {
+                        emu_zero(e, 0), emu_zero(e, 1);
+                        emu_load(e, 2, lo, 32), emu_load(e, 3, hi, 32), emu_load(e, 4, wt, 64);
+                        emu_dpbssd(e, 0, 2, 4), emu_dpbssd(e, 1, 3, 4);
+                        emu_store(e, 0, c0, 64), emu_store(e, 1, c1, 64);
+                    } else {
+                        _tile_zero(0);
+                        _tile_zero(1);
+                        _tile_loadd(2, lo, 32);
+                        _tile_loadd(3, hi, 32);
+                        _tile_loadd(4, wt, 64);
+                        _tile_dpbssd(0, 2, 4);
+                        _tile_dpbssd(1, 3, 4);
+                        _tile_stored(0, c0, 64);
+                        _tile_stored(1, c1, 64);
+                    }
+                    const __m512 d = _mm512_loadu_ps(dw + b * 16);
+                    for (int i = 0; i < nv; i++) {
+                        const __m512i T = _mm512_add_epi32(_mm512_load_si512(c0[i]), _mm512_slli_epi32(_mm512_load_si512(c1[i]), 7));
+                        acc[i] = step(acc[i], T, d, x[t0 + 16 * tt + i].d[b]);
+                    }
+                }
+                for (int i = 0; i < nv; i++) _mm512_mask_storeu_ps(y + (t0 + 16 * tt + i) * ys + r0, valid, acc[i]);
+            }
+        }
+    }
+    if (!EMU) _tile_release();
+}
+
+/* The scratch of one call, or NULL (the caller then runs the VNNI GEMM: the same bits). */
+static void *scratch(int64_t nc, int8_t **stage, int8_t **wb, float **dw) {
+    const int64_t nb = nc / 32;
+    const size_t s = (size_t)(TOKS / 16) * (size_t)nb * 1024, wbytes = (size_t)nb * 512, dbytes = (size_t)nb * 64;
+    char *p = aligned_alloc(64, s + wbytes + dbytes);
+    if (!p) return NULL;
+    *stage = (int8_t *)p, *wb = (int8_t *)(p + s), *dw = (float *)(p + s + wbytes);
+    return p;
+}
+
+#define DEFINE_TILES(NAME, EMU)                                                                                  \
+    void NAME(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, int64_t nr, int64_t nc,     \
+              int64_t nt) {                                                                                       \
+        int8_t *stage, *wb;                                                                                       \
+        float *dw;                                                                                                \
+        void *mem = nt >= AMX_MIN_TOK ? scratch(nc, &stage, &wb, &dw) : NULL;                                     \
+        if (!mem) {                                                                                               \
+            rwkv_gemm_q8_0_avx512vnni(w, rb, x, y, ys, nr, nc, nt);                                               \
+            return;                                                                                               \
+        }                                                                                                         \
+        gemm_tiles(w, rb, x, y, ys, nr, nc, nt, stage, wb, dw, EMU);                                              \
+        free(mem);                                                                                                \
+    }
+DEFINE_TILES(rwkv_gemm_q8_0_amx, 0)
+DEFINE_TILES(rwkv_gemm_q8_0_amx_emulated, 1)
+
+/* One small tile product on the real tiles: 1 when it gives the right integer. cpu.c runs it, under a
+ * SIGILL guard, before it lets the amx level be chosen: a VM may report and grant the tiles and still
+ * trap their instructions. */
+int rwkv_amx_selftest(void) {
+    struct tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int n = 0; n < 3; n++) cfg.rows[n] = 1, cfg.colsb[n] = 4;
+    const int8_t a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, -8};
+    int32_t c = -1;
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_loadd(1, a, 4);
+    _tile_loadd(2, b, 4);
+    _tile_dpbssd(0, 1, 2);
+    _tile_stored(0, &c, 4);
+    _tile_release();
+    return c == 1 * 5 + 2 * 6 + 3 * 7 - 4 * 8;
+}
+
+/* The amx level: the tile GEMM beside the VNNI GEMV whose sums it repeats (every other slot comes
+ * from the levels below). */
+const struct rwkv_kernels rwkv_kernels_amx = {
+    .level = "amx",
+    .gemv_q8_0 = rwkv_gemv_q8_0_avx512vnni,
+    .gemm_q8_0 = rwkv_gemm_q8_0_amx,
+};
+#else
+#include "kernels.h"
+const struct rwkv_kernels rwkv_kernels_amx = {0};
+int rwkv_amx_selftest(void) { return 0; }
+#endif
