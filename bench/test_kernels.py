@@ -7,9 +7,12 @@ trigger slow microcode assists and measure the wrong thing). `pytest bench/test_
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
+import rwkvfast
 from rwkvfast import _core
 from rwkvfast.gguf_writer import f32_to_bf16
 
@@ -59,3 +62,25 @@ def test_gemm(benchmark, wtype, ntok):
     peak = ops / secs / 2 / 1e9 / (1 if wtype in ("F32", "F16", "BF16") else 2)  # MAC/s
     benchmark.extra_info.update(GMAC_per_s=gmacs, fraction_of_peak=gmacs / peak)
     print(f"\ngemm {wtype} x {ntok} tokens ({_core.cpu_level()}): {gmacs:.1f} GMAC/s, {100 * gmacs / peak:.0f}% of {peak:.0f}")
+
+
+def test_amx_peak(benchmark):
+    """The AMX int8 tile peak (TDPBSSD on full tiles, one thread) beside the vpdpbusd peak, and the
+    Q8_0 tile GEMM (2048 x 2048 x 64 tokens) as a fraction of its 15-bit equivalent (two planes:
+    half the tile rate)."""
+    if _core.cpu_level() != "amx":
+        pytest.skip(f"no AMX tiles here: {rwkvfast.system_info().split('| amx: ')[1].split(' |')[0]}")
+    ops, secs = benchmark.pedantic(_core.peak_ops, kwargs=dict(n_threads=1, steps=2_000_000, tiles=True), rounds=3)
+    vnni, vsecs = _core.peak_ops(int8=True, n_threads=1, steps=5_000_000)
+    rng = np.random.default_rng(0)
+    w = _core.quantize("Q8_0", rng.standard_normal(2048 * 2048).astype(np.float32)).reshape(2048, -1)
+    x = rng.standard_normal((64, 2048)).astype(np.float32)
+    _core.gemm_at_level("amx", "Q8_0", w, x)
+    t0 = time.perf_counter()
+    _core.gemm_at_level("amx", "Q8_0", w, x)
+    gmacs = 2048 * 2048 * 64 / (time.perf_counter() - t0) / 1e9
+    peak = ops / secs / 2 / 1e9 / 2  # 15-bit MAC/s: two byte planes per product
+    benchmark.extra_info.update(tile_Tops=ops / secs / 1e12, vnni_Tops=vnni / vsecs / 1e12, q8_0_GMAC_per_s=gmacs)
+    print(f"\namx int8 peak {ops / secs / 1e12:.2f} Top/s (vpdpbusd {vnni / vsecs / 1e12:.2f}); "
+          f"Q8_0 tile GEMM {gmacs:.0f} GMAC/s, {100 * gmacs / peak:.0f}% of the two-plane tile peak")
+

@@ -100,7 +100,8 @@ int rwkv_gemv_threaded(uint32_t type, const void *w, size_t row_bytes, const flo
  * reads cannot be optimised away. */
 uint64_t rwkv_stream_read(const void *p, size_t size, int n_threads);
 /* For benchmarks: run the widest f32 FMA (int8 = 0) or u8 x s8 dot product (int8 = 1) chains
- * of this CPU for `steps` steps on each of n_threads threads; returns the operations done
+ * of this CPU, or (int8 = 2, amx level only) AMX int8 tile products, for `steps` steps on each
+ * of n_threads threads; returns the operations done
  * (flops, or int8 multiply-adds x 2) for the caller to divide by the time it measured (0 when
  * the CPU has no such SIMD unit). checksum keeps the work from being optimised away. */
 double rwkv_peak_ops(int int8, int n_threads, int64_t steps, double *checksum);

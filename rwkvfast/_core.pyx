@@ -184,12 +184,14 @@ def wkv7_at_level(str level, const float[::1] r not None, const float[::1] w not
     return out
 
 
-def peak_ops(bint int8=False, int n_threads=1, int64_t steps=20_000_000):
-    """Benchmarks: (operations, seconds) of the CPU's f32 FMA (or int8 dot) peak loop."""
+def peak_ops(bint int8=False, int n_threads=1, int64_t steps=20_000_000, bint tiles=False):
+    """Benchmarks: (operations, seconds) of the CPU's f32 FMA (or int8 dot, or with `tiles` AMX int8
+    tile product: 0 operations below the amx level) peak loop."""
     cdef double ops, chk
+    cdef int kind = 2 if tiles else (1 if int8 else 0)
     t0 = time.perf_counter()
     with nogil:
-        ops = rwkv_peak_ops(int8, n_threads, steps, &chk)
+        ops = rwkv_peak_ops(kind, n_threads, steps, &chk)
     return ops, time.perf_counter() - t0
 
 
