@@ -147,7 +147,7 @@ static inline __attribute__((always_inline)) void gemv_q8(const void *w, size_t 
 #define PB 8           /* blocks per panel: 2 x 8 x 1 KiB of int16 pairs */
 #define TOK_BLOCK 64   /* tokens per pass over a panel (their f32 state on the stack) */
 #define TB 8           /* tokens per microkernel call: G TB chains of vpdpwssd hide its latency */
-#define PANEL_MIN_TOK 6 /* below it the few-token GEMM (measured crossover, 2048 x 2048, one thread) */
+#define PANEL_MIN_TOK 5 /* below it the few-token GEMM (measured crossover, 2048 x 2048, one thread) */
 
 struct panel {
     int32_t w[G][PB][16][16]; /* [group][block][element pair k][row]: the int16 pair (w_2k, w_2k+1) */
