@@ -140,7 +140,7 @@ static void init_once(void) {
     int i;
     for (int top = 0; top <= g_supported; top++) {
         struct rwkv_kernels *dst = &g_filled[top];
-        int from[64], gemv_from[RWKV_TYPE_COUNT];
+        int from[64] = {0}, gemv_from[RWKV_TYPE_COUNT];
         dst->level = LEVEL_NAMES[top];
         for (int l = 0; l <= top; l++) {
             const struct rwkv_kernels *t = TABLES[l];

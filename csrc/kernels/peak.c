@@ -16,6 +16,8 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+#include "tiles.h"
+
 #define CHAINS 12 /* > latency (4) x issue width (2) of FMA on current cores */
 
 __attribute__((target("avx512f"))) static float fma_avx512(int64_t steps) {
@@ -53,15 +55,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static int32_t d
     return _mm512_reduce_add_epi32(t);
 }
 
-struct peak_tilecfg {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-};
-
 __attribute__((target("amx-tile,amx-int8"))) static int32_t dot_amx(int64_t steps) {
-    struct peak_tilecfg cfg = {.palette = 1};
-    for (int n = 0; n < 8; n++) cfg.rows[n] = 16, cfg.colsb[n] = 64;
+    struct rwkv_tilecfg cfg;
+    rwkv_tilecfg_init(&cfg);
+    for (int n = 0; n < 8; n++) rwkv_tile_shape(&cfg, n, 16, 64);
     _Alignas(64) int8_t in[16][64];
     _Alignas(64) int32_t out[16][16];
     for (int r = 0; r < 16; r++)

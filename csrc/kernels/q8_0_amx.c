@@ -23,23 +23,18 @@
 #include <string.h>
 
 #include "qdot.h"
+#include "qvnni.h"
+#include "tiles.h"
 #include "unpack.h"
 
 #define BB 34          /* bytes per block: f16 d | int8 q[32] */
 #define TOKS 64        /* tokens staged per pass */
 #define AMX_MIN_TOK 16 /* below one full tile of tokens the VNNI kernels run (same bits) */
 
-/* The palette-1 tile configuration (its layout is the architecture's: 64 bytes). */
-struct tilecfg {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-};
-
 /* The emulated tile registers: each up to 16 rows of 64 bytes. */
 struct emu {
     _Alignas(64) uint8_t t[8][16][64];
-    const struct tilecfg *cfg;
+    const struct rwkv_tilecfg *cfg;
 };
 
 static void emu_zero(struct emu *e, int n) { memset(e->t[n], 0, sizeof e->t[n]); }
@@ -66,22 +61,16 @@ static void emu_dpbssd(struct emu *e, int c, int a, int b) {
         }
 }
 
-/* One block's f32 step for 16 rows (lanes) of one token: the VNNI kernels' step, operation for operation. */
-static inline __m512 step(__m512 acc, __m512i T, __m512 d, float dx) {
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(T), _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc);
-}
-
 /* stage: [TOKS / 16][nb][plane][16 tokens][32] bytes; wb: [nb][8][64]; dw: [nb][16]. */
 static inline __attribute__((always_inline)) void gemm_tiles(const void *w, size_t rb, const struct rwkv_xq *x,
                                                             float *y, int64_t ys, int64_t nr, int64_t nc, int64_t nt,
                                                             int8_t *stage, int8_t *wb, float *dw, const int EMU) {
     const int64_t nb = nc / 32;
-    struct tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    cfg.rows[0] = cfg.rows[1] = 16, cfg.colsb[0] = cfg.colsb[1] = 64;
-    cfg.rows[2] = cfg.rows[3] = 16, cfg.colsb[2] = cfg.colsb[3] = 32;
-    cfg.rows[4] = 8, cfg.colsb[4] = 64;
+    struct rwkv_tilecfg cfg;
+    rwkv_tilecfg_init(&cfg);
+    rwkv_tile_shape(&cfg, 0, 16, 64), rwkv_tile_shape(&cfg, 1, 16, 64);
+    rwkv_tile_shape(&cfg, 2, 16, 32), rwkv_tile_shape(&cfg, 3, 16, 32);
+    rwkv_tile_shape(&cfg, 4, 8, 64);
     struct emu *e = NULL;
     _Alignas(64) struct emu emu_regs;
     if (EMU) e = &emu_regs, e->cfg = &cfg;
@@ -89,17 +78,17 @@ static inline __attribute__((always_inline)) void gemm_tiles(const void *w, size
     _Alignas(64) int32_t c0[16][16], c1[16][16];
     for (int64_t t0 = 0; t0 < nt; t0 += TOKS) {
         const int64_t tn = nt - t0 < TOKS ? nt - t0 : TOKS, ntt = (tn + 15) / 16;
-        for (int64_t tt = 0; tt < ntt; tt++)
+        /* the activations' byte planes (struct rwkv_xq) in natural order per block, 16 tokens to a
+         * tile, padding tokens zero: in the planes' pair order a block's halves are 32 bytes apart
+         * (16 for an odd last block, kept in natural order) */
+        memset(stage, 0, (size_t)ntt * (size_t)nb * 1024);
+        for (int64_t t = 0; t < tn; t++)
             for (int64_t b = 0; b < nb; b++) {
-                int8_t *lo = stage + ((tt * nb + b) * 2) * 512, *hi = lo + 512;
-                for (int i = 0; i < 16; i++) {
-                    const int64_t t = 16 * tt + i;
-                    for (int j = 0; j < 32; j++) {
-                        const int q = t < tn ? x[t0 + t].q[b * 32 + j] : 0;
-                        lo[32 * i + j] = (int8_t)(q & 127);
-                        hi[32 * i + j] = (int8_t)((q - (q & 127)) / 128);
-                    }
-                }
+                const int last = (nb & 1) && b == nb - 1;
+                const int64_t h0 = last ? 32 * b : 32 * (b & ~(int64_t)1) + 16 * (b & 1), h1 = h0 + (last ? 16 : 32);
+                int8_t *lo = stage + (((t / 16) * nb + b) * 2) * 512 + 32 * (t % 16), *hi = lo + 512;
+                memcpy(lo, x[t0 + t].lo + h0, 16), memcpy(lo + 16, x[t0 + t].lo + h1, 16);
+                memcpy(hi, x[t0 + t].hi + h0, 16), memcpy(hi + 16, x[t0 + t].hi + h1, 16);
             }
         for (int64_t r0 = 0; r0 < nr; r0 += 16) {
             for (int r = 0; r < 16; r++) {
@@ -135,7 +124,7 @@ static inline __attribute__((always_inline)) void gemm_tiles(const void *w, size
                     const __m512 d = _mm512_loadu_ps(dw + b * 16);
                     for (int i = 0; i < nv; i++) {
                         const __m512i T = _mm512_add_epi32(_mm512_load_si512(c0[i]), _mm512_slli_epi32(_mm512_load_si512(c1[i]), 7));
-                        acc[i] = step(acc[i], T, d, x[t0 + 16 * tt + i].d[b]);
+                        acc[i] = q8_0_step(acc[i], T, d, x[t0 + 16 * tt + i].d[b]);
                     }
                 }
                 for (int i = 0; i < nv; i++) _mm512_mask_storeu_ps(y + (t0 + 16 * tt + i) * ys + r0, valid, acc[i]);
@@ -175,10 +164,9 @@ DEFINE_TILES(rwkv_gemm_q8_0_amx_emulated, 1)
  * SIGILL guard, before it lets the amx level be chosen: a VM may report and grant the tiles and still
  * trap their instructions. */
 int rwkv_amx_selftest(void) {
-    struct tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int n = 0; n < 3; n++) cfg.rows[n] = 1, cfg.colsb[n] = 4;
+    struct rwkv_tilecfg cfg;
+    rwkv_tilecfg_init(&cfg);
+    for (int n = 0; n < 3; n++) rwkv_tile_shape(&cfg, n, 1, 4);
     const int8_t a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, -8};
     int32_t c = -1;
     _tile_loadconfig(&cfg);

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "qdot.h"
+#include "qvnni.h"
 #include "unpack.h"
 
 #define BB 34                /* bytes per block: f16 d | int8 q[32] */
@@ -94,11 +95,6 @@ static inline __attribute__((always_inline)) void pair_T(const __m512i w[16], co
     *tb = _mm512_shuffle_i32x4(S[0], S[1], 0xdd);
 }
 
-/* One block's f32 step for 16 rows (lanes) of one token. */
-static inline __m512 step(__m512 acc, __m512i T, __m512 d, float dx) {
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(T), _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc);
-}
-
 /* The GEMV (tb = 1) and the few-token GEMM: each pair of blocks of 16 rows unpacked once for tb
  * tokens. */
 static inline __attribute__((always_inline)) void gemv_q8(const void *w, size_t rb, const struct rwkv_xq *x, float *y,
@@ -124,7 +120,7 @@ static inline __attribute__((always_inline)) void gemv_q8(const void *w, size_t 
                 pair_T(wv, x[k].lo + b * 32, x[k].hi + b * 32, &ta, &tb_);
                 ta = _mm512_sub_epi32(ta, _mm512_set1_epi32(128 * x[k].qsum[b]));
                 tb_ = _mm512_sub_epi32(tb_, _mm512_set1_epi32(128 * x[k].qsum[b + 1]));
-                acc[k] = step(step(acc[k], ta, d0, x[k].d[b]), tb_, d1, x[k].d[b + 1]);
+                acc[k] = q8_0_step(q8_0_step(acc[k], ta, d0, x[k].d[b]), tb_, d1, x[k].d[b + 1]);
             }
         }
         if (nb & 1) {
@@ -133,7 +129,7 @@ static inline __attribute__((always_inline)) void gemv_q8(const void *w, size_t 
             for (int k = 0; k < tb; k++) {
                 int32_t t[16];
                 for (int i = 0; i < 16; i++) t[i] = block_T(base + (r0 + i < nr ? i : nr - 1 - r0) * rb + b * BB, x[k].q + b * 32);
-                acc[k] = step(acc[k], _mm512_loadu_si512(t), d, x[k].d[b]);
+                acc[k] = q8_0_step(acc[k], _mm512_loadu_si512(t), d, x[k].d[b]);
             }
         }
         const __mmask16 valid = nr - r0 >= 16 ? 0xffff : (__mmask16)((1u << (nr - r0)) - 1);
@@ -230,7 +226,7 @@ static inline __attribute__((always_inline)) void kernel(const struct panel *p, 
             }
         }
         for (int t = 0; t < tb; t++)
-            for (int g = 0; g < G; g++) acc[t][g] = step(acc[t][g], a[g][t], _mm512_load_ps(p->d[g][j]), x[t].d[b]);
+            for (int g = 0; g < G; g++) acc[t][g] = q8_0_step(acc[t][g], a[g][t], _mm512_load_ps(p->d[g][j]), x[t].d[b]);
     }
 }
 

@@ -1,11 +1,18 @@
 /* qvnni.h — what the AVX512-VNNI GEMVs (qdot_avx512vnni.c) and panel GEMMs (qgemm_avx512vnni.c) of
  * the block-32 types read alike: a pair of blocks' weight bytes, a 4-block step's scales, and the
- * 8-lane sum. Include after the files' target pragma and immintrin.h. */
+ * 8-lane sum; and Q8_0's block step. Include after the files' target pragma and immintrin.h. */
 #ifndef RWKV_QVNNI_H
 #define RWKV_QVNNI_H
 
 #include <stdint.h>
 #include <string.h>
+
+/* Q8_0's f32 step of one block for 16 rows (lanes) of one token: acc += (float)T * (d * dx). Its
+ * VNNI GEMV and GEMMs (q8_0_avx512vnni.c) and its tile GEMM (q8_0_amx.c) all take it from here, so
+ * they stay bit-identical. */
+static inline __m512 q8_0_step(__m512 acc, __m512i T, __m512 d, float dx) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(T), _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc);
+}
 
 static inline float hsum256(__m256 v) {
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
