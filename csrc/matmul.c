@@ -1,10 +1,13 @@
 /* matmul.c — threaded matrix-vector products over the dispatch table's kernels.
  *
  * Decoding one token is memory-bound: every weight byte is read once per token.
- * Rows are handed out by OpenMP's guided schedule in units of ROW_UNIT rows: each
- * thread streams long contiguous runs of the matrix, and the last short runs even out
- * threads that the (shared, noisy) machine slowed down; measured 4-8% faster per
- * token than one fixed half per thread on the 2-core Zen 4 VM.
+ * Rows are handed out guided (grab_run) in units of ROW_UNIT rows: each thread streams
+ * long contiguous runs of the matrix, and the last short runs even out threads that the
+ * (shared, noisy) machine slowed down; measured 4-8% faster per token than one fixed half
+ * per thread on the 2-core Zen 4 VM. Each run is one kernel call, so a GEMM unpacks its
+ * weight panels once per run: as 16-row calls (OpenMP's guided loop, one unit per
+ * iteration) Q8_0's 32-row panel GEMM did half its work on padding and two threads ran
+ * pp512 no faster than one.
  */
 #include "matmul.h"
 
@@ -344,6 +347,47 @@ static int run_tile(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j,
     return 1;
 }
 
+/* Rows per unit of job j's work: several tokens' GEMMs unpack panels of up to 32 rows (a
+ * 16-row call to Q8_0's panel GEMM would compute a second group of copies); one token's
+ * GEMV streams rows. */
+static int64_t row_unit(const struct rwkv_gemv_job *j) { return n_tok(j) > 1 ? 2 * ROW_UNIT : ROW_UNIT; }
+
+/* The next run of rows [*r0, *r1) of job *i's token tile *tile, from the work shared by all
+ * threads: the (tile, job) pairs in order, each one's units of rows handed out guided (a run
+ * of ceil(left / nt) units, so each thread first streams a long contiguous run, then ever
+ * shorter ones, and a thread the machine slowed hands its tail to the others instead of
+ * making them wait at the join). Whole runs, not units, go to the kernels: a GEMM unpacks its
+ * panels once per call. 0 when no work is left. */
+static int grab_run(const struct rwkv_gemv_job *jobs, int n, int64_t n_tiles, int nt, int64_t *next,
+                    int64_t *tile, int *i, int64_t *r0, int64_t *r1) {
+    int64_t cur = __atomic_load_n(next, __ATOMIC_RELAXED);
+    for (;;) {
+        /* the (tile, job) segment [base, base + units) of the flattened work that holds cur */
+        int64_t base = 0;
+        for (int64_t t = 0; t < n_tiles; t++)
+            for (int ji = 0; ji < n; ji++) {
+                const struct rwkv_gemv_job *j = &jobs[ji];
+                if (t * token_tile(j) >= n_tok(j)) continue;
+                const int64_t unit = row_unit(j), units = (j->w->n_rows + unit - 1) / unit;
+                if (cur >= base + units) {
+                    base += units;
+                    continue;
+                }
+                const int64_t left = base + units - cur, take = (left + nt - 1) / nt;
+                if (!__atomic_compare_exchange_n(next, &cur, cur + take, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                    goto retry; /* another thread took it: cur is now the shared value */
+                const int64_t e = (cur - base + take) * unit;
+                *tile = t;
+                *i = ji;
+                *r0 = (cur - base) * unit;
+                *r1 = e < j->w->n_rows ? e : j->w->n_rows;
+                return 1;
+            }
+        return 0;
+    retry:;
+    }
+}
+
 void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *xq, int n_threads) {
     const struct rwkv_kernels *k = rwkv_kernels_active();
     size_t bytes = 0;
@@ -363,6 +407,11 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
             }
         }
         return;
+    }
+    int64_t n_tiles = 0, next = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t tiles = (n_tok(&jobs[i]) + token_tile(&jobs[i]) - 1) / token_tile(&jobs[i]);
+        n_tiles = tiles > n_tiles ? tiles : n_tiles;
     }
 #pragma omp parallel num_threads(n_threads)
     {
@@ -390,26 +439,10 @@ void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *x
         if (any) {
 #pragma omp barrier
         }
-        /* guided: each thread first takes a long contiguous run of rows (one stream),
-         * then ever smaller runs, so a thread slowed by the machine hands its tail to
-         * the other instead of making it wait at the join; token tiles one after another
-         * (no barrier between them: they write different outputs) */
-        int64_t n_tiles = 0;
-        for (int i = 0; i < n; i++) {
-            const int64_t tiles = (n_tok(&jobs[i]) + token_tile(&jobs[i]) - 1) / token_tile(&jobs[i]);
-            n_tiles = tiles > n_tiles ? tiles : n_tiles;
-        }
-        for (int64_t tile = 0; tile < n_tiles; tile++)
-            for (int i = 0; i < n; i++) {
-                const struct rwkv_gemv_job *j = &jobs[i];
-                if (tile * token_tile(j) >= n_tok(j)) continue;
-                const int64_t rows = j->w->n_rows, units = (rows + ROW_UNIT - 1) / ROW_UNIT;
-#pragma omp for schedule(guided) nowait
-                for (int64_t u = 0; u < units; u++) {
-                    const int64_t r0 = u * ROW_UNIT, r1 = r0 + ROW_UNIT < rows ? r0 + ROW_UNIT : rows;
-                    run_tile(k, j, &xq[i * T], tile, r0, r1);
-                }
-            }
+        /* the rows of every (tile, job) in guided runs, each run one kernel call */
+        int64_t r0, r1, tile;
+        int i;
+        while (grab_run(jobs, n, n_tiles, nt, &next, &tile, &i, &r0, &r1)) run_tile(k, &jobs[i], &xq[i * T], tile, r0, r1);
     }
 }
 
