@@ -1,4 +1,5 @@
-/* qdot_avx2.c — GEMV kernels for quantized weights, AVX2 + FMA + F16C.
+/* qdot_avx2.c — GEMV kernels for the K types, AVX2 + FMA + F16C (the block-32 types, with one
+ * integer per block and a panel GEMM, are in q32_avx2.c).
  *
  * The same scheme as qdot_avx512.c at 256 bits: packed weights widen to int16 in
  * registers (16 lanes per ymm), vpmaddwd against the 15-bit activations, f32 scales
@@ -25,102 +26,11 @@ static inline __m256i madd16(__m256i w, const int16_t *q) {
     return _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)q));
 }
 
-/* Lanes j of the result are 16 where bit j of `bits` (16 bits) is set, else 0. */
-static inline __m256i bits_to_16(uint32_t bits) {
-    const __m256i sel = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
-                                          (short)16384, (short)-32768);
-    __m256i b = _mm256_and_si256(_mm256_set1_epi16((short)bits), sel);
-    return _mm256_and_si256(_mm256_cmpeq_epi16(b, sel), _mm256_set1_epi16(16));
-}
-
 /* Tokens per pass of the GEMMs: the weights of each block are widened once for them and
  * every token runs the operations it runs alone (so the GEMV, tb = 1, and the GEMM agree
  * to the bit). Two, as 16 ymm registers hold two tokens' accumulators beside the widened
  * weights. */
 #define QTB 2
-
-/* ---------------------------------------------------------------- Q8_0 -- */
-
-static inline __attribute__((always_inline)) void gemm_q8_0(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb) {
-    const int64_t nb = nc / 32;
-    for (int64_t r = 0; r < nr; r++) {
-        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        /* several accumulators: one FMA chain would be bound by FMA latency */
-        __m256 acc[QTB][4];
-        for (int k = 0; k < tb; k++)
-            for (int a = 0; a < 4; a++) acc[k][a] = _mm256_setzero_ps();
-#define Q8_0_BLOCK(b, a)                                                                              \
-    do {                                                                                              \
-        const uint8_t *blk = row + (b) * 34;                                                          \
-        _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);                                \
-        const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));         \
-        const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));        \
-        const float d = rd_f16(blk);                                                                  \
-        for (int k = 0; k < tb; k++) {                                                                \
-            const int16_t *q = x[k].q + (b) * 32;                                                     \
-            const __m256i p = _mm256_add_epi32(madd16(w0, q), madd16(w1, q + 16));                    \
-            acc[k][a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * x[k].d[b]), acc[k][a]); \
-        }                                                                                             \
-    } while (0)
-        int64_t b = 0;
-        for (; b + 4 <= nb; b += 4) {
-            Q8_0_BLOCK(b, 0);
-            Q8_0_BLOCK(b + 1, 1);
-            Q8_0_BLOCK(b + 2, 2);
-            Q8_0_BLOCK(b + 3, 3);
-        }
-        for (; b < nb; b++) Q8_0_BLOCK(b, 0);
-#undef Q8_0_BLOCK
-        for (int k = 0; k < tb; k++)
-            y[k * ys + r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[k][0], acc[k][1]), _mm256_add_ps(acc[k][2], acc[k][3])));
-    }
-}
-
-/* ------------------------------------------------ Q4_0, Q4_1, Q5_0, Q5_1 -- */
-
-/* 16 packed bytes widen to 16 int16 lanes: `& 15` is elements 0..15, `>> 4` 16..31. */
-static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                           float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
-                                                           const int BB, const int QS, const int QH, const int HAS_M,
-                                                           const int BIAS,
-                                                           void (*unpack)(const uint8_t *, int16_t *, float *,
-                                                                          float *)) {
-    (void)unpack; /* one block per step: an odd block count needs no tail */
-    const int64_t nb = nc / 32;
-    const __m256i low4 = _mm256_set1_epi16(0x0f);
-    for (int64_t r = 0; r < nr; r++) {
-        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc[QTB][2];
-        float side[QTB];
-        for (int k = 0; k < tb; k++) acc[k][0] = acc[k][1] = _mm256_setzero_ps(), side[k] = 0.0f;
-        for (int64_t b = 0; b < nb; b++) {
-            const int ai = (int)(b & 1);
-            const uint8_t *blk = row + b * BB;
-            _mm_prefetch((const char *)blk + PREFETCH_AHEAD, _MM_HINT_T0);
-            __m256i wide = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + QS)));
-            __m256i lo = _mm256_and_si256(wide, low4), hi = _mm256_srli_epi16(wide, 4);
-            if (QH) {
-                uint32_t qh;
-                memcpy(&qh, blk + QH, 4);
-                lo = _mm256_add_epi16(lo, bits_to_16(qh & 0xffffu));
-                hi = _mm256_add_epi16(hi, bits_to_16(qh >> 16));
-            }
-            const float d = rd_f16(blk), m = HAS_M ? rd_f16(blk + 2) : 0.0f;
-            for (int k = 0; k < tb; k++) {
-                const int16_t *q = x[k].q + b * 32;
-                const __m256i p = _mm256_add_epi32(madd16(lo, q), madd16(hi, q + 16));
-                const float f = d * x[k].d[b];
-                if (ai) acc[k][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[k][1]);
-                else acc[k][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f), acc[k][0]);
-                side[k] += HAS_M ? m * x[k].sum32[b] : f * (float)x[k].qsum[b];
-            }
-        }
-        for (int k = 0; k < tb; k++)
-            y[k * ys + r] = hsum8(_mm256_add_ps(acc[k][0], acc[k][1])) + (HAS_M ? side[k] : -(float)BIAS * side[k]);
-    }
-}
-
 
 /* ---------------------------------------------------------- Q4_K, Q5_K -- */
 
@@ -320,6 +230,5 @@ static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t
 
 /* ------------------------------------------------- entry points by type -- */
 
-RWKV_DEFINE_QDOT_LEVEL(avx2, QTB)
-RWKV_DEFINE_QDOT_TYPE(q8_0, avx2, QTB, gemm_q8_0)
+RWKV_DEFINE_QDOT_K_TYPES(avx2, QTB)
 #endif
