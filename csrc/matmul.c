@@ -38,13 +38,13 @@ int rwkv_mat_type_supported(uint32_t type) {
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Layout of the scratch: q, qp, qg (int16 [n]); lo, hi (int8 [n]); d, sum32, qsum
+/* Layout of the scratch: q, qp (int16 [n]); lo, hi (int8 [n]); d, sum32, qsum
  * (f32/i32 [n/32+16]); sum16, qsum16, dxs (f32/i32 [n/16+16]); each part 64-byte aligned.
  * The +16 pads let SIMD kernels load a whole vector of per-block values past the
  * last block. */
 size_t rwkv_xq_bytes(int64_t n_max) {
     size_t n = (size_t)n_max;
-    return 3 * align64(n * sizeof(int16_t)) + 2 * align64(n) + 3 * align64((n / 32 + 16) * 4) +
+    return 2 * align64(n * sizeof(int16_t)) + 2 * align64(n) + 3 * align64((n / 32 + 16) * 4) +
            3 * align64((n / 16 + 16) * 4);
 }
 
@@ -54,8 +54,6 @@ void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
     xq->q = (int16_t *)p;
     p += align64(n * sizeof(int16_t));
     xq->qp = (int16_t *)p;
-    p += align64(n * sizeof(int16_t));
-    xq->qg = (int16_t *)p;
     p += align64(n * sizeof(int16_t));
     xq->lo = (int8_t *)p;
     p += align64(n);
@@ -139,20 +137,6 @@ static void sums16(const float *restrict x, float *restrict out, int64_t g0, int
     }
 }
 
-/* Block-32 types: qg, per pair of blocks A, B, four runs of 16 {A: 0,1, 4,5, 8,9, 12,13, B: the
- * same}, then {2,3, 6,7, ..}, {16,17, 20,21, ..}, {18,19, 22,23, ..}: int16 pair products in the
- * 8-element lanes of the byte-plane GEMVs (qgemm_avx512vnni.c). An odd last block is not used. */
-static void pair_quad_order(struct rwkv_xq *xq, int64_t e0, int64_t e1) {
-    const int16_t *restrict q = xq->q;
-    int16_t *restrict qg = xq->qg;
-    for (int64_t g = e0; g + 64 <= e1; g += 64)
-        for (int r = 0; r < 4; r++)
-            for (int j = 0; j < 16; j++) {
-                const int blk = j / 8, i = (j % 8) / 2, o = 16 * (r / 2) + 2 * (r % 2);
-                qg[g + 16 * r + j] = q[g + 32 * blk + o + 4 * i + (j & 1)];
-            }
-}
-
 /* Elements per unit of work of xq_quantize: a pair of 32-blocks (the pair order of
  * qp), or one 256-block. */
 static int64_t xq_unit(int64_t block) { return block == 32 ? 64 : 256; }
@@ -160,8 +144,8 @@ static int64_t xq_unit(int64_t block) { return block == 32 ? 64 : 256; }
 /* x_i ~= d_b * q_i with d_b = max|x| / 16383 over each block of `block` elements, for
  * elements [e0, e1) of x: e0 a multiple of xq_unit(block), e1 one too or n, so the threads
  * of a GEMV quantize disjoint parts of x side by side. xq->block is set by the caller.
- * `several`: a product of several tokens, whose GEMMs also read the reordered copies (qp of K
- * types, qg); one token's GEMV does not, so decoding skips them. */
+ * `several`: a product of several tokens, whose K-type GEMMs also read the quad-order copy qp;
+ * one token's GEMV does not, so decoding skips it. */
 static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64_t e0, int64_t e1, int several) {
     for (int64_t b = e0 / block; b < e1 / block; b++) {
         const float *xb = x + b * block;
@@ -204,7 +188,6 @@ static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64
         }
     for (; p < e1; p++) qp[p] = q[p]; /* an odd last block stays in natural order */
     split_planes(qp, e0, e1, xq);
-    if (several) pair_quad_order(xq, e0, e1);
 }
 
 /* The part [*e0, *e1) of x that thread `it` of `nt` quantizes. */

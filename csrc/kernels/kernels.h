@@ -36,7 +36,6 @@ struct rwkv_xq {
      * 32, the integer sum of q per block of 32. */
     int16_t *qp;
     int32_t *qsum;
-    int16_t *qg; /* block == 32, several tokens: q in the panel GEMMs' pair-quad order (matmul.c) */
     /* q split into two int8 planes, q = 128 * hi + lo with lo in 0..127 and hi in
      * -128..127, so byte-operand dot products (vpdpbusd, vpmaddubsw: unsigned weight
      * bytes times signed activation bytes) give the same integer sums as int16

@@ -12,7 +12,7 @@
  *
  * with u the weight's integer (q - 8 for Q4_0, q - 16 for Q5_0, the bytes of Q8_0) and sum32 the
  * f32 sum of the block's activations; so a prompt, a batch and one-token decoding give the same
- * bits (as q8_0_avx512vnni.c does for Q8_0 at AVX512-VNNI).
+ * bits (as q32_avx512vnni.c does at AVX512-VNNI).
  *
  * GEMV (and the GEMM of a few tokens): 8 rows at a time, one row per lane of the f32 steps. Each
  * row's block is widened to int16 (unsigned nibbles for the 4- and 5-bit types: the bias comes

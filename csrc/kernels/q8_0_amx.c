@@ -1,7 +1,7 @@
 /* q8_0_amx.c — Q8_0's prompt / batch GEMM on AMX tiles (Sapphire Rapids and later Xeons), and the
  * same code with the tile instructions emulated in C: the twin the tests run on every machine.
  *
- * It gives every (row, token) the sums of q8_0_avx512vnni.c: per block the exact integer T = sum of
+ * It gives every (row, token) the sums of q32_avx512vnni.c: per block the exact integer T = sum of
  * q8 * q, then acc = fma((float)T, d * dx, acc) in block order; so the amx level keeps that level's
  * GEMV for decoding and stays bit-identical to it. A tile product gives the integers: the
  * activations' two byte planes (q = 128 hi + lo, lo in 0..127) are the A tiles, 16 tokens x the

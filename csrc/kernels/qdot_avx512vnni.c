@@ -1,5 +1,5 @@
-/* qdot_avx512vnni.c — quantized-weight GEMV kernels with byte-operand integer dot
- * products, for CPUs with AVX512-VNNI (Ice Lake, Zen 4 and later).
+/* qdot_avx512vnni.c — the K types' GEMV kernels with byte-operand integer dot products, for
+ * CPUs with AVX512-VNNI (Ice Lake, Zen 4 and later).
  *
  * The int16-operand kernels of qdot_avx512.c widen every weight to 16 bits and are
  * compute-bound on 4- and 5-bit types. Here weights stay bytes: the activations come
@@ -10,10 +10,9 @@
  * signed formats are offset (Q4_0: +8, Q5_0: +16, Q3_K: +4, Q6_K: +32) and
  * the offset is taken back once per block through the integer sums of q.
  *
- * Q8_0 has its own kernels (q8_0_avx512vnni.c), with one integer per block.
+ * The block-32 types have their own kernels (q32_avx512vnni.c), with one integer per block.
  *
- * Block-32 types use vpdpbusd (u8 x s8, four products per int32 lane) per pair of
- * blocks and scale in f32 per block. K types use vpmaddubsw (u8 x s8 pairs to int16;
+ * K types use vpmaddubsw (u8 x s8 pairs to int16;
  * |2 * 63 * 128| < 2^15, so it never saturates) then vpdpwssd against a vector of the
  * sub-block scales, so scales cost nothing per product and a whole super-block sums in
  * int32. The int32 lane sums are bounded below 2^31 for every format (worst case Q6_K:
@@ -42,86 +41,10 @@ static inline __m256 planes_f32(__m256i hi, __m256i lo) {
     return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(hi, 7), lo));
 }
 
-/* ------------------------------------------------ Q4_0, Q4_1, Q5_0, Q5_1 -- */
-
-/* Byte-plane dot products of a pair of blocks A, B (weights as unsigned bytes, [A0..15 |
- * B0..15] in lo and [A16..31 | B16..31] in hi, the pair order of the planes): A's sums in
- * lanes 0..3, B's in lanes 4..7, as f32. */
-static inline __attribute__((always_inline)) __m256 pair_dot(__m256i lo, __m256i hi, const int8_t *xl, const int8_t *xh) {
-    const __m256i zero = _mm256_setzero_si256();
-    const __m256i il = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xl)),
-                                           hi, _mm256_loadu_si256((const __m256i *)(xl + 32)));
-    const __m256i ih = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_loadu_si256((const __m256i *)xh)),
-                                           hi, _mm256_loadu_si256((const __m256i *)(xh + 32)));
-    return planes_f32(ih, il);
-}
-
-/* Lanes [f_i x 4, f_i+1 x 4] of a vector of block scales (i = 2 * pair). */
-static inline __m256 pair_lanes(__m256 f, const int i) {
-    return _mm256_permutexvar_ps(_mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1), f);
-}
+/* ------------------------------------------------------------- K types -- */
 
 /* Tokens per pass of every GEMM here: each step's weights are unpacked once for them. */
 #define QTB 4
-
-/* HAS_M: value = d*q + m (Q4_1, Q5_1); else d*(q - BIAS) (Q4_0: 8, Q5_0: 16), the bias
- * applied per block through the integer sum of x. Four blocks per step: their f16 scales (and mins) converted at once, times dx. tb tokens per pass (x[k],
- * y + k * ys): the weights of each step are unpacked once and every token runs the same
- * operations as alone, so the GEMV (tb = 1) and the GEMM agree to the bit. Named
- * accumulators per token: an indexed pair of them is kept in memory by the compiler,
- * which puts a store-load chain on every FMA. */
-static inline __attribute__((always_inline)) void gemm_q4q5(const void *w, size_t rb, const struct rwkv_xq *x,
-                                                          float *y, int64_t ys, int64_t nr, int64_t nc, const int tb,
-                                                          const int BB, const int QS, const int QH, const int HAS_M,
-                                                          const int BIAS,
-                                                          void (*unpack)(const uint8_t *, int16_t *, float *,
-                                                                         float *)) {
-    const int64_t nb = nc / 32;
-    for (int64_t r = 0; r < nr; r++) {
-        const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
-        __m256 acc0[QTB], acc1[QTB], side[QTB];
-        for (int k = 0; k < tb; k++) acc0[k] = acc1[k] = side[k] = _mm256_setzero_ps();
-        for (int64_t b = 0; b + 2 <= nb; b += 4) {
-            const uint8_t *a = row + b * BB;
-            const int two = b + 4 > nb; /* only one pair left */
-            __m256i lo0, hi0, lo1 = _mm256_setzero_si256(), hi1 = lo1;
-            _mm_prefetch((const char *)a + PREFETCH_AHEAD, _MM_HINT_T0);
-            q4q5_weights(a, BB, QS, QH, &lo0, &hi0);
-            if (!two) {
-                _mm_prefetch((const char *)a + 2 * BB + PREFETCH_AHEAD, _MM_HINT_T0);
-                q4q5_weights(a + 2 * BB, BB, QS, QH, &lo1, &hi1);
-            }
-            const __m256 wd = step_scales(a, BB, HAS_M, two);
-            for (int k = 0; k < tb; k++) {
-                const int8_t *xl = x[k].lo + b * 32, *xh = x[k].hi + b * 32;
-                __m256 f; /* d * dx of the four blocks in lanes 0..3 */
-                if (HAS_M) {
-                    /* times [dx0 s0 dx1 s1 ...]: scales in even lanes, the mins' term
-                     * m * sum32(x) in odd lanes */
-                    const __m256 p = _mm256_mul_ps(wd, _mm256_maskz_loadu_ps(two ? 0x0f : 0xff, x[k].dxs + 2 * b));
-                    side[k] = _mm256_mask_add_ps(side[k], 0xaa, side[k], p);
-                    f = _mm256_permutexvar_ps(_mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), p);
-                } else {
-                    const __mmask8 m = two ? 0x3 : 0xf;
-                    const __m128 f4 = _mm_mul_ps(_mm256_castps256_ps128(wd), _mm_maskz_loadu_ps(m, x[k].d + b));
-                    side[k] = _mm256_castps128_ps256(_mm_fmadd_ps(
-                        f4, _mm_cvtepi32_ps(_mm_maskz_loadu_epi32(m, x[k].qsum + b)), _mm256_castps256_ps128(side[k])));
-                    f = _mm256_castps128_ps256(f4);
-                }
-                acc0[k] = _mm256_fmadd_ps(pair_dot(lo0, hi0, xl, xh), pair_lanes(f, 0), acc0[k]);
-                if (!two) acc1[k] = _mm256_fmadd_ps(pair_dot(lo1, hi1, xl + 64, xh + 64), pair_lanes(f, 2), acc1[k]);
-            }
-        }
-        for (int k = 0; k < tb; k++) {
-            float out = hsum256(_mm256_add_ps(acc0[k], acc1[k])) + (HAS_M ? 1.0f : -(float)BIAS) * hsum256(side[k]);
-            if (nb & 1) out += block32_dot(unpack, row + (nb - 1) * BB, &x[k], (nb - 1) * 32);
-            y[k * ys + r] = out;
-        }
-    }
-}
-
-
-/* ------------------------------------------------------------- K types -- */
 
 /* 32 weight bytes u against 32 activations (both planes) with int16 scales S per
  * pair of products: aH += S * (u . hi), aL += S * (u . lo). Callers alternate two
@@ -375,10 +298,6 @@ static inline __attribute__((always_inline)) void gemm_q3k(const void *w, size_t
 #define VNNI_TYPE(type, BODY, ...)                                   \
     RWKV_DEFINE_QDOT_GEMV(type, avx512vnni, BODY, ##__VA_ARGS__) \
     RWKV_DEFINE_QDOT_GEMM(rwkv_gemm_##type##_avx512vnni_few, QTB, BODY, ##__VA_ARGS__)
-VNNI_TYPE(q4_0, gemm_q4q5, RWKV_Q4_0_LAYOUT)
-VNNI_TYPE(q4_1, gemm_q4q5, RWKV_Q4_1_LAYOUT)
-VNNI_TYPE(q5_0, gemm_q4q5, RWKV_Q5_0_LAYOUT)
-VNNI_TYPE(q5_1, gemm_q4q5, RWKV_Q5_1_LAYOUT)
 VNNI_TYPE(q4_k, gemm_q45k, RWKV_Q4_K_LAYOUT)
 VNNI_TYPE(q5_k, gemm_q45k, RWKV_Q5_K_LAYOUT)
 VNNI_TYPE(q2_k, gemm_q2k)
