@@ -117,34 +117,39 @@ def _amx_status() -> str:
     return rwkvfast.system_info().split("| amx: ")[1].split(" |")[0]
 
 
+TILE_TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
+
+
+@pytest.mark.parametrize("qtype", TILE_TYPES)
 @pytest.mark.parametrize("rows,nblocks,ntok", [(1, 1, 16), (17, 3, 16), (33, 9, 70), (40, 17, 33), (16, 64, 20)])
-def test_q8_0_tile_gemm_twin_matches_the_gemv(rows, nblocks, ntok):
-    """The amx level's Q8_0 GEMM with its tile instructions emulated in C (tile configuration,
-    loads, TDPBSSD, stores): the same bits as the GEMV decoding uses, on partial row groups,
-    partial token tiles, odd block counts and several staged token passes. Runs wherever
-    avx512vnni does, so the tiling logic is tested without an AMX machine."""
+def test_tile_gemm_twin_matches_the_gemv(qtype, rows, nblocks, ntok):
+    """The amx level's block-32 GEMMs with their tile instructions emulated in C (tile
+    configuration, loads, TDPBSSD, stores): the same bits as the GEMVs decoding uses, on partial
+    row groups, partial token tiles, odd block counts and several staged token passes. Runs
+    wherever avx512vnni does, so the tiling logic is tested without an AMX machine."""
     if "avx512vnni" not in SUPPORTED:
         pytest.skip("the twin's f32 steps use AVX512-VNNI's; this CPU has none")
     rng = np.random.default_rng(rows + nblocks + ntok)
     cols = 32 * nblocks
-    raw = _core.quantize("Q8_0", rng.standard_normal(rows * cols).astype(np.float32)).reshape(rows, -1)
+    raw = _core.quantize(qtype, rng.standard_normal(rows * cols).astype(np.float32)).reshape(rows, -1)
     x = rng.standard_normal((ntok, cols)).astype(np.float32)
-    got = _core.gemm_at_level("amx-emulated", "Q8_0", raw, x)
-    want = np.stack([_core.gemv_at_level("avx512vnni", "Q8_0", raw, x[t]) for t in range(ntok)])
+    got = _core.gemm_at_level("amx-emulated", qtype, raw, x)
+    want = np.stack([_core.gemv_at_level("avx512vnni", qtype, raw, x[t]) for t in range(ntok)])
     np.testing.assert_array_equal(got, want)
 
 
-def test_amx_tiles_on_this_cpu():
-    """With AMX granted, the real tiles against the same GEMV (the parametrized tests above run
+@pytest.mark.parametrize("qtype", TILE_TYPES)
+def test_amx_tiles_on_this_cpu(qtype):
+    """With AMX granted, the real tiles against the same GEMVs (the parametrized tests above run
     the whole amx level too); elsewhere a skip that says why."""
     if "amx" not in SUPPORTED:
         pytest.skip(f"no AMX tile kernels run here: amx: {_amx_status()}")
     rng = np.random.default_rng(5)
-    raw = _core.quantize("Q8_0", rng.standard_normal(40 * 544).astype(np.float32)).reshape(40, -1)
+    raw = _core.quantize(qtype, rng.standard_normal(40 * 544).astype(np.float32)).reshape(40, -1)
     x = rng.standard_normal((70, 544)).astype(np.float32)
-    want = np.stack([_core.gemv_at_level("amx", "Q8_0", raw, x[t]) for t in range(70)])
-    np.testing.assert_array_equal(_core.gemm_at_level("amx", "Q8_0", raw, x), want)
-    np.testing.assert_array_equal(_core.gemm_at_level("amx-emulated", "Q8_0", raw, x), want)
+    want = np.stack([_core.gemv_at_level("amx", qtype, raw, x[t]) for t in range(70)])
+    np.testing.assert_array_equal(_core.gemm_at_level("amx", qtype, raw, x), want)
+    np.testing.assert_array_equal(_core.gemm_at_level("amx-emulated", qtype, raw, x), want)
 
 
 def test_system_info_names_every_slot():

@@ -177,6 +177,10 @@ static void init_once(void) {
         g_emulated = g_filled[RWKV_CPU_AVX512_VNNI];
         g_emulated.level = LEVEL_NAMES[RWKV_CPU_AMX_EMULATED];
         g_emulated.gemm_q8_0 = rwkv_gemm_q8_0_amx_emulated;
+        g_emulated.gemm_q4_0 = rwkv_gemm_q4_0_amx_emulated;
+        g_emulated.gemm_q4_1 = rwkv_gemm_q4_1_amx_emulated;
+        g_emulated.gemm_q5_0 = rwkv_gemm_q5_0_amx_emulated;
+        g_emulated.gemm_q5_1 = rwkv_gemm_q5_1_amx_emulated;
     }
     const char *wkv6_level = "scalar", *wkv7_level = "scalar";
     for (int l = 0; l <= g_level; l++) {

@@ -65,9 +65,12 @@ RWKV_DECLARE_QDOT_FEW(q4_0) RWKV_DECLARE_QDOT_FEW(q4_1) RWKV_DECLARE_QDOT_FEW(q5
 RWKV_DECLARE_QDOT_FEW(q2_k) RWKV_DECLARE_QDOT_FEW(q3_k) RWKV_DECLARE_QDOT_FEW(q4_k) RWKV_DECLARE_QDOT_FEW(q5_k)
 RWKV_DECLARE_QDOT_FEW(q6_k)
 
-/* q8_0_amx.c: the tile GEMM and its twin with the tile instructions emulated */
-void rwkv_gemm_q8_0_amx(RWKV_QDOT_ARGS, int64_t, int64_t, int64_t, int64_t);
-void rwkv_gemm_q8_0_amx_emulated(RWKV_QDOT_ARGS, int64_t, int64_t, int64_t, int64_t);
+/* q32_amx.c: the tile GEMMs and their twins with the tile instructions emulated */
+#define RWKV_DECLARE_TILES(type)                                                                             \
+    void rwkv_gemm_##type##_amx(RWKV_QDOT_ARGS, int64_t, int64_t, int64_t, int64_t);                        \
+    void rwkv_gemm_##type##_amx_emulated(RWKV_QDOT_ARGS, int64_t, int64_t, int64_t, int64_t);
+RWKV_DECLARE_TILES(q8_0) RWKV_DECLARE_TILES(q4_0) RWKV_DECLARE_TILES(q4_1) RWKV_DECLARE_TILES(q5_0)
+RWKV_DECLARE_TILES(q5_1)
 int rwkv_amx_selftest(void);
 
 RWKV_DECLARE_QDOT(avx2)

@@ -1,5 +1,5 @@
 /* qvnni.h — what the AVX512-VNNI kernels share: the block-32 types' f32 block steps (their VNNI
- * GEMVs and GEMMs in q32_avx512vnni.c, the tile GEMM in q8_0_amx.c) and the 8-lane sum. Include
+ * GEMVs and GEMMs in q32_avx512vnni.c, the tile GEMMs in q32_amx.c) and the 8-lane sum. Include
  * after the files' target pragma and immintrin.h. */
 #ifndef RWKV_QVNNI_H
 #define RWKV_QVNNI_H
@@ -8,7 +8,7 @@
 #include <string.h>
 
 /* Q8_0's f32 step of one block for 16 rows (lanes) of one token: acc += (float)T * (d * dx). Its
- * VNNI GEMV and GEMMs (q32_avx512vnni.c) and its tile GEMM (q8_0_amx.c) all take it from here, so
+ * VNNI GEMV and GEMMs (q32_avx512vnni.c) and its tile GEMM (q32_amx.c) all take it from here, so
  * they stay bit-identical. */
 static inline __m512 q8_0_step(__m512 acc, __m512i T, __m512 d, float dx) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(T), _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc);

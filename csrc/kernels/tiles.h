@@ -1,5 +1,5 @@
 /* tiles.h — the AMX tile configuration (palette 1) as the architecture lays it out in its 64 bytes,
- * for the tile kernels (q8_0_amx.c) and the tile peak (peak.c). */
+ * for the tile kernels (q32_amx.c) and the tile peak (peak.c). */
 #ifndef RWKV_TILES_H
 #define RWKV_TILES_H
 
