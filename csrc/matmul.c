@@ -335,40 +335,43 @@ static int run_tile(const struct rwkv_kernels *k, const struct rwkv_gemv_job *j,
  * GEMV streams rows. */
 static int64_t row_unit(const struct rwkv_gemv_job *j) { return n_tok(j) > 1 ? 2 * ROW_UNIT : ROW_UNIT; }
 
-/* The next run of rows [*r0, *r1) of job *i's token tile *tile, from the work shared by all
- * threads: the (tile, job) pairs in order, each one's units of rows handed out guided (a run
- * of ceil(left / nt) units, so each thread first streams a long contiguous run, then ever
- * shorter ones, and a thread the machine slowed hands its tail to the others instead of
- * making them wait at the join). Whole runs, not units, go to the kernels: a GEMM unpacks its
- * panels once per call. 0 when no work is left. */
-static int grab_run(const struct rwkv_gemv_job *jobs, int n, int64_t n_tiles, int nt, int64_t *next,
-                    int64_t *tile, int *i, int64_t *r0, int64_t *r1) {
-    int64_t cur = __atomic_load_n(next, __ATOMIC_RELAXED);
-    for (;;) {
-        /* the (tile, job) segment [base, base + units) of the flattened work that holds cur */
-        int64_t base = 0;
-        for (int64_t t = 0; t < n_tiles; t++)
-            for (int ji = 0; ji < n; ji++) {
-                const struct rwkv_gemv_job *j = &jobs[ji];
-                if (t * token_tile(j) >= n_tok(j)) continue;
-                const int64_t unit = row_unit(j), units = (j->w->n_rows + unit - 1) / unit;
-                if (cur >= base + units) {
-                    base += units;
-                    continue;
-                }
-                const int64_t left = base + units - cur, take = (left + nt - 1) / nt;
-                if (!__atomic_compare_exchange_n(next, &cur, cur + take, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-                    goto retry; /* another thread took it: cur is now the shared value */
-                const int64_t e = (cur - base + take) * unit;
-                *tile = t;
-                *i = ji;
-                *r0 = (cur - base) * unit;
-                *r1 = e < j->w->n_rows ? e : j->w->n_rows;
+/* The (token tile, job) segment of the work shared by all threads that holds unit `u`: the
+ * segments in order, each its job's rows in units of row_unit. Sets *tile, *ji and the segment's
+ * first unit *base and length *units; 0 past the end. */
+static int find_segment(const struct rwkv_gemv_job *jobs, int n, int64_t n_tiles, int64_t u, int64_t *tile, int *ji,
+                        int64_t *base, int64_t *units) {
+    int64_t b = 0;
+    for (int64_t t = 0; t < n_tiles; t++)
+        for (int i = 0; i < n; i++) {
+            const struct rwkv_gemv_job *j = &jobs[i];
+            if (t * token_tile(j) >= n_tok(j)) continue;
+            const int64_t m = (j->w->n_rows + row_unit(j) - 1) / row_unit(j);
+            if (u < b + m) {
+                *tile = t, *ji = i, *base = b, *units = m;
                 return 1;
             }
-        return 0;
-    retry:;
-    }
+            b += m;
+        }
+    return 0;
+}
+
+/* The next run of rows [*r0, *r1) of job *i's token tile *tile: within its segment a run of
+ * ceil(left / nt) units (guided), so each thread first streams a long contiguous run, then ever
+ * shorter ones, and a thread the machine slowed hands its tail to the others instead of making
+ * them wait at the join. Whole runs, not units, go to the kernels: a GEMM unpacks its panels
+ * once per call. 0 when no work is left. */
+static int grab_run(const struct rwkv_gemv_job *jobs, int n, int64_t n_tiles, int nt, int64_t *next,
+                    int64_t *tile, int *i, int64_t *r0, int64_t *r1) {
+    int64_t cur = __atomic_load_n(next, __ATOMIC_RELAXED), base, units, take;
+    do { /* a failed exchange leaves the shared value in cur */
+        if (!find_segment(jobs, n, n_tiles, cur, tile, i, &base, &units)) return 0;
+        take = (base + units - cur + nt - 1) / nt;
+    } while (!__atomic_compare_exchange_n(next, &cur, cur + take, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    const struct rwkv_gemv_job *j = &jobs[*i];
+    const int64_t e = (cur - base + take) * row_unit(j);
+    *r0 = (cur - base) * row_unit(j);
+    *r1 = e < j->w->n_rows ? e : j->w->n_rows;
+    return 1;
 }
 
 void rwkv_matmul_jobs(int n, const struct rwkv_gemv_job *jobs, struct rwkv_xq *xq, int n_threads) {

@@ -173,7 +173,7 @@ static void *scratch(int64_t nc, int8_t **stage, int8_t **wb, float **dw, float 
 }
 
 #define DEFINE_TILES(NAME, VNNI, EMU, ...) DEFINE_TILES_(NAME, VNNI, EMU, __VA_ARGS__)
-#define DEFINE_TILES_(NAME, VNNI, EMU, BB, QS, QH, HAS_M, BIAS)                                                  \
+#define DEFINE_TILES_(NAME, VNNI, EMU, BB, QS, QH, HAS_M, BIAS, unpack)                                          \
     void NAME(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, int64_t nr, int64_t nc,     \
               int64_t nt) {                                                                                       \
         int8_t *stage, *wb;                                                                                       \
@@ -186,20 +186,14 @@ static void *scratch(int64_t nc, int8_t **stage, int8_t **wb, float **dw, float 
         gemm_tiles(w, rb, x, y, ys, nr, nc, nt, stage, wb, dw, mw, EMU, BB, QS, QH, HAS_M, BIAS);                 \
         free(mem);                                                                                                \
     }
-/* (block bytes, offset of qs, of qh or 0, has a min, bias of the unsigned integers) */
-#define Q8_0_TILES 34, 2, 0, 0, 0
-#define Q4_0_TILES 18, 2, 0, 0, 8
-#define Q4_1_TILES 20, 4, 0, 1, 0
-#define Q5_0_TILES 22, 6, 2, 0, 16
-#define Q5_1_TILES 24, 8, 4, 1, 0
 #define TYPE_TILES(type, LAYOUT)                                                                                  \
     DEFINE_TILES(rwkv_gemm_##type##_amx, rwkv_gemm_##type##_avx512vnni, 0, LAYOUT)                                \
     DEFINE_TILES(rwkv_gemm_##type##_amx_emulated, rwkv_gemm_##type##_avx512vnni, 1, LAYOUT)
-TYPE_TILES(q8_0, Q8_0_TILES)
-TYPE_TILES(q4_0, Q4_0_TILES)
-TYPE_TILES(q4_1, Q4_1_TILES)
-TYPE_TILES(q5_0, Q5_0_TILES)
-TYPE_TILES(q5_1, Q5_1_TILES)
+TYPE_TILES(q8_0, RWKV_Q8_0_LAYOUT)
+TYPE_TILES(q4_0, RWKV_Q4_0_LAYOUT)
+TYPE_TILES(q4_1, RWKV_Q4_1_LAYOUT)
+TYPE_TILES(q5_0, RWKV_Q5_0_LAYOUT)
+TYPE_TILES(q5_1, RWKV_Q5_1_LAYOUT)
 
 /* One small tile product on the real tiles: 1 when it gives the right integer. cpu.c runs it, under a
  * SIGILL guard, before it lets the amx level be chosen: a VM may report and grant the tiles and still

@@ -259,7 +259,7 @@ static inline __attribute__((always_inline)) void gemm_panel(const void *w, size
         const int64_t tn = nt - t0 < TOK_BLOCK ? nt - t0 : TOK_BLOCK;
         for (int64_t r0 = 0; r0 < nr; r0 += 8 * G) {
             memset(acc, 0, (size_t)tn * sizeof acc[0]);
-            memset(side, 0, (size_t)tn * sizeof side[0]);
+            if (HAS_M) memset(side, 0, (size_t)tn * sizeof side[0]);
             for (int64_t b0 = 0; b0 < nb; b0 += PB) {
                 const int n = nb - b0 < PB ? (int)(nb - b0) : PB;
                 build_panel(&p, w, rb, r0, nr, b0, n, BB, QS, QH, BIAS);
@@ -277,7 +277,8 @@ static inline __attribute__((always_inline)) void gemm_panel(const void *w, size
 
 /* ------------------------------------------------- entry points by type -- */
 
-#define Q32_ENTRIES(type, BB, QS, QH, HAS_M, BIAS)                                                              \
+#define Q32_ENTRIES(type, ...) Q32_ENTRIES_(type, __VA_ARGS__)
+#define Q32_ENTRIES_(type, BB, QS, QH, HAS_M, BIAS, unpack)                                                     \
     void rwkv_gemv_##type##_avx2(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t nr,       \
                                  int64_t nc) {                                                                  \
         gemv32(w, rb, x, y, 0, nr, nc, 1, BB, QS, QH, HAS_M, BIAS);                                             \
@@ -291,10 +292,9 @@ static inline __attribute__((always_inline)) void gemm_panel(const void *w, size
         if (nt == 2) gemv32(w, rb, x, y, ys, nr, nc, 2, BB, QS, QH, HAS_M, BIAS);                               \
         else gemv32(w, rb, x, y, ys, nr, nc, 1, BB, QS, QH, HAS_M, BIAS);                                       \
     }
-/* (block bytes, offset of qs, of qh or 0, has a min, bias of the unsigned integers) */
-Q32_ENTRIES(q8_0, 34, 2, 0, 0, 0)
-Q32_ENTRIES(q4_0, 18, 2, 0, 0, 8)
-Q32_ENTRIES(q4_1, 20, 4, 0, 1, 0)
-Q32_ENTRIES(q5_0, 22, 6, 2, 0, 16)
-Q32_ENTRIES(q5_1, 24, 8, 4, 1, 0)
+Q32_ENTRIES(q8_0, RWKV_Q8_0_LAYOUT)
+Q32_ENTRIES(q4_0, RWKV_Q4_0_LAYOUT)
+Q32_ENTRIES(q4_1, RWKV_Q4_1_LAYOUT)
+Q32_ENTRIES(q5_0, RWKV_Q5_0_LAYOUT)
+Q32_ENTRIES(q5_1, RWKV_Q5_1_LAYOUT)
 #endif

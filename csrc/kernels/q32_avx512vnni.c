@@ -165,7 +165,6 @@ static inline __attribute__((always_inline)) void q4q5_weights(const uint8_t *a,
     *plo = lo, *phi = hi;
 }
 
-
 /* The 32-bit (d, m) fields of 8 rows' block (m: garbage where the block has none) as f32. */
 static inline void split_dm8(const uint32_t v[8], __m256 *d, __m256 *m) {
     const __m256i all = _mm256_loadu_si256((const __m256i *)v);
@@ -437,7 +436,7 @@ void rwkv_gemv_q8_0_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x
 void rwkv_gemm_q8_0_avx512vnni(const void *w, size_t rb, const struct rwkv_xq *x, float *y, int64_t ys, int64_t nr,
                                int64_t nc, int64_t nt) {
     if (nt >= PANEL_MIN_TOK) {
-        gemm_panel(w, rb, x, y, ys, nr, nc, nt, Q8_BB, 2, 0, 0, 0);
+        gemm_panel(w, rb, x, y, ys, nr, nc, nt, Q8_BB, 2, 0, 0, 0); /* RWKV_Q8_0_LAYOUT */
         return;
     }
     int64_t t = 0;

@@ -22,6 +22,8 @@
 #define RWKV_Q4_1_LAYOUT 20, 4, 0, 1, 0, unpack_q4_1
 #define RWKV_Q5_0_LAYOUT 22, 6, 2, 0, 16, unpack_q5_0
 #define RWKV_Q5_1_LAYOUT 24, 8, 4, 1, 0, unpack_q5_1
+/* signed bytes, no bias (the block-32 kernels with one integer per block, q32_*.c) */
+#define RWKV_Q8_0_LAYOUT 34, 2, 0, 0, 0, unpack_q8_0
 #define RWKV_Q4_K_LAYOUT 144, 16, 0
 #define RWKV_Q5_K_LAYOUT 176, 48, 16
 
