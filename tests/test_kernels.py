@@ -296,9 +296,10 @@ def _extreme_blocks(qtype: str, rows: int, nblocks: int) -> np.ndarray:
 @pytest.mark.parametrize("level", SUPPORTED)
 @pytest.mark.parametrize("qtype", list(QTYPES))
 @pytest.mark.parametrize("signs", ["positive", "alternating"])
-def test_quantized_gemv_at_integer_extremes(level, qtype, signs):
+@pytest.mark.parametrize("ntok", [1, 2, 5])
+def test_quantized_products_at_integer_extremes(level, qtype, signs, ntok):
     """Every activation at the 15-bit maximum against the largest weights: no lane of any
-    kernel's integer sums may overflow."""
+    kernel's integer sums may overflow (the GEMV, the few-token and the panel GEMMs)."""
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
@@ -310,7 +311,7 @@ def test_quantized_gemv_at_integer_extremes(level, qtype, signs):
         x[1::2] = -3.0
     deq = dequantize(raw, GGMLQuantizationType[qtype]).reshape(rows, cols).astype(np.float64)
     want = deq @ x.astype(np.float64)
-    got = _core.gemv_at_level(level, qtype, raw, x)
+    got = _core.gemm_at_level(level, qtype, raw, np.stack([x] * ntok))
     scale = np.abs(deq) @ np.abs(x)
     assert np.all(np.abs(got - want) <= 1e-4 * scale + 1e-6), (level, qtype, got, want)
 
