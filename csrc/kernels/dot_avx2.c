@@ -266,7 +266,7 @@ static void rwkv_wkv7_avx2(int64_t N, const float *r, const float *w, const floa
     }
 }
 
-/* Quantized weights: qdot_avx2.c. */
+/* Quantized weights: q32_avx2.c (block-32 types) and qk_avx2.c (K types). */
 #include "qdot.h"
 
 

@@ -54,7 +54,7 @@
     RWKV_DEFINE_QDOT_TYPE(q5_0, level, TB, gemm_q4q5, RWKV_Q5_0_LAYOUT)                                      \
     RWKV_DEFINE_QDOT_TYPE(q5_1, level, TB, gemm_q4q5, RWKV_Q5_1_LAYOUT)                                      \
     RWKV_DEFINE_QDOT_K_TYPES(level, TB)
-/* The K types alone (AVX2: the block-32 types are in q32_avx2.c). */
+/* The K types (part of RWKV_DEFINE_QDOT_LEVEL). */
 #define RWKV_DEFINE_QDOT_K_TYPES(level, TB)                                                                  \
     RWKV_DEFINE_QDOT_TYPE(q4_k, level, TB, gemm_q45k, RWKV_Q4_K_LAYOUT)                                      \
     RWKV_DEFINE_QDOT_TYPE(q5_k, level, TB, gemm_q45k, RWKV_Q5_K_LAYOUT)                                      \
