@@ -119,10 +119,11 @@ static inline void row_mins(const uint8_t *blk, __m256i st, __m256 m[2], const i
     if (T == KQ2) m[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(mt, 1))), dmin);
 }
 
-/* The f32 step of a super-block for one (row, token): the exact lanes T, then the mins. */
-static inline __attribute__((always_inline)) __m256 step(__m256 acc, __m256i t, float d, const struct rwkv_xq *x,
+/* The f32 step of a super-block for one (row, token): the exact lanes T times d dx (the row's d
+ * times the token's dx, one f32 product), then the mins. */
+static inline __attribute__((always_inline)) __m256 step(__m256 acc, __m256i t, float ddx, const struct rwkv_xq *x,
                                                         int64_t sb, const __m256 m[2], const int T) {
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(d * x->d[sb]), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(ddx), acc);
     if (T == KQ4 || T == KQ5) acc = _mm256_fnmadd_ps(m[0], _mm256_loadu_ps(x->sum32 + sb * 8), acc);
     if (T == KQ2) {
         acc = _mm256_fnmadd_ps(m[0], _mm256_loadu_ps(x->sum16 + sb * 16), acc);
@@ -177,7 +178,7 @@ static inline __attribute__((always_inline)) void gemvk(const void *w, size_t rb
             if (K_MINS(T)) row_mins(blk, st, m, T);
             const float d = rd_f16(blk + K_DOFF(T));
             for (int k = 0; k < tb; k++)
-                acc[k] = step(acc[k], _mm256_add_epi32(al[k], _mm256_slli_epi32(ah[k], 7)), d, &x[k], sb, m, T);
+                acc[k] = step(acc[k], _mm256_add_epi32(al[k], _mm256_slli_epi32(ah[k], 7)), d * x[k].d[sb], &x[k], sb, m, T);
         }
         for (int k = 0; k < tb; k++) y[k * ys + r] = hsum8(acc[k]);
     }
@@ -195,7 +196,7 @@ static inline __attribute__((always_inline)) void gemvk(const void *w, size_t rb
  * unit v, w[row][2 v + 1] the pairs {4k + 2, 4k + 3}. */
 struct panel {
     int16_t w[PR][16][16];
-    float d[PR];
+    _Alignas(32) float d[PR];
     __m256 m[PR][2];
 };
 
@@ -249,10 +250,11 @@ static inline void madd_2x4(__m256i a0[4], __m256i a1[4], const int16_t *w0, con
               [x3] "m"(M256(x3)));
 }
 
-/* Rows i, i + 1 of the panel times tb tokens' super-block sb; acc[t][i]: token t's lanes of row i. */
+/* Rows i, i + 1 of the panel times tb tokens' super-block sb; acc[t][i]: token t's lanes of row i,
+ * ddx[t][i] its d dx. */
 static inline __attribute__((always_inline)) void kernel(const struct panel *p, int i, int64_t sb,
                                                         const struct rwkv_xq *x, const int tb, __m256 (*acc)[PR],
-                                                        const int T) {
+                                                        const float (*ddx)[PR], const int T) {
     __m256i a[2][TB];
     for (int t = 0; t < tb; t++) a[0][t] = a[1][t] = _mm256_setzero_si256();
     if (tb == TB) {
@@ -272,7 +274,7 @@ static inline __attribute__((always_inline)) void kernel(const struct panel *p, 
         }
     }
     for (int t = 0; t < tb; t++)
-        for (int j = 0; j < 2; j++) acc[t][i + j] = step(acc[t][i + j], a[j][t], p->d[i + j], &x[t], sb, p->m[i + j], T);
+        for (int j = 0; j < 2; j++) acc[t][i + j] = step(acc[t][i + j], a[j][t], ddx[t][i + j], &x[t], sb, p->m[i + j], T);
 }
 
 static inline __attribute__((always_inline)) void gemm_panel(const void *w, size_t rb, const struct rwkv_xq *x,
@@ -287,11 +289,19 @@ static inline __attribute__((always_inline)) void gemm_panel(const void *w, size
             memset(acc, 0, (size_t)tn * sizeof acc[0]);
             for (int64_t sb = 0; sb < nsb; sb++) {
                 build_panel(&p, w, rb, r0, nr, sb, T);
-                for (int i = 0; i < PR && r0 + i < nr; i += 2) {
-                    int64_t t = 0;
-                    for (; t + TB <= tn; t += TB) kernel(&p, i, sb, x + t0 + t, TB, acc + t, T);
-                    if (t + 2 <= tn) kernel(&p, i, sb, x + t0 + t, 2, acc + t, T), t += 2;
-                    if (t < tn) kernel(&p, i, sb, x + t0 + t, 1, acc + t, T);
+                /* tokens outside, rows inside: a few tokens' activations stay in L1 across the panel */
+                for (int64_t t = 0; t < tn; t += TB) {
+                    const int tb = tn - t >= TB ? TB : (int)(tn - t);
+                    _Alignas(32) float ddx[TB][PR]; /* the panel's d times each token's dx, 8 rows a product */
+                    for (int k = 0; k < tb; k++)
+                        for (int h = 0; h < PR; h += 8)
+                            _mm256_store_ps(ddx[k] + h, _mm256_mul_ps(_mm256_load_ps(p.d + h), _mm256_set1_ps(x[t0 + t + k].d[sb])));
+                    for (int i = 0; i < PR && r0 + i < nr; i += 2) {
+                        if (tb == TB) kernel(&p, i, sb, x + t0 + t, TB, acc + t, ddx, T);
+                        else if (tb == 3) kernel(&p, i, sb, x + t0 + t, 3, acc + t, ddx, T);
+                        else if (tb == 2) kernel(&p, i, sb, x + t0 + t, 2, acc + t, ddx, T);
+                        else kernel(&p, i, sb, x + t0 + t, 1, acc + t, ddx, T);
+                    }
                 }
             }
             for (int64_t t = 0; t < tn; t++)
