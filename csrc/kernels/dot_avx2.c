@@ -104,114 +104,131 @@ DEFINE_GEMV(rwkv_gemv_f32_avx2, float, load8_f32)
 DEFINE_GEMV(rwkv_gemv_f16_avx2, uint16_t, load8_f16)
 DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
 
-/* Several tokens, bit-identical to the GEMV per token (every (row, token) sum runs the
- * GEMV's operations in its order). 16 ymm registers shape the blocks:
- * - rows up to ROW_ALONE_MAX_COLS: one row x up to 3 tokens, in two passes along the row:
- *   accumulators j = 0, 1 (with the 16-blocks past the last 64 and the tail), then j = 2, 3,
- *   12 ymm each; between them each token keeps a0 + a1, the GEMV's first addition. Each
- *   weight vector is loaded and converted once for three tokens; tokens outer, so their
- *   activations stay in L1 while the rows stream past;
- * - wider rows in the GEMV's 4-row blocks: 2 rows x 3 tokens with one accumulator pair
- *   each; rows past the last 4-row block take the GEMV's one-row form, so they go through
- *   the GEMV. */
-#define GEMM_TB 3
+/* Several tokens, bit-identical to the GEMV per token: every (row, token) keeps the GEMV's
+ * accumulators and runs each one's fused multiply-adds in its column order, then adds them as
+ * the GEMV does. An accumulator's columns are 8-wide steps of a fixed stride (the GEMV's 64 for
+ * rows alone, 16 for its 4-row blocks of wide rows), so the GEMM runs one accumulator at a time
+ * for GR rows x GT tokens, 12 ymm of sums beside the rows' weights and one token's activations:
+ * each weight vector is loaded and converted once for 6 tokens, each activation vector once for
+ * 2 rows. Columns go in chunks of CHUNK_COLS (the chunk of 6 tokens' activations stays in L1
+ * while each accumulator's columns are taken from it), with the accumulators on the stack
+ * between chunks; rows in blocks of ROW_BLOCK per token group, so the block's weights stay in L2
+ * while the tokens' activations are read once per block. */
+#define GR 2
+#define GT 6
+#define CHUNK_COLS 1024
+#define ROW_BLOCK 64
 #define DEFINE_GEMM(NAME, GEMV, T, LOAD8)                                                           \
-    static inline __attribute__((always_inline)) void NAME##_row(const T *w0, const float *x, int64_t xs, \
-                                                                 float *y, int64_t ys, int64_t nc, const int tb) { \
-        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                           \
-        const int ntail = (int)(nc & 15);                                                           \
-        __m256 a[2][2][GEMM_TB], p01[2][GEMM_TB];                                                   \
-        for (int pass = 0; pass < 2; pass++) {                                                      \
-            for (int j = 0; j < 2; j++)                                                             \
-                for (int t = 0; t < tb; t++) a[j][0][t] = a[j][1][t] = _mm256_setzero_ps();         \
-            for (int64_t c = 32 * pass; c < n64; c += 64)                                           \
-                for (int j = 0; j < 2; j++)                                                         \
-                    for (int h = 0; h < 2; h++) {                                                   \
-                        const __m256 wv = LOAD8(w0 + c + 16 * j + 8 * h);                           \
-                        for (int t = 0; t < tb; t++)                                                \
-                            a[j][h][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + c + 16 * j + 8 * h), a[j][h][t]); \
-                    }                                                                               \
-            if (pass == 1) break;                                                                   \
-            for (int64_t c = n64; c < nfull; c += 16)                                               \
-                for (int h = 0; h < 2; h++) {                                                       \
-                    const __m256 wv = LOAD8(w0 + c + 8 * h);                                        \
-                    for (int t = 0; t < tb; t++)                                                    \
-                        a[0][h][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * xs + c + 8 * h), a[0][h][t]); \
-                }                                                                                   \
-            if (ntail) {                                                                            \
-                __m256 w_[2];                                                                       \
-                TAIL16(T, LOAD8, w0 + nfull, ntail, w_[0], w_[1])                                   \
-                for (int t = 0; t < tb; t++) {                                                      \
-                    __m256 x_[2];                                                                   \
-                    TAIL16(float, _mm256_loadu_ps, x + t * xs + nfull, ntail, x_[0], x_[1])         \
-                    for (int h = 0; h < 2; h++) a[1][h][t] = _mm256_fmadd_ps(w_[h], x_[h], a[1][h][t]); \
-                }                                                                                   \
+    /* acc[r][t] += w_r[c] * x_t for the n columns c = c0 + stride i, 8 at a time, x_t at x + t xs \
+     * and xstep further each step */                                                            \
+    static inline __attribute__((always_inline)) void NAME##_run(const T *w0, const T *w1, const float *x, \
+                                                                 int64_t xs, int64_t xstep, int64_t c, int64_t stride, \
+                                                                 int64_t n, __m256 (*st)[GT][8], int g, const int tb) { \
+        __m256 a[GR][GT];                                                                           \
+        for (int t = 0; t < tb; t++) a[0][t] = st[0][t][g], a[1][t] = st[1][t][g];                  \
+        for (int64_t i = 0; i < n; i++, c += stride, x += xstep) {                                  \
+            const __m256 v0 = LOAD8(w0 + c), v1 = LOAD8(w1 + c);                                    \
+            for (int t = 0; t < tb; t++) {                                                          \
+                const __m256 xv = _mm256_loadu_ps(x + t * xs);                                      \
+                a[0][t] = _mm256_fmadd_ps(v0, xv, a[0][t]);                                         \
+                a[1][t] = _mm256_fmadd_ps(v1, xv, a[1][t]);                                         \
             }                                                                                       \
-            for (int h = 0; h < 2; h++)                                                             \
-                for (int t = 0; t < tb; t++) p01[h][t] = _mm256_add_ps(a[0][h][t], a[1][h][t]);     \
         }                                                                                           \
-        for (int t = 0; t < tb; t++) {                                                              \
-            const __m256 s0 = _mm256_add_ps(p01[0][t], _mm256_add_ps(a[0][0][t], a[1][0][t]));      \
-            const __m256 s1 = _mm256_add_ps(p01[1][t], _mm256_add_ps(a[0][1][t], a[1][1][t]));      \
-            y[t * ys] = hsum8(_mm256_add_ps(s0, s1));                                               \
+        for (int t = 0; t < tb; t++) st[0][t][g] = a[0][t], st[1][t][g] = a[1][t];                  \
+    }                                                                                               \
+    /* The zero-filled tail (nc & 15 columns from nfull) into accumulators g and g + 1. */         \
+    static inline void NAME##_tail(const T *const w[GR], const float *x, int64_t xs, int64_t nfull, int ntail, \
+                                   __m256 (*st)[GT][8], int g, int tb) {                            \
+        for (int r = 0; r < GR; r++) {                                                              \
+            __m256 w_[2];                                                                           \
+            TAIL16(T, LOAD8, w[r] + nfull, ntail, w_[0], w_[1])                                     \
+            for (int t = 0; t < tb; t++) {                                                          \
+                __m256 x_[2];                                                                       \
+                TAIL16(float, _mm256_loadu_ps, x + t * xs + nfull, ntail, x_[0], x_[1])             \
+                for (int h = 0; h < 2; h++) st[r][t][g + h] = _mm256_fmadd_ps(w_[h], x_[h], st[r][t][g + h]); \
+            }                                                                                       \
         }                                                                                           \
     }                                                                                               \
-    static inline __attribute__((always_inline)) void NAME##_wide(const T *const *wr, const float *x, int64_t xs, \
-                                                                  float *y, int64_t ys, int64_t nc, const int rb, \
-                                                                  const int tb) {                   \
-        const int64_t nfull = nc & ~(int64_t)15;                                                    \
+    /* The rest of the row alone's columns (16-blocks into j = 0, the tail into j = 1; wide rows: \
+     * the tail), then the GEMV's additions. */                                                    \
+    static inline __attribute__((always_inline)) void NAME##_finish(const T *const w[GR], const float *x, int64_t xs, \
+                                                                    float *y, int64_t ys, int nrows, int64_t nc, \
+                                                                    __m256 (*st)[GT][8], int alone, const int tb) { \
+        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                           \
         const int ntail = (int)(nc & 15);                                                           \
-        __m256 a[2][2][GEMM_TB];                                                                    \
-        for (int r = 0; r < rb; r++)                                                                \
-            for (int t = 0; t < tb; t++) a[r][0][t] = a[r][1][t] = _mm256_setzero_ps();             \
-        for (int64_t c = 0; c < nfull; c += 16)                                                     \
-            for (int h = 0; h < 2; h++) {                                                           \
-                __m256 wv[2];                                                                       \
-                for (int r = 0; r < rb; r++) wv[r] = LOAD8(wr[r] + c + 8 * h);                      \
-                for (int t = 0; t < tb; t++) {                                                      \
-                    const __m256 xv = _mm256_loadu_ps(x + t * xs + c + 8 * h);                      \
-                    for (int r = 0; r < rb; r++) a[r][h][t] = _mm256_fmadd_ps(wv[r], xv, a[r][h][t]); \
+        if (alone)                                                                                  \
+            for (int h = 0; h < 2; h++) NAME##_run(w[0], w[1], x + n64 + 8 * h, xs, 16, n64 + 8 * h, 16, (nfull - n64) / 16, st, h, tb); \
+        if (ntail) NAME##_tail(w, x, xs, nfull, ntail, st, alone ? 2 : 0, tb);                      \
+        for (int r = 0; r < nrows; r++)                                                             \
+            for (int t = 0; t < tb; t++) {                                                          \
+                __m256 *a = st[r][t];                                                               \
+                if (!alone) {                                                                       \
+                    y[t * ys + r] = hsum8(_mm256_add_ps(a[0], a[1]));                               \
+                    continue;                                                                       \
                 }                                                                                   \
+                const __m256 s0 = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[4], a[6])); \
+                const __m256 s1 = _mm256_add_ps(_mm256_add_ps(a[1], a[3]), _mm256_add_ps(a[5], a[7])); \
+                y[t * ys + r] = hsum8(_mm256_add_ps(s0, s1));                                       \
             }                                                                                       \
-        if (ntail)                                                                                  \
-            for (int r = 0; r < rb; r++) {                                                          \
-                __m256 w_[2];                                                                       \
-                TAIL16(T, LOAD8, wr[r] + nfull, ntail, w_[0], w_[1])                                \
-                for (int t = 0; t < tb; t++) {                                                      \
-                    __m256 x_[2];                                                                   \
-                    TAIL16(float, _mm256_loadu_ps, x + t * xs + nfull, ntail, x_[0], x_[1])         \
-                    for (int h = 0; h < 2; h++) a[r][h][t] = _mm256_fmadd_ps(w_[h], x_[h], a[r][h][t]); \
-                }                                                                                   \
+    }                                                                                               \
+    /* Rows [r0, r1) (at most ROW_BLOCK) x tb tokens: the 64-blocks (alone: the GEMV's row-alone \
+     * form, accumulators g = 2j + h on columns 64i + 16j + 8h) or the 16-blocks (its 4-row form, \
+     * accumulators g = h on columns 16i + 8h), a chunk of columns at a time, one accumulator at a \
+     * time; then the rest. The chunk's activations are copied in the order the accumulators read \
+     * them (per g, per column step, the tokens' 8 floats side by side), so they stay in L1. */    \
+    static inline __attribute__((always_inline)) void NAME##_rows(const void *w, size_t rb, const float *x, int64_t xs, \
+                                                                  float *y, int64_t ys, int64_t r0, int64_t r1, \
+                                                                  int64_t nc, int alone, const int tb) { \
+        _Alignas(32) __m256 st[ROW_BLOCK / GR][GR][GT][8];                                          \
+        _Alignas(32) float xb[CHUNK_COLS * GT];                                                     \
+        const T *wr[ROW_BLOCK / GR][GR];                                                            \
+        const int np = (int)((r1 - r0 + GR - 1) / GR), G = alone ? 8 : 2, S = alone ? 64 : 16;      \
+        for (int p = 0; p < np; p++)                                                                \
+            for (int i = 0; i < GR; i++) { /* past r1: row r0 + GR p again, never stored */         \
+                const int64_t r = r0 + GR * p + i < r1 ? r0 + GR * p + i : r0 + GR * p;             \
+                wr[p][i] = (const T *)((const char *)w + (size_t)r * rb);                           \
+                for (int t = 0; t < tb; t++)                                                        \
+                    for (int g = 0; g < 8; g++) st[p][i][t][g] = _mm256_setzero_ps();               \
             }                                                                                       \
-        for (int t = 0; t < tb; t++)                                                                \
-            for (int r = 0; r < rb; r++) y[t * ys + r] = hsum8(_mm256_add_ps(a[r][0][t], a[r][1][t])); \
+        const int64_t end = alone ? nc & ~(int64_t)63 : nc & ~(int64_t)15;                          \
+        for (int64_t c0 = 0; c0 < end; c0 += CHUNK_COLS) {                                          \
+            const int64_t n = ((c0 + CHUNK_COLS < end ? c0 + CHUNK_COLS : end) - c0) / S;           \
+            float *o = xb;                                                                          \
+            for (int g = 0; g < G; g++)                                                             \
+                for (int64_t i = 0; i < n; i++)                                                     \
+                    for (int t = 0; t < tb; t++, o += 8)                                            \
+                        _mm256_store_ps(o, _mm256_loadu_ps(x + t * xs + c0 + S * i + 8 * g));       \
+            for (int p = 0; p < np; p++)                                                            \
+                for (int g = 0; g < G; g++)                                                         \
+                    NAME##_run(wr[p][0], wr[p][1], xb + g * n * tb * 8, 8, 8 * tb, c0 + 8 * g, S, n, st[p], g, tb); \
+        }                                                                                           \
+        for (int p = 0; p < np; p++) {                                                              \
+            const int64_t r = r0 + GR * p;                                                          \
+            NAME##_finish(wr[p], x, xs, y + r, ys, r1 - r < GR ? (int)(r1 - r) : GR, nc, st[p], alone, tb); \
+        }                                                                                           \
     }                                                                                               \
     static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
                      int64_t nc, int64_t nt) {                                                      \
-        if (nc <= ROW_ALONE_MAX_COLS) {                                                             \
-            /* tokens outer: their activations stay in L1 while the rows stream past */            \
-            int64_t t = 0;                                                                          \
-            for (; t + 3 <= nt; t += 3)                                                             \
-                for (int64_t r = 0; r < nr; r++)                                                    \
-                    NAME##_row((const T *)((const char *)w + (size_t)r * rb), x + t * xs, xs, y + t * ys + r, ys, nc, 3); \
-            for (int64_t r = 0; nt - t == 2 && r < nr; r++)                                         \
-                NAME##_row((const T *)((const char *)w + (size_t)r * rb), x + t * xs, xs, y + t * ys + r, ys, nc, 2); \
-            for (int64_t r = 0; nt - t == 1 && r < nr; r++)                                         \
-                NAME##_row((const T *)((const char *)w + (size_t)r * rb), x + t * xs, xs, y + t * ys + r, ys, nc, 1); \
-            return;                                                                                 \
+        const int alone = nc <= ROW_ALONE_MAX_COLS;                                                 \
+        const int64_t nrb = alone ? nr : nr & ~(int64_t)3; /* wide rows past the 4-row blocks: the GEMV */ \
+        for (int64_t r0 = 0; r0 < nrb; r0 += ROW_BLOCK) {                                           \
+            const int64_t r1 = r0 + ROW_BLOCK < nrb ? r0 + ROW_BLOCK : nrb;                         \
+            for (int64_t t = 0; t < nt; t += GT) {                                                  \
+                const float *xt = x + t * xs;                                                       \
+                float *yt = y + t * ys;                                                             \
+                switch (nt - t < GT ? (int)(nt - t) : GT) {                                         \
+                case 6: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 6); break;            \
+                case 5: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 5); break;            \
+                case 4: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 4); break;            \
+                case 3: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 3); break;            \
+                case 2: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 2); break;            \
+                default: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 1); break;           \
+                }                                                                                   \
+            }                                                                                       \
         }                                                                                           \
-        const int64_t nr4 = nr & ~(int64_t)3;                                                       \
-        for (int64_t r = 0; r < nr4; r += 2) {                                                      \
-            const T *wr[2];                                                                         \
-            for (int i = 0; i < 2; i++) wr[i] = (const T *)((const char *)w + (size_t)(r + i) * rb); \
-            int64_t t = 0;                                                                          \
-            for (; t + 3 <= nt; t += 3) NAME##_wide(wr, x + t * xs, xs, y + t * ys + r, ys, nc, 2, 3); \
-            if (nt - t == 2) NAME##_wide(wr, x + t * xs, xs, y + t * ys + r, ys, nc, 2, 2);         \
-            if (nt - t == 1) NAME##_wide(wr, x + t * xs, xs, y + t * ys + r, ys, nc, 2, 1);         \
-        }                                                                                           \
-        if (nr4 < nr)                                                                               \
+        if (nrb < nr)                                                                               \
             for (int64_t t = 0; t < nt; t++)                                                        \
-                GEMV((const char *)w + (size_t)nr4 * rb, rb, x + t * xs, y + t * ys + nr4, nr - nr4, nc); \
+                GEMV((const char *)w + (size_t)nrb * rb, rb, x + t * xs, y + t * ys + nrb, nr - nrb, nc); \
     }
 
 DEFINE_GEMM(rwkv_gemm_f32_avx2, rwkv_gemv_f32_avx2, float, load8_f32)
