@@ -109,32 +109,36 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
  * the GEMV does. An accumulator's columns are 8-wide steps of a fixed stride (the GEMV's 64 for
  * rows alone, 16 for its 4-row blocks of wide rows), so the GEMM runs one accumulator at a time
  * for GR rows x GT tokens, 12 ymm of sums beside the rows' weights and one token's activations:
- * each weight vector is loaded and converted once for 6 tokens, each activation vector once for
- * 2 rows. Columns go in chunks of CHUNK_COLS (the chunk of 6 tokens' activations stays in L1
- * while each accumulator's columns are taken from it), with the accumulators on the stack
- * between chunks; rows in blocks of ROW_BLOCK per token group, so the block's weights stay in L2
- * while the tokens' activations are read once per block. */
-#define GR 2
-#define GT 6
+ * each weight vector is loaded and converted once for 4 tokens, each activation vector loaded
+ * once for 3 rows (7 loads per 12 multiply-adds; 2 x 6 took 8 and ran ~20% slower on Zen 3).
+ * Columns go in chunks of CHUNK_COLS, whose activations are copied in the order the accumulators
+ * read them: they stay in L1, and tokens 4 KiB apart no longer share its sets. The accumulators
+ * wait on the stack between chunks; rows go in blocks of ROW_BLOCK per token group, so the
+ * block's weights stay in L2 while the tokens' activations are copied once per block. */
+#define GR 3
+#define GT 4
 #define CHUNK_COLS 1024
-#define ROW_BLOCK 64
+#define ROW_BLOCK 48
 #define DEFINE_GEMM(NAME, GEMV, T, LOAD8)                                                           \
     /* acc[r][t] += w_r[c] * x_t for the n columns c = c0 + stride i, 8 at a time, x_t at x + t xs \
      * and xstep further each step */                                                            \
-    static inline __attribute__((always_inline)) void NAME##_run(const T *w0, const T *w1, const float *x, \
+    static inline __attribute__((always_inline)) void NAME##_run(const T *const w[GR], const float *x, \
                                                                  int64_t xs, int64_t xstep, int64_t c, int64_t stride, \
                                                                  int64_t n, __m256 (*st)[GT][8], int g, const int tb) { \
         __m256 a[GR][GT];                                                                           \
-        for (int t = 0; t < tb; t++) a[0][t] = st[0][t][g], a[1][t] = st[1][t][g];                  \
+        for (int r = 0; r < GR; r++)                                                                \
+            for (int t = 0; t < tb; t++) a[r][t] = st[r][t][g];                                     \
         for (int64_t i = 0; i < n; i++, c += stride, x += xstep) {                                  \
-            const __m256 v0 = LOAD8(w0 + c), v1 = LOAD8(w1 + c);                                    \
+            __m256 v[GR];                                                                           \
+            for (int r = 0; r < GR; r++) v[r] = LOAD8(w[r] + c);                                    \
             for (int t = 0; t < tb; t++) {                                                          \
-                const __m256 xv = _mm256_loadu_ps(x + t * xs);                                      \
-                a[0][t] = _mm256_fmadd_ps(v0, xv, a[0][t]);                                         \
-                a[1][t] = _mm256_fmadd_ps(v1, xv, a[1][t]);                                         \
+                __m256 xv = _mm256_loadu_ps(x + t * xs);                                            \
+                __asm__("" : "+x"(xv)); /* one load for the rows: GCC would fold it into each */    \
+                for (int r = 0; r < GR; r++) a[r][t] = _mm256_fmadd_ps(v[r], xv, a[r][t]);          \
             }                                                                                       \
         }                                                                                           \
-        for (int t = 0; t < tb; t++) st[0][t][g] = a[0][t], st[1][t][g] = a[1][t];                  \
+        for (int r = 0; r < GR; r++)                                                                \
+            for (int t = 0; t < tb; t++) st[r][t][g] = a[r][t];                                     \
     }                                                                                               \
     /* The zero-filled tail (nc & 15 columns from nfull) into accumulators g and g + 1. */         \
     static inline void NAME##_tail(const T *const w[GR], const float *x, int64_t xs, int64_t nfull, int ntail, \
@@ -157,7 +161,7 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
         const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                           \
         const int ntail = (int)(nc & 15);                                                           \
         if (alone)                                                                                  \
-            for (int h = 0; h < 2; h++) NAME##_run(w[0], w[1], x + n64 + 8 * h, xs, 16, n64 + 8 * h, 16, (nfull - n64) / 16, st, h, tb); \
+            for (int h = 0; h < 2; h++) NAME##_run(w, x + n64 + 8 * h, xs, 16, n64 + 8 * h, 16, (nfull - n64) / 16, st, h, tb); \
         if (ntail) NAME##_tail(w, x, xs, nfull, ntail, st, alone ? 2 : 0, tb);                      \
         for (int r = 0; r < nrows; r++)                                                             \
             for (int t = 0; t < tb; t++) {                                                          \
@@ -200,7 +204,7 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
                         _mm256_store_ps(o, _mm256_loadu_ps(x + t * xs + c0 + S * i + 8 * g));       \
             for (int p = 0; p < np; p++)                                                            \
                 for (int g = 0; g < G; g++)                                                         \
-                    NAME##_run(wr[p][0], wr[p][1], xb + g * n * tb * 8, 8, 8 * tb, c0 + 8 * g, S, n, st[p], g, tb); \
+                    NAME##_run(wr[p], xb + g * n * tb * 8, 8, 8 * tb, c0 + 8 * g, S, n, st[p], g, tb); \
         }                                                                                           \
         for (int p = 0; p < np; p++) {                                                              \
             const int64_t r = r0 + GR * p;                                                          \
@@ -217,11 +221,11 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
                 const float *xt = x + t * xs;                                                       \
                 float *yt = y + t * ys;                                                             \
                 switch (nt - t < GT ? (int)(nt - t) : GT) {                                         \
-                case 6: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 6); break;            \
-                case 5: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 5); break;            \
-                case 4: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 4); break;            \
-                case 3: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 3); break;            \
-                case 2: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 2); break;            \
+                case 6: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 6 < GT ? 6 : GT); break;            \
+                case 5: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 5 < GT ? 5 : GT); break;            \
+                case 4: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 4 < GT ? 4 : GT); break;            \
+                case 3: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 3 < GT ? 3 : GT); break;            \
+                case 2: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 2 < GT ? 2 : GT); break;            \
                 default: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 1); break;           \
                 }                                                                                   \
             }                                                                                       \
