@@ -38,13 +38,13 @@ int rwkv_mat_type_supported(uint32_t type) {
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Layout of the scratch: q, qp (int16 [n]); lo, hi (int8 [n]); d, sum32, qsum
+/* Layout of the scratch: q, qp (int16 [n]); lo, hi (int8 [n]); q2 (int16 [n/2]); d, sum32, qsum
  * (f32/i32 [n/32+16]); sum16, qsum16, dxs (f32/i32 [n/16+16]); each part 64-byte aligned.
  * The +16 pads let SIMD kernels load a whole vector of per-block values past the
  * last block. */
 size_t rwkv_xq_bytes(int64_t n_max) {
     size_t n = (size_t)n_max;
-    return 2 * align64(n * sizeof(int16_t)) + 2 * align64(n) + 3 * align64((n / 32 + 16) * 4) +
+    return 2 * align64(n * sizeof(int16_t)) + 3 * align64(n) + 3 * align64((n / 32 + 16) * 4) +
            3 * align64((n / 16 + 16) * 4);
 }
 
@@ -58,6 +58,8 @@ void rwkv_xq_bind(struct rwkv_xq *xq, void *buf, int64_t n_max) {
     xq->lo = (int8_t *)p;
     p += align64(n);
     xq->hi = (int8_t *)p;
+    p += align64(n);
+    xq->q2 = (int16_t *)p;
     p += align64(n);
     xq->d = (float *)p;
     p += align64((n / 32 + 16) * 4);
@@ -92,6 +94,13 @@ static void split_planes(const int16_t *q, int64_t e0, int64_t e1, struct rwkv_x
         lo[i] = (int8_t)(qq[i] & 127);
         hi[i] = (int8_t)(qq[i] >> 7);
     }
+}
+
+/* K types: q2[i] = q[2i] + q[2i+1] for the elements [e0, e1) (e0, e1 even). */
+static void pair_sums(struct rwkv_xq *xq, int64_t e0, int64_t e1) {
+    const int16_t *restrict q = xq->q;
+    int16_t *restrict q2 = xq->q2;
+    for (int64_t i = e0 / 2; i < e1 / 2; i++) q2[i] = (int16_t)(q[2 * i] + q[2 * i + 1]);
 }
 
 /* K types: qp in quad order, per 32 elements {0,1, 4,5, .., 28,29 | 2,3, 6,7, .., 30,31}
@@ -166,6 +175,7 @@ static void xq_quantize(const float *x, int64_t block, struct rwkv_xq *xq, int64
             qsum16[g] = qs;
         }
         split_planes(xq->q, e0, e1, xq);
+        pair_sums(xq, e0, e1);
         if (several) quad_order(xq, e0, e1);
         return;
     }

@@ -116,7 +116,7 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
  * wait on the stack between chunks; rows go in blocks of ROW_BLOCK per token group, so the
  * block's weights stay in L2 while the tokens' activations are copied once per block. */
 #define GR 3
-#define GT 4
+#define GT 4 /* the dispatch below names each token count up to it */
 #define CHUNK_COLS 1024
 #define ROW_BLOCK 48
 #define DEFINE_GEMM(NAME, GEMV, T, LOAD8)                                                           \
@@ -221,11 +221,9 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
                 const float *xt = x + t * xs;                                                       \
                 float *yt = y + t * ys;                                                             \
                 switch (nt - t < GT ? (int)(nt - t) : GT) {                                         \
-                case 6: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 6 < GT ? 6 : GT); break;            \
-                case 5: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 5 < GT ? 5 : GT); break;            \
-                case 4: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 4 < GT ? 4 : GT); break;            \
-                case 3: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 3 < GT ? 3 : GT); break;            \
-                case 2: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 2 < GT ? 2 : GT); break;            \
+                case 4: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 4); break;           \
+                case 3: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 3); break;           \
+                case 2: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 2); break;           \
                 default: NAME##_rows(w, rb, xt, xs, yt, ys, r0, r1, nc, alone, 1); break;           \
                 }                                                                                   \
             }                                                                                       \

@@ -44,6 +44,9 @@ struct rwkv_xq {
      * term of Q3_K and Q6_K, whose kernels use unsigned weights). */
     int8_t *lo, *hi;
     int32_t *qsum16;
+    /* K types: the sums of q's element pairs, q2[i] = q[2i] + q[2i+1] (|q2| <= 32766): the bias
+     * term of the byte-plane GEMVs of Q3_K and Q6_K, computed once per token, not per row. */
+    int16_t *q2;
     float *dxs; /* block == 32: d and sum32 interleaved, [d_0, sum32_0, d_1, ...] */
 };
 #define RWKV_XQ_MAX 16383

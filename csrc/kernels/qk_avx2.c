@@ -20,9 +20,9 @@
  * GEMV (and the GEMM of two tokens): one row at a time, front to back. Each 32 weights stay bytes
  * (u plus a bias making them unsigned) and meet the activations' two byte planes (q = 128 hi + lo)
  * in vpmaddubsw; vpmaddwd by the pairs' scales then leaves exactly the lanes above. The bias of
- * Q3_K and Q6_K comes off before the scales, through the planes' pair sums.
+ * Q3_K and Q6_K comes off through the token's pair sums of q, the same vpmaddwd.
  *
- * Panel GEMM: 16 rows' super-blocks unpacked once per 32 tokens into int16 sc u, in the order of
+ * Panel GEMM: 16 rows' super-blocks unpacked once per 64 tokens into int16 sc u, in the order of
  * the activations' quad copy (x->qp: per 32, pairs {4k, 4k+1} then {4k+2, 4k+3}), so one vpmaddwd
  * of a row's vector and a token's gives lane k's products; 2 rows x 4 tokens per microkernel.
  */
@@ -138,14 +138,14 @@ static inline __attribute__((always_inline)) __m256 step(__m256 acc, __m256i t, 
 
 /* The GEMV (tb = 1) and the GEMM of tb tokens: each row's weights stay bytes, each 32 of them
  * unpacked once for the tb tokens. Per unit and plane, vpmaddubsw gives the elements' pair sums
- * (|u + bias| <= 63, so they fit int16), the bias times the plane's pair sums comes off, and
- * vpmaddwd by the pairs' scales adds neighbouring pairs into lane k's quad: the panel's T, modulo
- * 2^32 on the way and so exactly. */
+ * of (u + bias) q (|u + bias| <= 63, so they fit int16), and vpmaddwd by the pairs' scales adds
+ * neighbouring pairs into lane k's quad; the bias comes off as the same vpmaddwd of the token's
+ * pair sums of q (x->q2), times the bias. The panel's T, modulo 2^32 on the way and so exactly. */
 static inline __attribute__((always_inline)) void gemvk(const void *w, size_t rb, const struct rwkv_xq *x, float *y,
                                                        int64_t ys, int64_t nr, int64_t nc, const int tb, const int T) {
     const int BB = K_BYTES(T);
     const int64_t nsb = nc / 256;
-    const __m256i bias = _mm256_set1_epi8(K_BIAS(T));
+    const int bias_shift = K_BIAS(T) == 32 ? 5 : 2; /* the bias, a power of two */
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
         __m256 acc[QTB];
@@ -156,8 +156,8 @@ static inline __attribute__((always_inline)) void gemvk(const void *w, size_t rb
             const __m256i st = scale_bytes(blk, T);
             __m256i tab[2];
             scale_tables(st, tab);
-            __m256i al[QTB], ah[QTB];
-            for (int k = 0; k < tb; k++) al[k] = ah[k] = _mm256_setzero_si256();
+            __m256i al[QTB], ah[QTB], ab[QTB];
+            for (int k = 0; k < tb; k++) al[k] = ah[k] = ab[k] = _mm256_setzero_si256();
 #pragma GCC unroll 8
             for (int v = 0; v < 8; v++) {
                 __m256i wv, sc;
@@ -165,20 +165,22 @@ static inline __attribute__((always_inline)) void gemvk(const void *w, size_t rb
                 for (int k = 0; k < tb; k++) {
                     const __m256i l = _mm256_loadu_si256((const __m256i *)(x[k].lo + sb * 256 + 32 * v));
                     const __m256i h = _mm256_loadu_si256((const __m256i *)(x[k].hi + sb * 256 + 32 * v));
-                    __m256i pl = _mm256_maddubs_epi16(wv, l), ph = _mm256_maddubs_epi16(wv, h);
+                    al[k] = _mm256_add_epi32(al[k], _mm256_madd_epi16(_mm256_maddubs_epi16(wv, l), sc));
+                    ah[k] = _mm256_add_epi32(ah[k], _mm256_madd_epi16(_mm256_maddubs_epi16(wv, h), sc));
                     if (K_BIAS(T)) {
-                        pl = _mm256_sub_epi16(pl, _mm256_maddubs_epi16(bias, l));
-                        ph = _mm256_sub_epi16(ph, _mm256_maddubs_epi16(bias, h));
+                        const __m256i q2 = _mm256_loadu_si256((const __m256i *)(x[k].q2 + sb * 128 + 16 * v));
+                        ab[k] = _mm256_add_epi32(ab[k], _mm256_madd_epi16(q2, sc));
                     }
-                    al[k] = _mm256_add_epi32(al[k], _mm256_madd_epi16(pl, sc));
-                    ah[k] = _mm256_add_epi32(ah[k], _mm256_madd_epi16(ph, sc));
                 }
             }
             __m256 m[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
             if (K_MINS(T)) row_mins(blk, st, m, T);
             const float d = rd_f16(blk + K_DOFF(T));
-            for (int k = 0; k < tb; k++)
-                acc[k] = step(acc[k], _mm256_add_epi32(al[k], _mm256_slli_epi32(ah[k], 7)), d * x[k].d[sb], &x[k], sb, m, T);
+            for (int k = 0; k < tb; k++) {
+                __m256i t = _mm256_add_epi32(al[k], _mm256_slli_epi32(ah[k], 7));
+                if (K_BIAS(T)) t = _mm256_sub_epi32(t, _mm256_slli_epi32(ab[k], bias_shift));
+                acc[k] = step(acc[k], t, d * x[k].d[sb], &x[k], sb, m, T);
+            }
         }
         for (int k = 0; k < tb; k++) y[k * ys + r] = hsum8(acc[k]);
     }
