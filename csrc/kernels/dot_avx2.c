@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../ggml_types.h"
+#include "expf.h"
 #include "kernels.h"
 
 static inline float hsum8(__m256 v) {
@@ -285,6 +286,40 @@ static void rwkv_wkv7_avx2(int64_t N, const float *r, const float *w, const floa
     }
 }
 
+/* The exp slot (kernels.h), 8 lanes: the scalar twin's operations. ldexpf is two exact
+ * powers of two, 2^(k >> 1) and 2^(k - (k >> 1)), both normal for k in [-150, 128]: the first
+ * product is exact (p is near 1), so the second rounds once, subnormal results included. */
+static inline __m256 exp8(__m256 v) {
+    v = _mm256_max_ps(_mm256_set1_ps(RWKV_EXP_MIN), _mm256_min_ps(_mm256_set1_ps(RWKV_EXP_MAX), v));
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(RWKV_EXP_LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 r = _mm256_fmadd_ps(k, _mm256_set1_ps(-RWKV_EXP_LN2_LO),
+                                     _mm256_fmadd_ps(k, _mm256_set1_ps(-RWKV_EXP_LN2_HI), v));
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(RWKV_EXP_C7), r, _mm256_set1_ps(RWKV_EXP_C6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(RWKV_EXP_C5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(RWKV_EXP_C4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(RWKV_EXP_C3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(RWKV_EXP_C2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i ki = _mm256_cvtps_epi32(k), k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23)));
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23)));
+    return _mm256_blendv_ps(p, k, _mm256_cmp_ps(k, k, _CMP_UNORD_Q)); /* NaN in, k (NaN) out */
+}
+
+static void rwkv_exp_avx2(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        _Alignas(32) float b[8] = {0};
+        for (int64_t j = i; j < n; j++) b[j - i] = x[j];
+        _mm256_store_ps(b, exp8(_mm256_load_ps(b)));
+        for (int64_t j = i; j < n; j++) y[j] = b[j - i];
+    }
+}
+
 /* Quantized weights: q32_avx2.c (block-32 types) and qk_avx2.c (K types). */
 #include "qdot.h"
 
@@ -293,6 +328,7 @@ const struct rwkv_kernels rwkv_kernels_avx2 = {
     .level = "avx2",
     .wkv6 = rwkv_wkv6_avx2,
     .wkv7 = rwkv_wkv7_avx2,
+    .exp = rwkv_exp_avx2,
     .gemv_f32 = rwkv_gemv_f32_avx2,
     .gemv_f16 = rwkv_gemv_f16_avx2,
     .gemv_bf16 = rwkv_gemv_bf16_avx2,
