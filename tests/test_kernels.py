@@ -63,7 +63,7 @@ def test_gemv_matches_exact_product(level, wtype, rows, cols):
 @pytest.mark.parametrize("rows,cols,ntok", [(1, 1, 1), (2, 16, 2), (3, 17, 3), (5, 64, 4), (7, 100, 5),
                                             (17, 257, 2), (4, 4096, 3), (6, 4097, 3), (9, 4111, 4), (3, 33, 1),
                                             (8, 130, 7), (12, 4200, 6), (4, 64, 9), (10, 600, 13), (5, 4500, 8), (19, 1100, 6),
-                                            (37, 32, 3), (160, 64, 2), (33, 200, 5)])  # LoRA: 16-row reductions
+                                            (37, 32, 3), (160, 64, 2), (33, 200, 5), (100, 250, 9), (50, 256, 5)])  # LoRA: 16-row reductions
 def test_gemm_is_bit_identical_to_gemv_per_token(level, wtype, rows, cols, ntok):
     rng = np.random.default_rng(rows * 7 + cols + ntok)
     w = rng.standard_normal((rows, cols)).astype(np.float32)

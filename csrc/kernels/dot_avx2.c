@@ -47,6 +47,34 @@ static inline __m256 load8_bf16(const uint16_t *p) {
         hi = LOAD8(buf_ + 8);                                                                      \
     }
 #define DEFINE_GEMV(NAME, T, LOAD8)                                                                 \
+    /* One row alone: accumulators j on columns 64i + 16j (halves h), the 16-blocks past the       \
+     * 64-blocks into j = 0 and the tail (xt0, xt1: x's, zero-filled) into j = 1. */               \
+    static inline __attribute__((always_inline)) float NAME##_row(const T *w0, const float *x, int64_t nc, \
+                                                                  __m256 xt0, __m256 xt1) {        \
+        const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                          \
+        const int ntail = (int)(nc & 15);                                                          \
+        __m256 a[4][2];                                                                            \
+        for (int j = 0; j < 4; j++) a[j][0] = a[j][1] = _mm256_setzero_ps();                       \
+        int64_t c = 0;                                                                             \
+        for (; c < n64; c += 64)                                                                   \
+            for (int j = 0; j < 4; j++) {                                                          \
+                a[j][0] = _mm256_fmadd_ps(LOAD8(w0 + c + 16 * j), _mm256_loadu_ps(x + c + 16 * j), a[j][0]);\
+                a[j][1] = _mm256_fmadd_ps(LOAD8(w0 + c + 16 * j + 8), _mm256_loadu_ps(x + c + 16 * j + 8), a[j][1]);\
+            }                                                                                      \
+        for (; c < nfull; c += 16) {                                                               \
+            a[0][0] = _mm256_fmadd_ps(LOAD8(w0 + c), _mm256_loadu_ps(x + c), a[0][0]);             \
+            a[0][1] = _mm256_fmadd_ps(LOAD8(w0 + c + 8), _mm256_loadu_ps(x + c + 8), a[0][1]);     \
+        }                                                                                          \
+        if (ntail) {                                                                               \
+            __m256 t0, t1;                                                                         \
+            TAIL16(T, LOAD8, w0 + nfull, ntail, t0, t1)                                            \
+            a[1][0] = _mm256_fmadd_ps(t0, xt0, a[1][0]);                                           \
+            a[1][1] = _mm256_fmadd_ps(t1, xt1, a[1][1]);                                           \
+        }                                                                                          \
+        const __m256 s0 = _mm256_add_ps(_mm256_add_ps(a[0][0], a[1][0]), _mm256_add_ps(a[2][0], a[3][0]));\
+        const __m256 s1 = _mm256_add_ps(_mm256_add_ps(a[0][1], a[1][1]), _mm256_add_ps(a[2][1], a[3][1]));\
+        return hsum8(_mm256_add_ps(s0, s1));                                                       \
+    }                                                                                              \
     static void NAME(const void *w, size_t rb, const float *x, float *y, int64_t nr, int64_t nc) { \
         const int64_t nfull = nc & ~(int64_t)15, n64 = nc & ~(int64_t)63;                          \
         const int ntail = (int)(nc & 15);                                                          \
@@ -75,30 +103,7 @@ static inline __m256 load8_bf16(const uint16_t *p) {
                     }                                                                              \
                 for (int i = 0; i < 4; i++) y[r + i] = hsum8(_mm256_add_ps(a[i][0], a[i][1]));     \
             }                                                                                      \
-        for (; r < nr; r++) {                                                                      \
-            const T *w0 = (const T *)((const char *)w + (size_t)r * rb);                           \
-            __m256 a[4][2];                                                                        \
-            for (int j = 0; j < 4; j++) a[j][0] = a[j][1] = _mm256_setzero_ps();                   \
-            int64_t c = 0;                                                                         \
-            for (; c < n64; c += 64)                                                               \
-                for (int j = 0; j < 4; j++) {                                                      \
-                    a[j][0] = _mm256_fmadd_ps(LOAD8(w0 + c + 16 * j), _mm256_loadu_ps(x + c + 16 * j), a[j][0]); \
-                    a[j][1] = _mm256_fmadd_ps(LOAD8(w0 + c + 16 * j + 8), _mm256_loadu_ps(x + c + 16 * j + 8), a[j][1]); \
-                }                                                                                  \
-            for (; c < nfull; c += 16) {                                                           \
-                a[0][0] = _mm256_fmadd_ps(LOAD8(w0 + c), _mm256_loadu_ps(x + c), a[0][0]);          \
-                a[0][1] = _mm256_fmadd_ps(LOAD8(w0 + c + 8), _mm256_loadu_ps(x + c + 8), a[0][1]);  \
-            }                                                                                      \
-            if (ntail) {                                                                           \
-                __m256 t0, t1;                                                                     \
-                TAIL16(T, LOAD8, w0 + nfull, ntail, t0, t1)                                        \
-                a[1][0] = _mm256_fmadd_ps(t0, xt0, a[1][0]);                                       \
-                a[1][1] = _mm256_fmadd_ps(t1, xt1, a[1][1]);                                       \
-            }                                                                                      \
-            const __m256 s0 = _mm256_add_ps(_mm256_add_ps(a[0][0], a[1][0]), _mm256_add_ps(a[2][0], a[3][0])); \
-            const __m256 s1 = _mm256_add_ps(_mm256_add_ps(a[0][1], a[1][1]), _mm256_add_ps(a[2][1], a[3][1])); \
-            y[r] = hsum8(_mm256_add_ps(s0, s1));                                                   \
-        }                                                                                          \
+        for (; r < nr; r++) y[r] = NAME##_row((const T *)((const char *)w + (size_t)r * rb), x, nc, xt0, xt1);\
     }
 
 DEFINE_GEMV(rwkv_gemv_f32_avx2, float, load8_f32)
@@ -120,6 +125,7 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
 #define GT 4 /* the dispatch below names each token count up to it */
 #define CHUNK_COLS 1024
 #define ROW_BLOCK 48
+#define NARROW_MAX_COLS 256
 #define DEFINE_GEMM(NAME, GEMV, T, LOAD8)                                                           \
     /* acc[r][t] += w_r[c] * x_t for the n columns c = c0 + stride i, 8 at a time, x_t at x + t xs \
      * and xstep further each step */                                                            \
@@ -214,6 +220,17 @@ DEFINE_GEMV(rwkv_gemv_bf16_avx2, uint16_t, load8_bf16)
     }                                                                                               \
     static void NAME(const void *w, size_t rb, const float *x, int64_t xs, float *y, int64_t ys, int64_t nr, \
                      int64_t nc, int64_t nt) {                                                      \
+        if (nc <= NARROW_MAX_COLS) { /* the row alone's sums, row after row per token: no chunks */\
+            for (int64_t r0 = 0; r0 < nr; r0 += ROW_BLOCK)                                         \
+                for (int64_t t = 0; t < nt; t++) {                                                 \
+                    const float *xt = x + t * xs;                                                  \
+                    __m256 xt0 = _mm256_setzero_ps(), xt1 = xt0;                                   \
+                    if (nc & 15) TAIL16(float, _mm256_loadu_ps, xt + (nc & ~(int64_t)15), nc & 15, xt0, xt1)\
+                    for (int64_t r = r0; r < nr && r < r0 + ROW_BLOCK; r++)                        \
+                        y[t * ys + r] = GEMV##_row((const T *)((const char *)w + (size_t)r * rb), xt, nc, xt0, xt1);\
+                }                                                                                  \
+            return;                                                                                \
+        }                                                                                          \
         const int alone = nc <= ROW_ALONE_MAX_COLS;                                                 \
         const int64_t nrb = alone ? nr : nr & ~(int64_t)3; /* wide rows past the 4-row blocks: the GEMV */ \
         for (int64_t r0 = 0; r0 < nrb; r0 += ROW_BLOCK) {                                           \
