@@ -73,6 +73,68 @@ def test_a_chat_completion_in_the_world_format(server):
     assert deltas[0]["role"] == "assistant" and "".join(d.get("content", "") for d in deltas) == got["content"]
 
 
+def test_llama_server_s_unprefixed_aliases_answer_as_the_v1_endpoints(server):
+    _, c = server
+    assert c.get("/v1/health").json() == c.get("/health").json()
+    assert c.get("/models").json()["data"] == c.get("/v1/models").json()["data"]
+    body = {"prompt": "Once upon", "max_tokens": 6, "temperature": 0}
+    want = c.post("/v1/completions", json=body).json()["choices"][0]["text"]
+    assert c.post("/completions", json=body).json()["choices"][0]["text"] == want
+    msgs = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6, "temperature": 0}
+    want = c.post("/v1/chat/completions", json=msgs).json()["choices"][0]["message"]
+    assert c.post("/chat/completions", json=msgs).json()["choices"][0]["message"] == want
+
+
+def test_content_parts_are_the_text_they_join(server):
+    _, c = server
+    def answer(content):
+        body = {"messages": [{"role": "user", "content": content}], "max_tokens": 8, "temperature": 0}
+        r = c.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()["choices"][0]["message"]["content"], r.json()["usage"]["prompt_tokens"]
+    parts = [{"type": "text", "text": "Tell me"}, {"type": "text", "text": "a story"}]
+    assert answer(parts) == answer("Tell me\na story")
+    assert answer([{"type": "text", "text": "Hi"}]) == answer("Hi")
+
+
+@pytest.mark.parametrize("content,where,text", [
+    ([{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}],
+     "'messages[0].content[1]'", "text only"),
+    ([{"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}], "'messages[0].content[0]'", "audio"),
+    ([{"type": "text"}], "'messages[0].content[0]'", "text part"),
+    (["hi"], "'messages[0].content[0]'", "text part"),
+    ({"text": "hi"}, "'messages[0].content'", "list of content parts"),
+    (None, "'messages[0].content'", "string"),
+])
+def test_content_that_is_not_text_is_a_400_naming_the_part(server, content, where, text):
+    _, c = server
+    r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": content}]})
+    assert r.status_code == 400
+    msg = r.json()["error"]["message"]
+    assert where in msg and text in msg
+
+
+def test_cors_lets_only_the_named_origins_call_the_api(server):
+    m, c = server
+    ask = {"Origin": "http://app.example", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization, content-type"}
+    # the default: no cross-origin page may call it
+    assert "access-control-allow-origin" not in c.get("/v1/models", headers={"Origin": "http://app.example"}).headers
+    assert c.options("/v1/chat/completions", headers=ask).status_code in (404, 405)
+    open_to = TestClient(App(m, Engine(m), ServerConfig(cors_origins=("http://app.example",))))
+    pre = open_to.options("/v1/chat/completions", headers=ask)
+    assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "http://app.example"
+    assert "POST" in pre.headers["access-control-allow-methods"]
+    assert "authorization" in pre.headers["access-control-allow-headers"].lower()
+    got = open_to.post("/tokenize", json={"content": "a"}, headers={"Origin": "http://app.example"})
+    assert got.status_code == 200 and got.headers["access-control-allow-origin"] == "http://app.example"
+    other = open_to.get("/v1/models", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    assert open_to.options("/v1/models", headers={**ask, "Origin": "http://evil.example"}).status_code == 400
+    anyone = TestClient(App(m, Engine(m), ServerConfig(cors_origins=("*",))))
+    assert anyone.get("/v1/models", headers={"Origin": "http://x.example"}).headers["access-control-allow-origin"] == "*"
+
+
 def test_top_k_1_is_greedy(server):
     _, c = server
     greedy = c.post("/v1/completions", json={"prompt": "Once", "max_tokens": 8, "temperature": 0}).json()

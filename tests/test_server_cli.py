@@ -46,7 +46,8 @@ def _until_idle(url: str, why: str) -> None:
 
 def test_the_official_openai_client_works_against_a_live_server(model_path):
     import openai  # a test extra (heavy to import, so only here)
-    with live_server(model_path, "-t", "1", "--api-key", "k3y") as (url, _):
+    with live_server(model_path, "-t", "1", "--api-key", "k3y", "--cors-origins", "http://app.example/, http://b.example") \
+            as (url, _):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="k3y", max_retries=0)
         msgs = [{"role": "user", "content": "Hi"}]
         r = client.chat.completions.create(model="x", messages=msgs, max_tokens=6, temperature=0)
@@ -65,6 +66,19 @@ def test_the_official_openai_client_works_against_a_live_server(model_path):
             openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
         with pytest.raises(openai.BadRequestError):
             client.completions.create(model="x", prompt="Once", max_tokens=4, n=2)
+        # content parts, and llama-server's paths without /v1 (clients configured with the bare URL)
+        bare = openai.OpenAI(base_url=url, api_key="k3y", max_retries=0)
+        parts = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+        assert bare.chat.completions.create(model="x", messages=parts, max_tokens=6, temperature=0) \
+            .choices[0].message.content == r.choices[0].message.content
+        with pytest.raises(openai.BadRequestError, match="text only"):
+            client.chat.completions.create(model="x", max_tokens=4, messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
+        # a page on a named origin may call the API (the trailing slash of the flag is forgiven); others may not
+        ask = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+        for origin, ok in (("http://app.example", True), ("http://b.example", True), ("http://c.example", False)):
+            pre = httpx.options(f"{url}/v1/chat/completions", headers={**ask, "Origin": origin}, timeout=10)
+            assert (pre.status_code == 200 and pre.headers["access-control-allow-origin"] == origin) == ok
 
 
 def test_a_live_server_answers_and_shuts_down(model_path):

@@ -19,8 +19,9 @@ from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rwkvfast-server",
                                  description="Serve an RWKV-6 or RWKV-7 GGUF model over HTTP (llama-server's flags): "
-                                             "OpenAI-compatible /v1/completions and /v1/chat/completions, "
-                                             "/tokenize, /detokenize, /completion, /props, /metrics, /health, /v1/models.")
+                                             "OpenAI-compatible /v1/completions and /v1/chat/completions (also "
+                                             "without /v1), /tokenize, /detokenize, /completion, /props, /metrics, "
+                                             "/health, /v1/models.")
     a = ap.add_argument
     a("-m", "--model", default=None,
       help="RWKV-6 or RWKV-7 GGUF file (default: the demo model that ships with rwkvfast)")
@@ -41,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
            "has no context window (its state is fixed-size): this is a budget, and a longer prompt gets a 400")
     a("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $RWKVFAST_API_KEY or $LLAMA_API_KEY)")
     a("--alias", default="", help="model name reported by the API (default: the file name)")
+    a("--cors-origins", default="",
+      help="comma-separated origins whose web pages may call the API, e.g. http://localhost:3000, or * for any "
+           "(llama-server's behaviour); default: none, only the server's own page")
     a("--timeout", type=float, default=600,
       help="read/write timeout, as llama-server's: a client that stops reading an answer for this long is dropped "
            "(default 600)")
@@ -73,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     a("--presence-penalty", type=float, default=None)
     a("--frequency-penalty", type=float, default=None)
     return ap
+
+
+def _origins(arg: str) -> tuple[str, ...]:
+    return tuple(o.strip().rstrip("/") for o in arg.split(",") if o.strip())
 
 
 def _sampling(args):
@@ -131,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                                               n_predict=args.n_predict, max_body_bytes=args.max_body_mb << 20,
                                               max_tokens_per_request=args.ctx_size, body_timeout=args.body_timeout,
                                               reasoning="off" if args.reasoning_budget == 0 else "auto",
-                                              reasoning_format=args.reasoning_format))
+                                              reasoning_format=args.reasoning_format,
+                                              cors_origins=_origins(args.cors_origins)))
         # a socket each, and a margin for the model, the cache directory and the log
         fds = raise_fd_limit(args.max_connections + 64)
         max_conn = min(args.max_connections, max(1, fds - 64))

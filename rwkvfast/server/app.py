@@ -18,6 +18,8 @@ from importlib import resources
 from typing import Any, AsyncIterator, Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -64,6 +66,7 @@ class ServerConfig:
     # content with its tags ("none")
     reasoning: str = "auto"
     reasoning_format: str = "deepseek"
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API ("*": any); none: same origin only
 
 
 @dataclass
@@ -123,6 +126,30 @@ def _check_text(body: Any) -> None:
             todo.extend((x, f"{where}[{i}]") for i, x in enumerate(v))
 
 
+# OpenAI content parts that carry something other than text
+_MEDIA_PARTS = {"image_url": "an image", "input_audio": "audio", "file": "a file", "image": "an image"}
+
+
+def _content_text(content: Any, where: str) -> str:
+    """A message's text: a string, or OpenAI's list of content parts, whose text parts are joined
+    with newlines (as llama-server and vLLM do). Parts that are not text are a 400: the model
+    reads text only, and a silently dropped image would change what the user asked."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise ApiError(400, f"'{where}' must be a string or a list of content parts, got {_show(content)}")
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in _MEDIA_PARTS:
+            raise ApiError(400, f"'{where}[{j}]' is {_MEDIA_PARTS[kind]} ({kind} part): this model reads text only")
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise ApiError(400, f"'{where}[{j}]' must be a text part {{\"type\": \"text\", \"text\": ...}}, "
+                                f"got {_show(part)}")
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
 def _stops(body: dict) -> list[str]:
     s = body.get("stop")
     if s is None:
@@ -142,20 +169,29 @@ class App:
         routes = [
             Route("/", self.page, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
+            Route("/v1/health", self.health, methods=["GET"]),
             Route("/v1/models", self.models, methods=["GET"]),
+            Route("/models", self.models, methods=["GET"]),
             Route("/props", self.props, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
             Route("/tokenize", self._post(self._tokenize), methods=["POST"]),
             Route("/detokenize", self._post(self._detokenize), methods=["POST"]),
             Route("/v1/completions", self._post(self._completions), methods=["POST"]),
+            Route("/completions", self._post(self._completions), methods=["POST"]),
             Route("/v1/chat/completions", self._post(self._chat), methods=["POST"]),
+            Route("/chat/completions", self._post(self._chat), methods=["POST"]),
             Route("/completion", self._post(self._native_completion), methods=["POST"]),
         ]
         # updated as responses finish, on the event loop (no lock needed)
         self.counts = {"requests": 0, "prompt_tokens": 0, "cache_tokens": 0, "predicted_tokens": 0,
                        "prompt_seconds": 0.0, "predicted_seconds": 0.0}
-        self.asgi = Starlette(routes=routes, exception_handlers={404: self._not_found, 405: self._not_allowed,
-                                                                 ApiError: self._api_error})
+        middleware = []
+        if config.cors_origins:  # a web page on another origin may call the API
+            middleware.append(Middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
+                                         allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"]))
+        self.asgi = Starlette(routes=routes, middleware=middleware,
+                              exception_handlers={404: self._not_found, 405: self._not_allowed,
+                                                  ApiError: self._api_error})
 
     async def __call__(self, scope, receive, send) -> None:
         await self.asgi(scope, receive, send)
@@ -418,14 +454,13 @@ class App:
             if not isinstance(m.get("role"), str) or m["role"] not in _ROLES:
                 raise ApiError(400, f"'messages[{i}].role' must be one of system, user, assistant; "
                                     f"got {_show(m.get('role'))}")
-            if not isinstance(m.get("content"), str):
-                raise ApiError(400, f"'messages[{i}].content' must be a string, got {_show(m.get('content'))}")
+            text = _content_text(m.get("content"), f"messages[{i}].content")
             system_ends = i > 0 and msgs[i - 1]["role"] == "system" and m["role"] != "system"
             if system_ends or (i > 0 and i == len(msgs) - 1):
                 checkpoints.append(len(ids))
             # each turn tokenized on its own, an answer as it was generated: a conversation's
             # tokens then extend its previous request's, so the state cache finds the earlier turns
-            content = format_message(m["content"])
+            content = format_message(text)
             if m["role"] == "assistant":
                 ids += enc("Assistant:")
                 ids += (walk and self._generated_as(walk, ids, content)) or enc(f" {content}{TURN_END}")
