@@ -177,3 +177,21 @@ def test_a_long_prompt_does_not_hold_up_a_short_one(model):
         steps += 1
     assert steps <= 4 and long.result.prompt_n < 100  # the chunks took turns
     eng.close()
+
+
+def test_stop_accepting_ends_every_job_and_refuses_new_ones(model):
+    from rwkvfast.server.engine import Overloaded
+    eng = Engine(model, n_parallel=1, prompt_chunk=4)
+    running = eng.submit([1, 2, 3], _greedy(model), max_tokens=-1, stop_on_eos=False)
+    waiting = eng.submit([4, 5], _greedy(model), max_tokens=-1, stop_on_eos=False)
+    eng.step()
+    eng.step()
+    assert len(running.result.tokens) > 0 and not waiting.done
+    eng.stop_accepting()
+    with pytest.raises(Overloaded, match="shutting down"):
+        eng.submit([6], _greedy(model), max_tokens=1)
+    eng.step()  # the next step ends both: nothing generates forever once the server stops
+    assert running.done and waiting.done
+    assert running.result.finish_reason == waiting.result.finish_reason == "cancelled"
+    assert eng.n_active == 0 and eng.queue_length == 0
+    eng.close()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 
 import httpx
@@ -96,6 +98,37 @@ def test_a_live_server_answers_and_shuts_down(model_path):
             httpx.post(f"{url}/v1/completions", json=endless, timeout=httpx.Timeout(60, read=1))
         _until_idle(url, "the abandoned request kept its slot")
     assert p.returncode == 0, p.stderr.read()  # Ctrl-C: a graceful shutdown and exit status 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_generating_server_within_seconds(model_path, sig):
+    endless = {"prompt": "Hi", "max_tokens": -1, "logit_bias": {"0": -100}}  # -c 0: nothing ends these
+    with live_server(model_path, "-t", "1", "-c", "0") as (url, p):
+        streamed, plain = [], []
+
+        def stream() -> None:
+            with httpx.stream("POST", f"{url}/v1/completions", timeout=60, json={**endless, "stream": True}) as s:
+                streamed.extend(ln for ln in s.iter_lines() if ln)
+
+        def wait() -> None:
+            plain.append(httpx.post(f"{url}/completion", json={"prompt": "Hi", "n_predict": -1,
+                                                                "logit_bias": {"0": -100}}, timeout=60))
+        threads = [threading.Thread(target=f) for f in (stream, wait)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while _metric(url, "requests_processing") < 2:
+            assert time.monotonic() < deadline, "the two generations did not start"
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        p.send_signal(sig)
+        assert p.wait(timeout=30) == 0, p.stderr.read()
+        took = time.monotonic() - t0
+        for t in threads:
+            t.join(30)
+    assert took < 10, f"the server took {took:.1f} s to stop"
+    assert streamed[-1] == "data: [DONE]" and "shutting down" in json.loads(streamed[-2][6:])["error"]["message"]
+    assert plain[0].status_code == 503 and "shutting down" in plain[0].json()["error"]["message"]
 
 
 def test_eight_concurrent_streaming_clients_get_what_each_gets_alone(model_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from dataclasses import replace
 
@@ -79,6 +80,30 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _server_class():
+    import uvicorn  # noqa: PLC0415
+
+    class Server(uvicorn.Server):
+        """SIGTERM or Ctrl-C: the engine cancels every generation at its next step, so each stream
+        ends at once with an error event and [DONE] (uvicorn alone would wait for endless
+        answers); uvicorn then closes the connections, and the engine's thread is joined, so a
+        state being written to --state-cache-dir is complete before exit."""
+
+        def __init__(self, config, engine) -> None:
+            super().__init__(config)
+            self.engine = engine
+
+        def handle_exit(self, sig, frame) -> None:
+            self.engine.stop_accepting()
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
+def _Server(config, engine):
+    return _server_class()(config, engine)
+
+
 def _origins(arg: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in arg.split(",") if o.strip())
 
@@ -147,17 +172,29 @@ def main(argv: list[str] | None = None) -> int:
         if max_conn < args.max_connections:
             print(f"warning: the open-file limit is {fds}: at most {max_conn} connections", file=sys.stderr)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                timeout_keep_alive=args.keep_alive, lifespan="off",
+                                timeout_keep_alive=args.keep_alive, lifespan="off", timeout_graceful_shutdown=5,
                                 http=guarded_h11(max_conn, args.header_timeout, args.timeout))
         print(f"rwkvfast-server {rwkvfast.__version__}: {model!r}, {args.parallel} parallel sequences\n"
               f"listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+        # uvicorn shuts down gracefully, then raises the signal again with the handler it found:
+        # this one turns SIGTERM into an exception, as Ctrl-C is, so the engine is closed below
+        previous = signal.signal(signal.SIGTERM, _terminated)
         try:
-            uvicorn.Server(config).run()
-        except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises Ctrl-C
+            _Server(config, engine).run()
+        except (KeyboardInterrupt, _Terminated):
             pass
         finally:
             engine.close()
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _terminated(sig, frame) -> None:
+    raise _Terminated
 
 
 if __name__ == "__main__":

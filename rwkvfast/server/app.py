@@ -424,12 +424,18 @@ class App:
                     "word" if r.stop else "eos", "stopping_word": r.stop or "", "timings": extra["timings"]}
 
         if not body.get("stream"):
-            return _Pending(job, lambda: JSONResponse({**final(), "content": job.result.text}))
+            def respond() -> Response:
+                self._check_shutdown(job)
+                return JSONResponse({**final(), "content": job.result.text})
+            return _Pending(job, respond)
 
         async def events() -> AsyncIterator[str]:
             try:
                 async for piece in job.pieces():
                     yield _sse({"content": piece, "stop": False})
+                if self._shut_down(job):
+                    yield _sse({"error": {"message": _SHUTDOWN, "type": "server_overloaded", "code": 503}})
+                    return
                 yield _sse(final())
             finally:
                 job.cancel()
@@ -561,6 +567,13 @@ class App:
                         "predicted_ms": r.gen_s * 1e3, "predicted_per_second": r.predicted_per_second},
         }
 
+    def _shut_down(self, job: Job) -> bool:
+        return job.result.finish_reason == "cancelled" and self.engine.stopping
+
+    def _check_shutdown(self, job: Job) -> None:
+        if self._shut_down(job):
+            raise ApiError(503, _SHUTDOWN, "server_overloaded")
+
     @staticmethod
     def _finish_reason(job: Job) -> str:
         return "length" if job.result.finish_reason == "length" else "stop"
@@ -582,6 +595,7 @@ class App:
                 r = job.result
                 if r.finish_reason == "error":
                     raise ApiError(500, f"generation failed: {r.error}", "server_error")
+                self._check_shutdown(job)
                 choice = {"index": 0, "finish_reason": self._finish_reason(job), "logprobs": None}
                 if apart:
                     s = splitter()
@@ -630,6 +644,10 @@ class App:
                     yield _sse({"error": {"message": f"generation failed: {job.result.error}",
                                           "type": "server_error", "code": 500}})
                     return
+                if self._shut_down(job):  # the answer is cut short: say so, then end the stream as usual
+                    yield _sse({"error": {"message": _SHUTDOWN, "type": "server_overloaded", "code": 503}})
+                    yield "data: [DONE]\n\n"
+                    return
                 last = {"delta": {}} if chat else text_choice("")
                 yield _sse({**head, "choices": [{"index": 0, **last, "finish_reason": self._finish_reason(job)}],
                             **self._usage_timings(job)})
@@ -639,6 +657,9 @@ class App:
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+_SHUTDOWN = "the server is shutting down; retry on another server or after it restarts"
 
 
 def _sse(obj: Any) -> str:

@@ -166,6 +166,7 @@ class Engine:
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.stopping = False  # shutting down: new jobs refused, running ones cancelled
         self.steps = 0
 
     # -- submitting ------------------------------------------------------------------------
@@ -185,6 +186,8 @@ class Engine:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the engine is closed")
+            if self.stopping:
+                raise Overloaded("it is shutting down")
             if len(self._waiting) >= self.max_queue:
                 raise Overloaded(f"{len(self._waiting)} requests are already waiting for a slot")
             self._waiting.append(job)
@@ -205,6 +208,16 @@ class Engine:
         self._thread = threading.Thread(target=self._loop, name="rwkvfast-engine", daemon=True)
         self._thread.start()
         return self
+
+    def stop_accepting(self) -> None:
+        """A shutdown's first half: refuse new jobs and cancel every waiting and running one at
+        the next step; the thread goes on, so their answers end (as "cancelled") at once."""
+        with self._cv:
+            self.stopping = True
+            jobs = list(self._waiting) + [s.job for s in self._active]
+            self._cv.notify()
+        for j in jobs:
+            j.cancel()
 
     def close(self) -> None:
         """Cancel everything and stop the thread."""
