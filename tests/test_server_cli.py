@@ -97,6 +97,16 @@ def test_a_live_server_answers_and_shuts_down(model_path):
         with pytest.raises(httpx.ReadTimeout):  # the same without streaming: a client that gives up
             httpx.post(f"{url}/v1/completions", json=endless, timeout=httpx.Timeout(60, read=1))
         _until_idle(url, "the abandoned request kept its slot")
+        # both count, as cancelled, under our names and llama-server's
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        got = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln and not ln.startswith("#")}
+        assert got["rwkvfast:requests_total"] == 3 and got["rwkvfast:requests_cancelled_total"] == 2
+        assert got["llamacpp:tokens_predicted_total"] == got["rwkvfast:tokens_predicted_total"] > 5
+        assert got["llamacpp:prompt_tokens_total"] == got["rwkvfast:prompt_tokens_total"] > 0
+        assert got["llamacpp:requests_processing"] == got["llamacpp:requests_deferred"] == 0
+        for name in ("prompt_seconds_total", "tokens_predicted_seconds_total", "prompt_tokens_seconds",
+                     "predicted_tokens_seconds"):
+            assert got[f"llamacpp:{name}"] > 0, name
     assert p.returncode == 0, p.stderr.read()  # Ctrl-C: a graceful shutdown and exit status 0
 
 

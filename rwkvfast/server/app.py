@@ -11,6 +11,7 @@ import json
 import math
 import os
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -182,9 +183,11 @@ class App:
             Route("/chat/completions", self._post(self._chat), methods=["POST"]),
             Route("/completion", self._post(self._native_completion), methods=["POST"]),
         ]
-        # updated as responses finish, on the event loop (no lock needed)
-        self.counts = {"requests": 0, "prompt_tokens": 0, "cache_tokens": 0, "predicted_tokens": 0,
+        # updated by the engine's thread as jobs end (cancelled and abandoned ones too)
+        self.counts = {"requests": 0, "cancelled": 0, "prompt_tokens": 0, "cache_tokens": 0, "predicted_tokens": 0,
                        "prompt_seconds": 0.0, "predicted_seconds": 0.0}
+        self._counts_lock = threading.Lock()
+        engine.on_finish = self._count
         middleware = []
         if config.cors_origins:  # a web page on another origin may call the API
             middleware.append(Middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
@@ -345,23 +348,40 @@ class App:
     async def metrics(self, request: Request) -> Response:
         """Prometheus text format."""
         self._authorize(request)
-        c, cache = self.counts, self.engine.cache
+        with self._counts_lock:
+            c = dict(self.counts)
+        cache = self.engine.cache
+        prompt_rate = c["prompt_tokens"] / c["prompt_seconds"] if c["prompt_seconds"] else 0.0
+        predicted_rate = c["predicted_tokens"] / c["predicted_seconds"] if c["predicted_seconds"] else 0.0
+        # llama-server's names first (dashboards built for it read these), then our own
+        llama = [
+            ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", c["prompt_tokens"]),
+            ("prompt_seconds_total", "counter", "Prompt process time", c["prompt_seconds"]),
+            ("tokens_predicted_total", "counter", "Number of generation tokens processed.", c["predicted_tokens"]),
+            ("tokens_predicted_seconds_total", "counter", "Predict process time", c["predicted_seconds"]),
+            ("prompt_tokens_seconds", "gauge", "Average prompt throughput in tokens/s.", prompt_rate),
+            ("predicted_tokens_seconds", "gauge", "Average generation throughput in tokens/s.", predicted_rate),
+            ("requests_processing", "gauge", "Number of requests processing.", self.engine.n_active),
+            ("requests_deferred", "gauge", "Number of requests deferred.", self.engine.queue_length),
+        ]
         rows = [
-            ("requests_total", "counter", "finished generation requests", c["requests"]),
+            ("requests_total", "counter", "ended generation requests (cancelled ones included)", c["requests"]),
+            ("requests_cancelled_total", "counter", "requests whose client left or that a shutdown cut short",
+             c["cancelled"]),
             ("prompt_tokens_total", "counter", "prompt tokens processed", c["prompt_tokens"]),
             ("prompt_tokens_cached_total", "counter", "prompt tokens taken from the state cache", c["cache_tokens"]),
             ("tokens_predicted_total", "counter", "tokens generated", c["predicted_tokens"]),
-            ("prompt_tokens_seconds", "gauge", "average prompt throughput (tokens/s)",
-             c["prompt_tokens"] / c["prompt_seconds"] if c["prompt_seconds"] else 0.0),
+            ("prompt_tokens_seconds", "gauge", "average prompt throughput (tokens/s)", prompt_rate),
             ("predicted_tokens_seconds", "gauge", "average generation throughput per sequence (tokens/s)",
-             c["predicted_tokens"] / c["predicted_seconds"] if c["predicted_seconds"] else 0.0),
+             predicted_rate),
             ("requests_processing", "gauge", "sequences being processed", self.engine.n_active),
             ("requests_deferred", "gauge", "requests waiting for a slot", self.engine.queue_length),
             ("state_cache_hits_total", "counter", "state cache hits", cache.hits if cache else 0),
             ("state_cache_misses_total", "counter", "state cache misses", cache.misses if cache else 0),
             ("state_cache_bytes", "gauge", "memory held by cached states", cache.bytes if cache else 0),
         ]
-        text = "".join(f"# HELP rwkvfast:{n} {h}\n# TYPE rwkvfast:{n} {t}\nrwkvfast:{n} {v}\n" for n, t, h, v in rows)
+        text = "".join(f"# HELP {p}:{n} {h}\n# TYPE {p}:{n} {t}\n{p}:{n} {v}\n"
+                       for p, table in (("llamacpp", llama), ("rwkvfast", rows)) for n, t, h, v in table)
         return Response(text, media_type="text/plain; version=0.0.4")
 
     def _post(self, handler):
@@ -549,16 +569,17 @@ class App:
 
     def _count(self, job: Job) -> None:
         r, c = job.result, self.counts
-        c["requests"] += 1
-        c["prompt_tokens"] += r.prompt_n
-        c["cache_tokens"] += r.cache_n
-        c["predicted_tokens"] += len(r.tokens)
-        c["prompt_seconds"] += r.prompt_s
-        c["predicted_seconds"] += r.gen_s
+        with self._counts_lock:
+            c["requests"] += 1
+            c["cancelled"] += r.finish_reason == "cancelled"
+            c["prompt_tokens"] += r.prompt_n
+            c["cache_tokens"] += r.cache_n
+            c["predicted_tokens"] += len(r.tokens)
+            c["prompt_seconds"] += r.prompt_s
+            c["predicted_seconds"] += r.gen_s
 
     def _usage_timings(self, job: Job) -> dict:
         r = job.result
-        self._count(job)
         return {
             "usage": {"prompt_tokens": len(job.prompt), "completion_tokens": len(r.tokens),
                       "total_tokens": len(job.prompt) + len(r.tokens)},

@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Iterator, Sequence
+from typing import AsyncIterator, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -167,6 +167,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.stopping = False  # shutting down: new jobs refused, running ones cancelled
+        # called in the engine's thread with each job that ends, however it ends (the server's
+        # counters: a cancelled or abandoned request counts too)
+        self.on_finish: Callable[[Job], None] | None = None
         self.steps = 0
 
     # -- submitting ------------------------------------------------------------------------
@@ -271,8 +274,7 @@ class Engine:
                 job = self._waiting.popleft()
                 if job._cancel.is_set():
                     job.result.finish_reason = "cancelled"
-                    job._put(_DONE)
-                    job._done.set()
+                    self._ended(job)
                     continue
                 state, todo, logits = self.model.new_state(), job.prompt, None
                 hit = self.cache.lookup(job.prompt) if self.cache is not None else None
@@ -349,6 +351,17 @@ class Engine:
         r.gen_s = time.perf_counter() - s.t_gen if s.t_gen is not None else 0.0
         if self.cache is not None and reason in ("length", "stop") and s.logits is not None and not s.todo:
             self.cache.insert(s.job.prompt + r.tokens, s.state, s.logits)
-        self._active.remove(s)
-        s.job._put(_DONE)
-        s.job._done.set()
+        self._ended(s.job, s)
+
+    def _ended(self, job: Job, seq: _Seq | None = None) -> None:
+        """Counted first, then out of the active list, then done: whoever sees the job done or
+        the engine idle also sees it counted."""
+        if self.on_finish is not None:
+            try:
+                self.on_finish(job)
+            except Exception:  # a counter must never stop the engine
+                pass
+        if seq is not None:
+            self._active.remove(seq)
+        job._put(_DONE)
+        job._done.set()
