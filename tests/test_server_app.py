@@ -135,6 +135,19 @@ def test_cors_lets_only_the_named_origins_call_the_api(server):
     assert anyone.get("/v1/models", headers={"Origin": "http://x.example"}).headers["access-control-allow-origin"] == "*"
 
 
+def test_apply_template_is_the_prompt_a_chat_request_runs(server):
+    m, c = server
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+            {"role": "assistant", "content": "Hello\n\n\nthere"}, {"role": "user", "content": "More"}]
+    prompt = c.post("/apply-template", json={"messages": msgs}).json()["prompt"]
+    assert prompt == "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello\nthere\n\nUser: More\n\nAssistant:"
+    want, _ = _greedy_text(m, prompt, 8)
+    got = c.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 8, "temperature": 0}).json()
+    assert got["choices"][0]["message"]["content"] == want.split("\n\n")[0].lstrip(" ")
+    bad = c.post("/apply-template", json={"messages": [{"role": "user", "content": 3}]})
+    assert bad.status_code == 400 and "'messages[0].content'" in bad.json()["error"]["message"]
+
+
 def test_top_k_1_is_greedy(server):
     _, c = server
     greedy = c.post("/v1/completions", json={"prompt": "Once", "max_tokens": 8, "temperature": 0}).json()
@@ -191,7 +204,8 @@ def test_llama_server_native_completion_props_and_metrics(server):
         events = [json.loads(ln[6:]) for ln in s.iter_lines() if ln]
     assert "".join(e["content"] for e in events) == want and events[-1]["stop"] is True
     props = c.get("/props").json()
-    assert props["total_slots"] == 4 and props["model_alias"] == "tiny"
+    assert props["total_slots"] == 4 and props["model_alias"] == "tiny" and props["model_path"] == m.path
+    assert props["build_info"] == f"rwkvfast {rwkvfast.__version__}" and "User:" in props["chat_template"]
     before = c.get("/metrics").text
     c.post("/v1/completions", json={"prompt": "a", "max_tokens": 2})
     after = c.get("/metrics").text
@@ -425,6 +439,14 @@ def test_a_g1_answer_comes_back_with_its_reasoning_apart(seven):
     assert raw["choices"][0]["message"]["content"] == "<think>\nThe user says hi.\n</think>\nHello!"
     assert _chat_stream(c, {**body, "reasoning_format": "none"})[1] == "<think>\nThe user says hi.\n</think>\nHello!"
     assert c.get("/props").json()["reasoning"] == "on"
+
+
+def test_apply_template_opens_g1_s_reasoning_as_the_chat_would(seven):
+    c = TestClient(App(seven, Engine(seven), ServerConfig()))
+    msgs = {"messages": [{"role": "user", "content": "Hi"}]}
+    assert c.post("/apply-template", json=msgs).json()["prompt"] == "User: Hi\n\nAssistant: <think"
+    off = {**msgs, "chat_template_kwargs": {"enable_thinking": False}}
+    assert c.post("/apply-template", json=off).json()["prompt"] == "User: Hi\n\nAssistant: <think></think"
 
 
 @pytest.mark.parametrize("ask", [{"chat_template_kwargs": {"enable_thinking": False}}, {"reasoning_effort": "none"}])

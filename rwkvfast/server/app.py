@@ -182,6 +182,7 @@ class App:
             Route("/v1/chat/completions", self._post(self._chat), methods=["POST"]),
             Route("/chat/completions", self._post(self._chat), methods=["POST"]),
             Route("/completion", self._post(self._native_completion), methods=["POST"]),
+            Route("/apply-template", self._post(self._apply_template), methods=["POST"]),
         ]
         # updated by the engine's thread as jobs end (cancelled and abandoned ones too)
         self.counts = {"requests": 0, "cancelled": 0, "prompt_tokens": 0, "cache_tokens": 0, "predicted_tokens": 0,
@@ -342,7 +343,7 @@ class App:
                                             "temperature": p.temperature,
                                             "top_p": p.top_p, "presence_penalty": p.presence_penalty,
                                             "frequency_penalty": p.frequency_penalty},
-            "chat_template": "RWKV World (User: ... / Assistant: ...)",
+            "chat_template": "RWKV World (User: ... / Assistant: ...)", "build_info": f"rwkvfast {_version()}",
             "reasoning": self._think_mode({}), "reasoning_format": self.cfg.reasoning_format})
 
     async def metrics(self, request: Request) -> Response:
@@ -462,10 +463,31 @@ class App:
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    def _chat(self, body: dict) -> Response:
+    @staticmethod
+    def _messages(body: dict) -> list[tuple[str, str]]:
+        """The request's messages as (role, World-format text), checked."""
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs:
             raise ApiError(400, "'messages' must be a non-empty list")
+        out = []
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict):
+                raise ApiError(400, f"'messages[{i}]' must be an object with a role and a content")
+            if not isinstance(m.get("role"), str) or m["role"] not in _ROLES:
+                raise ApiError(400, f"'messages[{i}].role' must be one of system, user, assistant; "
+                                    f"got {_show(m.get('role'))}")
+            out.append((m["role"], format_message(_content_text(m.get("content"), f"messages[{i}].content"))))
+        return out
+
+    def _apply_template(self, body: dict) -> Response:
+        """llama-server's /apply-template: the prompt a chat request would run, as text."""
+        msgs = self._messages(body)
+        think = self._think_mode(body)
+        text = "".join(f"{_ROLES[role]}: {content}{TURN_END}" for role, content in msgs)
+        return JSONResponse({"prompt": text + "Assistant:" + think_prompt(think)})
+
+    def _chat(self, body: dict) -> Response:
+        msgs = self._messages(body)
         ids: list[int] = []
         # cache the state where other requests branch off: after the leading system prompt
         # (shared by many chats) and before the last message (an edited or retried turn)
@@ -474,24 +496,17 @@ class App:
             return self._encode(text, len(ids))
 
         walk = self.engine.cache.walk() if self.engine.cache is not None else None
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict):
-                raise ApiError(400, f"'messages[{i}]' must be an object with a role and a content")
-            if not isinstance(m.get("role"), str) or m["role"] not in _ROLES:
-                raise ApiError(400, f"'messages[{i}].role' must be one of system, user, assistant; "
-                                    f"got {_show(m.get('role'))}")
-            text = _content_text(m.get("content"), f"messages[{i}].content")
-            system_ends = i > 0 and msgs[i - 1]["role"] == "system" and m["role"] != "system"
+        for i, (role, content) in enumerate(msgs):
+            system_ends = i > 0 and msgs[i - 1][0] == "system" and role != "system"
             if system_ends or (i > 0 and i == len(msgs) - 1):
                 checkpoints.append(len(ids))
             # each turn tokenized on its own, an answer as it was generated: a conversation's
             # tokens then extend its previous request's, so the state cache finds the earlier turns
-            content = format_message(text)
-            if m["role"] == "assistant":
+            if role == "assistant":
                 ids += enc("Assistant:")
                 ids += (walk and self._generated_as(walk, ids, content)) or enc(f" {content}{TURN_END}")
                 continue
-            ids += enc(f"{_ROLES[m['role']]}: {content}{TURN_END}")
+            ids += enc(f"{_ROLES[role]}: {content}{TURN_END}")
         think = self._think_mode(body)
         ids += enc("Assistant:")
         ids += enc(think_prompt(think)) if think != "none" else []
@@ -681,6 +696,11 @@ class App:
 
 
 _SHUTDOWN = "the server is shutting down; retry on another server or after it restarts"
+
+
+def _version() -> str:
+    from rwkvfast import __version__  # noqa: PLC0415 (the package imports this module)
+    return __version__
 
 
 def _sse(obj: Any) -> str:
