@@ -195,3 +195,26 @@ def test_stop_accepting_ends_every_job_and_refuses_new_ones(model):
     assert running.result.finish_reason == waiting.result.finish_reason == "cancelled"
     assert eng.n_active == 0 and eng.queue_length == 0
     eng.close()
+
+
+def test_logprobs_are_the_model_s_log_softmax_at_each_token(model):
+    import numpy as np
+    eng = Engine(model, n_parallel=2, prompt_chunk=4)
+    prompt = [5, 6, 7, 8, 9]
+    job = eng.submit(prompt, _greedy(model), max_tokens=4, stop_on_eos=False, logprobs=3)
+    plain = eng.submit(prompt, _greedy(model), max_tokens=4, stop_on_eos=False)
+    while eng.step():
+        pass
+    assert plain.result.logprobs == [] and job.result.tokens == plain.result.tokens
+    state = model.new_state()
+    logits = model.forward(prompt, state)
+    for t, (tok, lp, top) in zip(job.result.tokens, job.result.logprobs):
+        x = logits.astype(np.float64)
+        ref = x - (x.max() + np.log(np.exp(x - x.max()).sum()))
+        assert tok == t and lp == pytest.approx(ref[t], abs=1e-9)
+        order = np.argsort(-ref, kind="stable")[:3]
+        assert [i for i, _ in top] == order.tolist() and [v for _, v in top] == pytest.approx(ref[order], abs=1e-9)
+        assert top[0][0] == t  # greedy: the likeliest
+        logits = model.forward([t], state)
+    with pytest.raises(ValueError, match="logprobs"):
+        eng.submit(prompt, _greedy(model), logprobs=65)

@@ -148,6 +148,70 @@ def test_apply_template_is_the_prompt_a_chat_request_runs(server):
     assert bad.status_code == 400 and "'messages[0].content'" in bad.json()["error"]["message"]
 
 
+def _sse_json(c, path, body):
+    with c.stream("POST", path, json={**body, "stream": True}) as s:
+        lines = [ln for ln in s.iter_lines() if ln]
+    assert lines[-1] == "data: [DONE]"
+    return [json.loads(ln[6:]) for ln in lines[:-1]]
+
+
+def test_chat_logprobs_stream_as_they_answer_and_spell_the_text(server):
+    m, c = server
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 10, "temperature": 0,
+            "logprobs": True, "top_logprobs": 3}
+    r = c.post("/v1/chat/completions", json=body).json()["choices"][0]
+    items = r["logprobs"]["content"]
+    assert r["logprobs"]["refusal"] is None and 0 < len(items) <= 10
+    raw = bytes(b for it in items for b in it["bytes"]).decode("utf-8", "replace")
+    assert raw.lstrip(" ").startswith(r["message"]["content"])  # the World answer's leading space aside
+    for it in items:  # greedy: each token is its step's likeliest; probabilities, most likely first
+        tops = it["top_logprobs"]
+        assert len(tops) == 3 and tops[0]["bytes"] == it["bytes"] and tops[0]["logprob"] == it["logprob"] <= 0
+        assert tops[0]["logprob"] >= tops[1]["logprob"] >= tops[2]["logprob"]
+    chunks = _sse_json(c, "/v1/chat/completions", body)
+    streamed = [it for ch in chunks for it in (ch["choices"][0]["logprobs"] or {"content": []})["content"]]
+    assert streamed == items
+    plain = c.post("/v1/chat/completions", json={**body, "logprobs": False, "top_logprobs": None}).json()
+    assert plain["choices"][0]["logprobs"] is None
+    assert plain["choices"][0]["message"]["content"] == r["message"]["content"]
+
+
+def test_completion_logprobs_cover_the_text_and_stop_where_it_stops(server):
+    m, c = server
+    free = c.post("/v1/completions", json={"prompt": "Once upon", "max_tokens": 12, "temperature": 0,
+                                           "logprobs": 2}).json()["choices"][0]
+    lp = free["logprobs"]
+    assert "".join(lp["tokens"]) == free["text"] and len(lp["tokens"]) == len(lp["token_logprobs"]) == 12
+    assert lp["text_offset"] == [sum(len(t) for t in lp["tokens"][:i]) for i in range(12)]
+    assert all(len(top) <= 2 and max(top.values()) == pytest.approx(v) for top, v in
+               zip(lp["top_logprobs"], lp["token_logprobs"]))
+    stop = free["text"][len(free["text"]) // 2:][:2]  # a stop string inside the free answer
+    cut = c.post("/v1/completions", json={"prompt": "Once upon", "max_tokens": 12, "temperature": 0,
+                                          "logprobs": 2, "stop": [stop]}).json()["choices"][0]
+    toks = cut["logprobs"]["tokens"]
+    assert "".join(toks).startswith(cut["text"]) and len("".join(toks[:-1])) < len(cut["text"]) or not toks
+    assert toks == lp["tokens"][:len(toks)]
+    chunks = _sse_json(c, "/v1/completions", {"prompt": "Once upon", "max_tokens": 12, "temperature": 0,
+                                              "logprobs": 2, "stop": [stop]})
+    assert [t for ch in chunks for t in ch["choices"][0]["logprobs"]["tokens"]] == toks
+    offsets = [o for ch in chunks for o in ch["choices"][0]["logprobs"]["text_offset"]]
+    assert offsets == cut["logprobs"]["text_offset"]
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/v1/chat/completions", {"top_logprobs": 2}, "'top_logprobs' needs 'logprobs'"),
+    ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 21}, "'top_logprobs'"),
+    ("/v1/chat/completions", {"logprobs": "yes"}, "'logprobs'"),
+    ("/v1/completions", {"logprobs": 6}, "'logprobs'"),
+    ("/v1/completions", {"logprobs": True}, "'logprobs'"),
+])
+def test_bad_logprobs_requests_are_400s(server, path, body, field):
+    _, c = server
+    base = {"messages": [{"role": "user", "content": "Hi"}]} if "chat" in path else {"prompt": "Hi"}
+    r = c.post(path, json={**base, **body})
+    assert r.status_code == 400 and field in r.json()["error"]["message"]
+
+
 def test_top_k_1_is_greedy(server):
     _, c = server
     greedy = c.post("/v1/completions", json={"prompt": "Once", "max_tokens": 8, "temperature": 0}).json()
@@ -399,10 +463,10 @@ class _Said(Engine):
         super().__init__(model)
         self.text, self.prompts = text, []
 
-    def submit(self, prompt, sampler, max_tokens=-1, stop=(), stop_on_eos=True, checkpoints=()):
+    def submit(self, prompt, sampler, max_tokens=-1, stop=(), stop_on_eos=True, checkpoints=(), logprobs=None):
         from rwkvfast.server.engine import _DONE, Job
         self.prompts.append(list(prompt))
-        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos, checkpoints)
+        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos, checkpoints, logprobs)
         for i in range(0, len(self.text), 3):
             job._put(self.text[i:i + 3])
         job.result.text, job.result.tokens, job.result.finish_reason = self.text, [1], "stop"

@@ -68,6 +68,11 @@ def test_the_official_openai_client_works_against_a_live_server(model_path):
             openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
         with pytest.raises(openai.BadRequestError):
             client.completions.create(model="x", prompt="Once", max_tokens=4, n=2)
+        lp = client.chat.completions.create(model="x", messages=msgs, max_tokens=6, temperature=0, logprobs=True,
+                                            top_logprobs=2).choices[0].logprobs.content
+        assert 0 < len(lp) <= 6 and all(len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token for t in lp)
+        clp = client.completions.create(model="x", prompt="Once", max_tokens=4, temperature=0, logprobs=1)
+        assert "".join(clp.choices[0].logprobs.tokens) == clp.choices[0].text
         # content parts, and llama-server's paths without /v1 (clients configured with the bare URL)
         bare = openai.OpenAI(base_url=url, api_key="k3y", max_retries=0)
         parts = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]

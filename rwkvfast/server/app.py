@@ -31,6 +31,7 @@ from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
 from rwkvfast.reasoning import THINK_OFF, THINK_ON, Reasoning, ThinkSplitter, split_answer, think_prompt
 from rwkvfast.tokenizer import TooManyTokens
 from rwkvfast.server.engine import Engine, Job, Overloaded
+from rwkvfast.server.logprobs import CompletionLogprobs, LogprobCursor, chat_logprobs
 from rwkvfast.server.memory import NoMemory
 from rwkvfast.server.state_cache import PrefixWalk
 
@@ -149,6 +150,17 @@ def _content_text(content: Any, where: str) -> str:
                                 f"got {_show(part)}")
         texts.append(part["text"])
     return "\n".join(texts)
+
+
+def _chat_logprobs_asked(body: dict) -> int | None:
+    """Chat Completions' `logprobs` (true/false) and `top_logprobs` (0-20, with logprobs only)."""
+    on = body.get("logprobs")
+    if on is not None and not isinstance(on, bool):
+        raise ApiError(400, f"'logprobs' must be true or false, got {_show(on)}")
+    k = _number(body, "top_logprobs", None, 0, 20, int)
+    if k is not None and not on:
+        raise ApiError(400, "'top_logprobs' needs 'logprobs': true")
+    return (k or 0) if on else None
 
 
 def _stops(body: dict) -> list[str]:
@@ -426,7 +438,8 @@ class App:
         if not isinstance(prompt, str) or not prompt:
             raise ApiError(400, "'prompt' must be a non-empty string")
         ids = self._encode(prompt)
-        job = self._submit(body, ids, self._max_tokens(body, 16), _stops(body))
+        k = _number(body, "logprobs", None, 0, 5, int)  # Completions: how many alternatives (null: none)
+        job = self._submit(body, ids, self._max_tokens(body, 16), _stops(body), logprobs=k)
         return self._respond(body, job, "text_completion", lambda text: {"text": text})
 
     def _native_completion(self, body: dict) -> Response:
@@ -511,7 +524,7 @@ class App:
         ids += enc("Assistant:")
         ids += enc(think_prompt(think)) if think != "none" else []
         job = self._submit(body, ids, self._max_tokens(body, self.cfg.n_predict), [TURN_END] + _stops(body),
-                           checkpoints=checkpoints)
+                           checkpoints=checkpoints, logprobs=_chat_logprobs_asked(body))
         return self._respond(body, job, "chat.completion", None, think)
 
     def _think_mode(self, body: dict) -> str:
@@ -572,11 +585,11 @@ class App:
         return None
 
     def _submit(self, body: dict, ids: list[int], max_tokens: int, stops: list[str],
-                checkpoints: list[int] = ()) -> Job:
+                checkpoints: list[int] = (), logprobs: int | None = None) -> Job:
         max_tokens = self._answer_budget(len(ids), max_tokens)
         try:
             return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops,
-                                      checkpoints=checkpoints)
+                                      checkpoints=checkpoints, logprobs=logprobs)
         except Overloaded as e:
             raise ApiError(503, f"the server is busy ({e}); retry later", "server_overloaded")
 
@@ -626,6 +639,8 @@ class App:
         def splitter() -> ThinkSplitter:
             return ThinkSplitter(opened=think == "on", closed=think == "off")
 
+        tok = self.model.tokenizer
+
         if not body.get("stream"):
             def respond() -> Response:
                 r = job.result
@@ -633,6 +648,9 @@ class App:
                     raise ApiError(500, f"generation failed: {r.error}", "server_error")
                 self._check_shutdown(job)
                 choice = {"index": 0, "finish_reason": self._finish_reason(job), "logprobs": None}
+                if job.logprobs is not None:
+                    entries = LogprobCursor(tok, r.logprobs).take(len(r.text))
+                    choice["logprobs"] = chat_logprobs(tok, entries) if chat else CompletionLogprobs(tok)(entries)
                 if apart:
                     s = splitter()
                     s.feed(r.text)
@@ -650,10 +668,23 @@ class App:
         if chat:
             head["object"] = "chat.completion.chunk"
 
+        cursor = LogprobCursor(tok, job.result.logprobs) if job.logprobs is not None else None
+        fmt_lp = (lambda e: chat_logprobs(tok, e)) if chat else CompletionLogprobs(tok)
+        pending: list = []  # entries whose text has been read but not yet sent
+        sent = 0  # characters of the job's text read so far
+
+        def with_logprobs(choice: dict) -> dict:
+            if cursor is not None:
+                pending.extend(cursor.take(sent))
+                choice["logprobs"] = fmt_lp(pending[:])
+                pending.clear()
+            return choice
+
         def chunk(delta: dict) -> str:
-            return _sse({**head, "choices": [{"index": 0, **delta, "finish_reason": None}]})
+            return _sse({**head, "choices": [with_logprobs({"index": 0, **delta, "finish_reason": None})]})
 
         async def events() -> AsyncIterator[str]:
+            nonlocal sent
             split = splitter() if apart else None
             lead = chat and not apart  # the World answer's leading space is not part of the message
             try:
@@ -663,6 +694,7 @@ class App:
                     yield chunk({"delta": {"content": tags}})
                     lead = False
                 async for piece in job.pieces():
+                    sent += len(piece)
                     if split is not None:
                         for part in split.feed(piece):
                             yield chunk({"delta": {"reasoning_content" if isinstance(part, Reasoning) else "content":
@@ -685,7 +717,9 @@ class App:
                     yield "data: [DONE]\n\n"
                     return
                 last = {"delta": {}} if chat else text_choice("")
-                yield _sse({**head, "choices": [{"index": 0, **last, "finish_reason": self._finish_reason(job)}],
+                sent = len(job.result.text)  # the tail a stop string held back, if any
+                yield _sse({**head, "choices": [with_logprobs({"index": 0, **last,
+                                                               "finish_reason": self._finish_reason(job)})],
                             **self._usage_timings(job)})
                 yield "data: [DONE]\n\n"
             finally:

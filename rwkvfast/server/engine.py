@@ -56,6 +56,10 @@ class JobResult:
     prompt_s: float = 0.0
     gen_s: float = 0.0
     error: str | None = None
+    # when asked for: per generated token, (token, its log-probability, [(token, log-probability)
+    # of the most likely ones]) under the model's own distribution (before temperature, penalties
+    # and biases), appended before the token's text is handed out
+    logprobs: list[tuple[int, float, list[tuple[int, float]]]] = field(default_factory=list)
 
     @property
     def prompt_per_second(self) -> float:
@@ -74,8 +78,9 @@ class Job:
     `pieces()` in an event loop, which then holds no thread while it waits); `result` when done."""
 
     def __init__(self, prompt: Sequence[int], sampler: Sampler, max_tokens: int, stops: Sequence[str],
-                 stop_on_eos: bool, checkpoints: Sequence[int] = ()) -> None:
+                 stop_on_eos: bool, checkpoints: Sequence[int] = (), logprobs: int | None = None) -> None:
         self.prompt = [int(t) for t in prompt]
+        self.logprobs = logprobs  # None: none; k: each token's and the k most likely ones
         self.checkpoints = sorted({int(c) for c in checkpoints if 0 < c < len(self.prompt)})
         self.sampler, self.max_tokens, self.stops, self.stop_on_eos = sampler, max_tokens, list(stops), stop_on_eos
         self.result = JobResult()
@@ -135,6 +140,16 @@ class Job:
         return self._done.is_set()
 
 
+def _logprobs(logits: np.ndarray, token: int, k: int) -> tuple[int, float, list[tuple[int, float]]]:
+    """log softmax(logits) at `token`, and the k largest, most likely first (ties: lower id)."""
+    x = np.asarray(logits, dtype=np.float64)
+    top = x.max()
+    lse = top + np.log(np.exp(x - top).sum())
+    best = np.argpartition(-x, k - 1)[:k] if 0 < k < len(x) else np.arange(len(x) if k else 0)
+    best = sorted(best.tolist(), key=lambda i: (-x[i], i))
+    return token, float(x[token] - lse), [(i, float(x[i] - lse)) for i in best]
+
+
 class _Seq:
     """An active job: its state, what is left of its prompt, its text stream."""
 
@@ -175,9 +190,12 @@ class Engine:
     # -- submitting ------------------------------------------------------------------------
 
     def submit(self, prompt: Sequence[int], sampler: Sampler, max_tokens: int = -1, stop: Sequence[str] = (),
-               stop_on_eos: bool = True, checkpoints: Sequence[int] = ()) -> Job:
+               stop_on_eos: bool = True, checkpoints: Sequence[int] = (), logprobs: int | None = None) -> Job:
         """Queue a generation. `checkpoints`: prompt lengths after which the state is cached
-        too (where other prompts are likely to branch off: the end of a system prompt)."""
+        too (where other prompts are likely to branch off: the end of a system prompt);
+        `logprobs`: record each token's log-probability and the `logprobs` most likely ones."""
+        if logprobs is not None and not 0 <= logprobs <= 64:
+            raise ValueError(f"logprobs must be in [0, 64], got {logprobs}")
         if not prompt:
             raise ValueError("a job needs at least one prompt token")
         if self.memory is not None:
@@ -185,7 +203,7 @@ class Engine:
                 self.memory.admit(len(prompt) * BYTES_PER_TOKEN + self._seq_bytes, f"a prompt of {len(prompt)} tokens")
             except NoMemory as e:
                 raise Overloaded(str(e)) from None
-        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos, checkpoints)
+        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos, checkpoints, logprobs)
         with self._cv:
             if self._closed:
                 raise RuntimeError("the engine is closed")
@@ -326,6 +344,8 @@ class Engine:
                 self._finish(s, "stop")
                 continue
             s.job.sampler.accept(t)
+            if s.job.logprobs is not None:
+                r.logprobs.append(_logprobs(s.logits, t, s.job.logprobs))
             r.tokens.append(t)
             feed.append(s)
         if not feed:

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 import rwkvfast  # noqa: E402
 from rwkvfast.server.app import App, ServerConfig  # noqa: E402
-from rwkvfast.server.engine import _DONE, Engine, Job  # noqa: E402
+from rwkvfast.server.engine import _DONE, Engine, Job, _logprobs  # noqa: E402
 from rwkvfast.testing import make_model  # noqa: E402
 
 ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/completion", "/tokenize", "/detokenize"]
@@ -33,12 +33,14 @@ STATUSES = {200, 400, 408, 413, 503}
 class InstantEngine(Engine):
     """Answers every job at once with one token sampled from fixed logits."""
 
-    def submit(self, prompt, sampler, max_tokens=-1, stop=(), stop_on_eos=True, checkpoints=()):
+    def submit(self, prompt, sampler, max_tokens=-1, stop=(), stop_on_eos=True, checkpoints=(), logprobs=None):
         if not prompt:
             raise ValueError("a job needs at least one prompt token")
-        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos, checkpoints)
+        job = Job(prompt, sampler, max_tokens, stop, stop_on_eos, checkpoints, logprobs)
         t = sampler.sample(self._logits)
         sampler.accept(t)
+        if logprobs is not None:
+            job.result.logprobs.append(_logprobs(self._logits, t, logprobs))
         job.result.tokens, job.result.text, job.result.prompt_n = [t], self.model.tokenizer.decode([t]), len(prompt)
         job.result.finish_reason = "stop"
         job._put(job.result.text)
@@ -121,6 +123,8 @@ def seeds() -> list[bytes]:
         (0, chat), (0, {**chat, "stream": True}), (0, {"messages": [{"role": "user", "content": "中文 🙂"}]}),
         (1, {"prompt": "Once upon", "max_tokens": 4, "temperature": 0}), (1, {"prompt": ["x"], "stream": True}),
         (1, {"prompt": "a", "max_completion_tokens": 2, "n": 1}),
+        (0, {**chat, "logprobs": True, "top_logprobs": 3, "stream": True}), (1, {"prompt": "a", "logprobs": 2}),
+        (0, {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}),
         (2, {"prompt": "Hello", "n_predict": 3}), (2, {"prompt": "Hello", "n_predict": 3, "stream": True}),
         (3, {"content": "Hello world"}), (4, {"tokens": [1, 2, 3]}),
     ]
