@@ -212,6 +212,25 @@ def test_bad_logprobs_requests_are_400s(server, path, body, field):
     assert r.status_code == 400 and field in r.json()["error"]["message"]
 
 
+def test_stream_options_usage_system_fingerprint_and_user(server):
+    _, c = server
+    for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]}),
+                       ("/v1/completions", {"prompt": "Once"})):
+        body = {**body, "max_tokens": 5, "temperature": 0, "user": "someone"}
+        whole = c.post(path, json=body).json()
+        assert whole["system_fingerprint"].startswith(f"rwkvfast-{rwkvfast.__version__}-")
+        chunks = _sse_json(c, path, {**body, "stream_options": {"include_usage": True}})
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
+        assert all(ch["system_fingerprint"] == whole["system_fingerprint"] for ch in chunks)
+        assert _sse_json(c, path, body)[-1]["choices"] != []  # not asked: no usage-only chunk
+        for bad, field in (({"stream_options": {"include_usage": True}}, "'stream_options'"),
+                           ({"stream": True, "stream_options": {"include_usage": 1}}, "include_usage"),
+                           ({"stream": True, "stream_options": []}, "'stream_options'"),
+                           ({"user": 5}, "'user'")):
+            r = c.post(path, json={**body, **bad})
+            assert r.status_code == 400 and field in r.json()["error"]["message"]
+
+
 def test_top_k_1_is_greedy(server):
     _, c = server
     greedy = c.post("/v1/completions", json={"prompt": "Once", "max_tokens": 8, "temperature": 0}).json()

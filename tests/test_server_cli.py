@@ -68,6 +68,10 @@ def test_the_official_openai_client_works_against_a_live_server(model_path):
             openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
         with pytest.raises(openai.BadRequestError):
             client.completions.create(model="x", prompt="Once", max_tokens=4, n=2)
+        used = list(client.chat.completions.create(model="x", messages=msgs, max_tokens=6, temperature=0, stream=True,
+                                                   stream_options={"include_usage": True}, user="u1"))
+        assert used[-1].choices == [] and used[-1].usage.completion_tokens == r.usage.completion_tokens
+        assert r.system_fingerprint and r.system_fingerprint.startswith("rwkvfast-")
         lp = client.chat.completions.create(model="x", messages=msgs, max_tokens=6, temperature=0, logprobs=True,
                                             top_logprobs=2).choices[0].logprobs.content
         assert 0 < len(lp) <= 6 and all(len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token for t in lp)

@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from rwkvfast import _core
 from rwkvfast.chat import TURN_END, format_message
 from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
 from rwkvfast.reasoning import THINK_OFF, THINK_ON, Reasoning, ThinkSplitter, split_answer, think_prompt
@@ -163,6 +164,21 @@ def _chat_logprobs_asked(body: dict) -> int | None:
     return (k or 0) if on else None
 
 
+def _stream_usage(body: dict) -> bool:
+    """OpenAI's stream_options.include_usage (stream_options only with stream, as OpenAI has it)."""
+    opts = body.get("stream_options")
+    if opts is None:
+        return False
+    if not body.get("stream"):
+        raise ApiError(400, "'stream_options' is only allowed when 'stream' is true")
+    if not isinstance(opts, dict):
+        raise ApiError(400, f"'stream_options' must be an object, got {_show(opts)}")
+    on = opts.get("include_usage", False)
+    if not isinstance(on, bool):
+        raise ApiError(400, f"'stream_options.include_usage' must be true or false, got {_show(on)}")
+    return on
+
+
 def _stops(body: dict) -> list[str]:
     s = body.get("stop")
     if s is None:
@@ -178,6 +194,8 @@ class App:
     def __init__(self, model, engine: Engine, config: ServerConfig) -> None:
         self.model, self.engine, self.cfg = model, engine, config
         self.name = config.alias or os.path.basename(model.path)
+        # what OpenAI's system_fingerprint stands for: the backend that made the answer
+        self.fingerprint = f"rwkvfast-{_version()}-{_core.cpu_level()}"
         self.started = int(time.time())
         routes = [
             Route("/", self.page, methods=["GET"]),
@@ -587,6 +605,10 @@ class App:
     def _submit(self, body: dict, ids: list[int], max_tokens: int, stops: list[str],
                 checkpoints: list[int] = (), logprobs: int | None = None) -> Job:
         max_tokens = self._answer_budget(len(ids), max_tokens)
+        _stream_usage(body)  # checked before the job starts: a 400 after it would leave it running
+        user = body.get("user")  # OpenAI's end-user id, for abuse monitoring: nothing to do with it here
+        if user is not None and not isinstance(user, str):
+            raise ApiError(400, f"'user' must be a string, got {_show(user)}")
         try:
             return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops,
                                       checkpoints=checkpoints, logprobs=logprobs)
@@ -629,7 +651,9 @@ class App:
 
     def _respond(self, body: dict, job: Job, obj: str, text_choice, think: str = "none") -> Response:
         cid = f"{'cmpl' if text_choice else 'chatcmpl'}-{uuid.uuid4().hex}"
-        head = {"id": cid, "object": obj, "created": int(time.time()), "model": self.name}
+        head = {"id": cid, "object": obj, "created": int(time.time()), "model": self.name,
+                "system_fingerprint": self.fingerprint}
+        include_usage = _stream_usage(body)
         chat = text_choice is None
         # a chat answer: its reasoning apart (deepseek), or with the tags the prompt opened (none)
         fmt = self._reasoning_format(body) if chat else None
@@ -718,9 +742,12 @@ class App:
                     return
                 last = {"delta": {}} if chat else text_choice("")
                 sent = len(job.result.text)  # the tail a stop string held back, if any
+                usage = self._usage_timings(job)
                 yield _sse({**head, "choices": [with_logprobs({"index": 0, **last,
                                                                "finish_reason": self._finish_reason(job)})],
-                            **self._usage_timings(job)})
+                            **usage})
+                if include_usage:  # OpenAI's stream_options: the usage alone, in a chunk of no choices
+                    yield _sse({**head, "choices": [], "usage": usage["usage"]})
                 yield "data: [DONE]\n\n"
             finally:
                 job.cancel()  # the client left (or we are done): free the slot at the next step
