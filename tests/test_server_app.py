@@ -299,6 +299,39 @@ def test_llama_server_native_completion_props_and_metrics(server):
     assert "# TYPE rwkvfast:requests_deferred gauge" in after
 
 
+def test_llama_server_completion_fields_probabilities_and_tokens(server):
+    from rwkvfast.server.state_cache import StateCache
+    m, _ = server
+    eng = Engine(m, cache=StateCache(m, 64 << 20)).start()
+    try:
+        c = TestClient(App(m, eng, ServerConfig()))
+        body = {"prompt": "Once upon a time", "n_predict": 6, "temperature": 0, "n_probs": 2, "return_tokens": True}
+        want, res = _greedy_text(m, "Once upon a time", 6)
+        first = c.post("/completion", json=body).json()
+        n_prompt = len(m.tokenizer.encode("Once upon a time"))
+        assert first["content"] == want and first["tokens"] == res.tokens and first["truncated"] is False
+        assert first["tokens_evaluated"] == n_prompt and first["has_new_line"] == ("\n" in want)
+        assert first["generation_settings"]["n_predict"] == 6 and first["generation_settings"]["n_probs"] == 2
+        assert first["stop_type"] in ("limit", "eos", "word") and first["model"] == m.path.split("/")[-1]
+        probs = first["completion_probabilities"]
+        assert [p["id"] for p in probs] == res.tokens[:len(probs)] and len(probs) == len(res.tokens)
+        assert all(len(p["top_logprobs"]) == 2 and p["top_logprobs"][0]["id"] == p["id"] for p in probs)
+        again = c.post("/completion", json=body).json()  # the prompt now comes from the state cache
+        assert again["tokens_cached"] > 0 and again["tokens_evaluated"] == n_prompt
+        assert again["timings"]["prompt_n"] < n_prompt
+        with c.stream("POST", "/completion", json={**body, "stream": True}) as st:
+            events = [json.loads(ln[6:]) for ln in st.iter_lines() if ln]
+        assert [p for e in events for p in e.get("completion_probabilities", [])] == probs
+        assert events[-1]["stop"] is True and events[-1]["tokens"] == res.tokens
+        plain = c.post("/completion", json={"prompt": "Once upon a time", "n_predict": 2}).json()
+        assert plain["tokens"] == [] and "completion_probabilities" not in plain
+        for bad, field in (({"n_probs": -1}, "'n_probs'"), ({"return_tokens": "yes"}, "'return_tokens'")):
+            r = c.post("/completion", json={"prompt": "a", **bad})
+            assert r.status_code == 400 and field in r.json()["error"]["message"]
+    finally:
+        eng.close()
+
+
 def test_the_second_turn_of_a_chat_processes_only_its_new_tokens(server):
     from rwkvfast.server.state_cache import StateCache
     m, _ = server

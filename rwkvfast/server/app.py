@@ -32,7 +32,7 @@ from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
 from rwkvfast.reasoning import THINK_OFF, THINK_ON, Reasoning, ThinkSplitter, split_answer, think_prompt
 from rwkvfast.tokenizer import TooManyTokens
 from rwkvfast.server.engine import Engine, Job, Overloaded
-from rwkvfast.server.logprobs import CompletionLogprobs, LogprobCursor, chat_logprobs
+from rwkvfast.server.logprobs import CompletionLogprobs, LogprobCursor, chat_logprobs, llama_probabilities
 from rwkvfast.server.memory import NoMemory
 from rwkvfast.server.state_cache import PrefixWalk
 
@@ -461,34 +461,54 @@ class App:
         return self._respond(body, job, "text_completion", lambda text: {"text": text})
 
     def _native_completion(self, body: dict) -> Response:
-        """llama-server's /completion: `prompt`, `n_predict`, `stream`; answers `content`."""
+        """llama-server's /completion: `prompt`, `n_predict`, `stream`, `n_probs`, `return_tokens`;
+        answers `content` and its fields."""
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             raise ApiError(400, "'prompt' must be a non-empty string")
+        n_probs = _number(body, "n_probs", 0, 0, 64, int)
+        want_tokens = body.get("return_tokens", False)
+        if not isinstance(want_tokens, bool):
+            raise ApiError(400, f"'return_tokens' must be true or false, got {_show(want_tokens)}")
         ids = self._encode(prompt)
-        job = self._submit(body, ids, _number(body, "n_predict", self.cfg.n_predict, -1, 1 << 20, int), _stops(body))
+        n_predict = _number(body, "n_predict", self.cfg.n_predict, -1, 1 << 20, int)
+        job = self._submit(body, ids, n_predict, _stops(body), logprobs=n_probs or None)
+        tok = self.model.tokenizer
+        cursor = LogprobCursor(tok, job.result.logprobs) if n_probs else None
 
-        def final() -> dict:
-            r = job.result
-            extra = self._usage_timings(job)
-            return {"content": "", "stop": True, "tokens_predicted": len(r.tokens), "tokens_evaluated": r.prompt_n,
-                    "tokens_cached": r.cache_n, "stop_type": "limit" if r.finish_reason == "length" else
-                    "word" if r.stop else "eos", "stopping_word": r.stop or "", "timings": extra["timings"]}
+        def probs(upto: int) -> dict:
+            return {"completion_probabilities": llama_probabilities(tok, cursor.take(upto))} if cursor else {}
+
+        def final(content: str) -> dict:
+            r, p = job.result, job.sampler.params
+            return {"content": content, "tokens": list(r.tokens) if want_tokens else [], "stop": True,
+                    "model": self.name, "tokens_predicted": len(r.tokens),
+                    "tokens_evaluated": len(job.prompt),  # the whole prompt, cached or not, as llama-server counts
+                    "tokens_cached": r.cache_n, "truncated": False, "has_new_line": "\n" in r.text,
+                    "stop_type": "limit" if r.finish_reason == "length" else "word" if r.stop else "eos",
+                    "stopping_word": r.stop or "", "timings": self._usage_timings(job)["timings"],
+                    "generation_settings": {"n_predict": n_predict, "temperature": p.temperature, "top_k": p.top_k,
+                                            "top_p": p.top_p, "min_p": p.min_p, "seed": p.seed,
+                                            "presence_penalty": p.presence_penalty,
+                                            "frequency_penalty": p.frequency_penalty, "stop": job.stops,
+                                            "n_probs": n_probs}}
 
         if not body.get("stream"):
             def respond() -> Response:
                 self._check_shutdown(job)
-                return JSONResponse({**final(), "content": job.result.text})
+                return JSONResponse({**final(job.result.text), **probs(len(job.result.text))})
             return _Pending(job, respond)
 
         async def events() -> AsyncIterator[str]:
+            sent = 0
             try:
                 async for piece in job.pieces():
-                    yield _sse({"content": piece, "stop": False})
+                    sent += len(piece)
+                    yield _sse({"content": piece, "stop": False, **probs(sent)})
                 if self._shut_down(job):
                     yield _sse({"error": {"message": _SHUTDOWN, "type": "server_overloaded", "code": 503}})
                     return
-                yield _sse(final())
+                yield _sse({**final(""), **probs(len(job.result.text))})
             finally:
                 job.cancel()
 

@@ -63,3 +63,11 @@ class CompletionLogprobs:
             out["text_offset"].append(self.offset)
             self.offset += len(text)
         return out
+
+
+def llama_probabilities(tok: Tokenizer, entries: list[Entry]) -> list[dict]:
+    """llama-server's completion_probabilities (its current shape: ids, log-probabilities)."""
+    def item(t: int, lp: float) -> dict:
+        b = tok.piece(t)
+        return {"id": t, "token": b.decode("utf-8", "replace"), "bytes": list(b), "logprob": lp}
+    return [{**item(t, lp), "top_logprobs": [item(i, x) for i, x in top]} for t, lp, top in entries]
