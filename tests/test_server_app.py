@@ -3,6 +3,7 @@ openai client and the web page come with rwkvfast-server)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from starlette.testclient import TestClient
@@ -229,6 +230,31 @@ def test_stream_options_usage_system_fingerprint_and_user(server):
                            ({"user": 5}, "'user'")):
             r = c.post(path, json={**body, **bad})
             assert r.status_code == 400 and field in r.json()["error"]["message"]
+
+
+def test_each_request_is_one_log_line_and_the_page_can_be_turned_off(server):
+    m, _ = server
+    lines: list[str] = []
+    eng = Engine(m).start()
+    try:
+        c = TestClient(App(m, eng, ServerConfig(log=lines.append)))
+        r = c.post("/v1/completions", json={"prompt": "Once", "max_tokens": 3, "temperature": 0}).json()
+        _sse_json(c, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+        c.get("/nowhere")
+        assert len(lines) == 3, lines
+        n_prompt = len(m.tokenizer.encode("Once"))
+        assert re.fullmatch(rf"\S+ POST /v1/completions 200 \d+ ms prompt {n_prompt} \(cached 0\) predicted "
+                            rf"{r['usage']['completion_tokens']} (length|stop)", lines[0]), lines[0]
+        assert re.fullmatch(r"\S+ POST /v1/chat/completions 200 \d+ ms prompt \d+ \(cached \d+\) predicted \d+ \w+",
+                            lines[1]), lines[1]
+        assert re.fullmatch(r"\S+ GET /nowhere 404 \d+ ms", lines[2]), lines[2]
+        verbose = TestClient(App(m, eng, ServerConfig(log=lines.append, log_bodies=True, web_ui=False)))
+        verbose.post("/tokenize", json={"content": "secret-ish"})
+        assert lines[-1].endswith("body {'content': 'secret-ish'}")
+        page = verbose.get("/")
+        assert page.status_code == 404 and "--no-webui" in page.json()["error"]["message"]
+    finally:
+        eng.close()
 
 
 def test_top_k_1_is_greedy(server):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -117,6 +118,17 @@ def test_a_live_server_answers_and_shuts_down(model_path):
                      "predicted_tokens_seconds"):
             assert got[f"llamacpp:{name}"] > 0, name
     assert p.returncode == 0, p.stderr.read()  # Ctrl-C: a graceful shutdown and exit status 0
+    log = p.stderr.read()
+    assert re.search(r"\d\d:\d\d:\d\d 127\.0\.0\.1 POST /v1/completions 200 \d+ ms prompt \d+ \(cached \d+\) "
+                     r"predicted [1-5] (length|stop)\n", log), log
+    assert re.search(r"POST /v1/completions \d+ \d+ ms prompt \d+ \(cached \d+\) predicted \d+ cancelled", log), log
+
+
+def test_log_disable_and_no_webui(model_path):
+    with live_server(model_path, "-t", "1", "--log-disable", "--no-webui") as (url, p):
+        assert httpx.get(f"{url}/", timeout=10).status_code == 404
+        assert httpx.post(f"{url}/tokenize", json={"content": "a"}, timeout=10).status_code == 200
+    assert "/tokenize" not in p.stderr.read()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -10,6 +10,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 from dataclasses import replace
 
 import rwkvfast
@@ -43,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
            "has no context window (its state is fixed-size): this is a budget, and a longer prompt gets a 400")
     a("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $RWKVFAST_API_KEY or $LLAMA_API_KEY)")
     a("--alias", default="", help="model name reported by the API (default: the file name)")
+    a("--log-disable", action="store_true", help="no request log (default: one line per request on stderr: "
+                                                  "client, method, path, status, ms, prompt/cached/predicted tokens)")
+    a("-v", "--verbose", action="store_true", help="the request log shows each request's body too (cut short)")
+    a("--no-webui", action="store_true", help="no chat page at /: the API only")
     a("--cors-origins", default="",
       help="comma-separated origins whose web pages may call the API, e.g. http://localhost:3000, or * for any "
            "(llama-server's behaviour); default: none, only the server's own page")
@@ -102,6 +107,10 @@ def _server_class():
 
 def _Server(config, engine):
     return _server_class()(config, engine)
+
+
+def _log(line: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
 def _origins(arg: str) -> tuple[str, ...]:
@@ -165,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                                               max_tokens_per_request=args.ctx_size, body_timeout=args.body_timeout,
                                               reasoning="off" if args.reasoning_budget == 0 else "auto",
                                               reasoning_format=args.reasoning_format,
-                                              cors_origins=_origins(args.cors_origins)))
+                                              cors_origins=_origins(args.cors_origins), web_ui=not args.no_webui,
+                                              log=None if args.log_disable else _log, log_bodies=args.verbose))
         # a socket each, and a margin for the model, the cache directory and the log
         fds = raise_fd_limit(args.max_connections + 64)
         max_conn = min(args.max_connections, max(1, fds - 64))

@@ -7,6 +7,7 @@ job at the engine's next step.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import math
 import os
@@ -40,6 +41,10 @@ _PAGE = resources.files("rwkvfast.server").joinpath("static/index.html").read_by
 _ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
+# per request, when requests are logged: a dict the handler fills ("job", "body")
+_REQUEST: contextvars.ContextVar[dict | None] = contextvars.ContextVar("rwkvfast_request", default=None)
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
                  close: bool = False) -> None:
@@ -70,6 +75,10 @@ class ServerConfig:
     reasoning: str = "auto"
     reasoning_format: str = "deepseek"
     cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API ("*": any); none: same origin only
+    web_ui: bool = True  # the chat page at /
+    # one line per request (method, path, status, tokens, milliseconds) to this callable; None: none
+    log: Callable[[str], None] | None = None
+    log_bodies: bool = False  # --verbose: each request's body too, cut short
 
 
 @dataclass
@@ -228,7 +237,31 @@ class App:
                                                   ApiError: self._api_error})
 
     async def __call__(self, scope, receive, send) -> None:
-        await self.asgi(scope, receive, send)
+        if self.cfg.log is None or scope["type"] != "http":
+            await self.asgi(scope, receive, send)
+            return
+        t0, seen = time.perf_counter(), {"status": 0}
+        token = _REQUEST.set(seen)  # the handler's thread sees this dict and puts the job in it
+
+        async def sending(message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            await send(message)
+        try:
+            await self.asgi(scope, receive, sending)
+        finally:
+            _REQUEST.reset(token)
+            job: Job | None = seen.get("job")
+            client = scope.get("client") or ("-", 0)
+            line = (f"{client[0]} {scope['method']} {scope['path']} {seen['status'] or '-'} "
+                    f"{(time.perf_counter() - t0) * 1e3:.0f} ms")
+            if job is not None:
+                r = job.result
+                line += (f" prompt {len(job.prompt)} (cached {r.cache_n}) predicted {len(r.tokens)}"
+                         f" {r.finish_reason or ('cancelled' if job.cancelled else 'unfinished')}")
+            if self.cfg.log_bodies and "body" in seen:
+                line += f" body {_show(seen['body'])}"
+            self.cfg.log(line)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -349,6 +382,8 @@ class App:
     # -- endpoints -------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
+        if not self.cfg.web_ui:
+            return _error(404, "the web page is off (--no-webui); the API is at /v1", "not_found_error")
         # static and secret-free, so served without the API key; the page asks for the key and
         # sends it with its API calls. The policy keeps it from reaching anything but this server.
         return Response(_PAGE, media_type="text/html; charset=utf-8", headers={
@@ -420,7 +455,11 @@ class App:
         tokenizes). Waiting for the engine holds no thread: streams are async generators, and
         a _Pending job is awaited here, cancelled if its client hangs up first."""
         async def endpoint(request: Request) -> Response:
-            out = await run_in_threadpool(handler, await self._body(request))
+            body = await self._body(request)
+            seen = _REQUEST.get()
+            if seen is not None:
+                seen["body"] = body
+            out = await run_in_threadpool(handler, body)
             if not isinstance(out, _Pending):
                 return out
             done = asyncio.ensure_future(out.job.wait_async())
@@ -630,8 +669,12 @@ class App:
         if user is not None and not isinstance(user, str):
             raise ApiError(400, f"'user' must be a string, got {_show(user)}")
         try:
-            return self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops,
-                                      checkpoints=checkpoints, logprobs=logprobs)
+            job = self.engine.submit(ids, self._sampler(body), max_tokens=max_tokens, stop=stops,
+                                     checkpoints=checkpoints, logprobs=logprobs)
+            seen = _REQUEST.get()
+            if seen is not None:
+                seen["job"] = job
+            return job
         except Overloaded as e:
             raise ApiError(503, f"the server is busy ({e}); retry later", "server_overloaded")
 

@@ -131,6 +131,11 @@ class Job:
         """Stop at the engine's next step (e.g. the client went away); its slot is freed."""
         self._cancel.set()
 
+    @property
+    def cancelled(self) -> bool:
+        """Asked to stop (it ends at the engine's next step, if it has not ended)."""
+        return self._cancel.is_set()
+
     def wait(self, timeout: float | None = None) -> JobResult:
         self._done.wait(timeout)
         return self.result
