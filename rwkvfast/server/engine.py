@@ -249,10 +249,7 @@ class Engine:
         """Cancel everything and stop the thread."""
         with self._cv:
             self._closed = True
-            jobs = list(self._waiting) + [s.job for s in self._active]
-            self._cv.notify()
-        for j in jobs:
-            j.cancel()
+        self.stop_accepting()
         if self._thread is not None:
             self._thread.join()
         while self._waiting or self._active:
