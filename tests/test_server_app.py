@@ -257,6 +257,30 @@ def test_each_request_is_one_log_line_and_the_page_can_be_turned_off(server):
         eng.close()
 
 
+@pytest.mark.parametrize("path,field,value", [
+    ("/v1/chat/completions", "tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}]),
+    ("/v1/chat/completions", "tool_choice", "required"),
+    ("/v1/chat/completions", "response_format", {"type": "json_object"}),
+    ("/v1/chat/completions", "modalities", ["text", "audio"]),
+    ("/v1/chat/completions", "functions", [{"name": "f"}]),
+    ("/v1/completions", "echo", True), ("/v1/completions", "best_of", 3), ("/v1/completions", "suffix", "end"),
+])
+def test_fields_this_server_cannot_honour_are_400s_naming_them(server, path, field, value):
+    _, c = server
+    base = {"messages": [{"role": "user", "content": "Hi"}]} if "chat" in path else {"prompt": "Hi"}
+    r = c.post(path, json={**base, "max_tokens": 2, field: value})
+    assert r.status_code == 400 and f"'{field}' is not supported" in r.json()["error"]["message"]
+
+
+def test_fields_that_ask_for_nothing_pass(server):
+    _, c = server
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "tools": [], "tool_choice": "none",
+            "response_format": {"type": "text"}, "modalities": ["text"], "unknown_extension": 1}
+    assert c.post("/v1/chat/completions", json=chat).status_code == 200
+    assert c.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 2, "echo": False, "best_of": 1,
+                                           "suffix": ""}).status_code == 200
+
+
 def test_top_k_1_is_greedy(server):
     _, c = server
     greedy = c.post("/v1/completions", json={"prompt": "Once", "max_tokens": 8, "temperature": 0}).json()

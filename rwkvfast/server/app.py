@@ -162,6 +162,26 @@ def _content_text(content: Any, where: str) -> str:
     return "\n".join(texts)
 
 
+# OpenAI fields this server cannot honour, and when a value asks for nothing (so it may pass):
+# never accepted and ignored, always a 400 that names them
+_CHAT_UNSUPPORTED = {
+    "tools": lambda v: v in (None, []), "functions": lambda v: v in (None, []),
+    "tool_choice": lambda v: v in (None, "none", "auto"), "function_call": lambda v: v in (None, "none", "auto"),
+    "response_format": lambda v: v is None or v == {"type": "text"},
+    "modalities": lambda v: v in (None, ["text"]), "audio": lambda v: v is None, "prediction": lambda v: v is None,
+    "web_search_options": lambda v: v is None,
+}
+_COMPLETION_UNSUPPORTED = {
+    "echo": lambda v: v in (None, False), "best_of": lambda v: v in (None, 1), "suffix": lambda v: v in (None, ""),
+}
+
+
+def _refuse_unsupported(body: dict, table: dict) -> None:
+    for key, harmless in table.items():
+        if key in body and not harmless(body[key]):
+            raise ApiError(400, f"'{key}' is not supported by this server (got {_show(body[key])})")
+
+
 def _chat_logprobs_asked(body: dict) -> int | None:
     """Chat Completions' `logprobs` (true/false) and `top_logprobs` (0-20, with logprobs only)."""
     on = body.get("logprobs")
@@ -494,6 +514,7 @@ class App:
             prompt = prompt[0]
         if not isinstance(prompt, str) or not prompt:
             raise ApiError(400, "'prompt' must be a non-empty string")
+        _refuse_unsupported(body, _COMPLETION_UNSUPPORTED)
         ids = self._encode(prompt)
         k = _number(body, "logprobs", None, 0, 5, int)  # Completions: how many alternatives (null: none)
         job = self._submit(body, ids, self._max_tokens(body, 16), _stops(body), logprobs=k)
@@ -577,6 +598,7 @@ class App:
         return JSONResponse({"prompt": text + "Assistant:" + think_prompt(think)})
 
     def _chat(self, body: dict) -> Response:
+        _refuse_unsupported(body, _CHAT_UNSUPPORTED)
         msgs = self._messages(body)
         ids: list[int] = []
         # cache the state where other requests branch off: after the leading system prompt
