@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from dataclasses import replace
@@ -85,30 +84,6 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _server_class():
-    import uvicorn  # noqa: PLC0415
-
-    class Server(uvicorn.Server):
-        """SIGTERM or Ctrl-C: the engine cancels every generation at its next step, so each stream
-        ends at once with an error event and [DONE] (uvicorn alone would wait for endless
-        answers); uvicorn then closes the connections, and the engine's thread is joined, so a
-        state being written to --state-cache-dir is complete before exit."""
-
-        def __init__(self, config, engine) -> None:
-            super().__init__(config)
-            self.engine = engine
-
-        def handle_exit(self, sig, frame) -> None:
-            self.engine.stop_accepting()
-            super().handle_exit(sig, frame)
-
-    return Server
-
-
-def _Server(config, engine):
-    return _server_class()(config, engine)
-
-
 def _log(line: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
@@ -151,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     from rwkvfast.server.connections import guarded_h11, raise_fd_limit
     from rwkvfast.server.engine import Engine
     from rwkvfast.server.memory import MemoryGuard
+    from rwkvfast.server.shutdown import serve
     from rwkvfast.server.state_cache import StateCache
 
     try:
@@ -186,25 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                                 http=guarded_h11(max_conn, args.header_timeout, args.timeout))
         print(f"rwkvfast-server {rwkvfast.__version__}: {model!r}, {args.parallel} parallel sequences\n"
               f"listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-        # uvicorn shuts down gracefully, then raises the signal again with the handler it found:
-        # this one turns SIGTERM into an exception, as Ctrl-C is, so the engine is closed below
-        previous = signal.signal(signal.SIGTERM, _terminated)
-        try:
-            _Server(config, engine).run()
-        except (KeyboardInterrupt, _Terminated):
-            pass
-        finally:
-            engine.close()
-            signal.signal(signal.SIGTERM, previous)
+        serve(config, engine)  # until SIGTERM or Ctrl-C (rwkvfast/server/shutdown.py)
     return 0
-
-
-class _Terminated(Exception):
-    pass
-
-
-def _terminated(sig, frame) -> None:
-    raise _Terminated
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from rwkvfast import _core
+from rwkvfast import __version__, _core
 from rwkvfast.chat import TURN_END, format_message
 from rwkvfast.sampler import RWKV_CHAT_DEFAULTS, Sampler, SamplerParams
 from rwkvfast.reasoning import THINK_OFF, THINK_ON, Reasoning, ThinkSplitter, split_answer, think_prompt
@@ -224,7 +224,7 @@ class App:
         self.model, self.engine, self.cfg = model, engine, config
         self.name = config.alias or os.path.basename(model.path)
         # what OpenAI's system_fingerprint stands for: the backend that made the answer
-        self.fingerprint = f"rwkvfast-{_version()}-{_core.cpu_level()}"
+        self.fingerprint = f"rwkvfast-{__version__}-{_core.cpu_level()}"
         self.started = int(time.time())
         routes = [
             Route("/", self.page, methods=["GET"]),
@@ -428,7 +428,7 @@ class App:
                                             "temperature": p.temperature,
                                             "top_p": p.top_p, "presence_penalty": p.presence_penalty,
                                             "frequency_penalty": p.frequency_penalty},
-            "chat_template": "RWKV World (User: ... / Assistant: ...)", "build_info": f"rwkvfast {_version()}",
+            "chat_template": "RWKV World (User: ... / Assistant: ...)", "build_info": f"rwkvfast {__version__}",
             "reasoning": self._think_mode({}), "reasoning_format": self.cfg.reasoning_format})
 
     async def metrics(self, request: Request) -> Response:
@@ -566,7 +566,7 @@ class App:
                     sent += len(piece)
                     yield _sse({"content": piece, "stop": False, **probs(sent)})
                 if self._shut_down(job):
-                    yield _sse({"error": {"message": _SHUTDOWN, "type": "server_overloaded", "code": 503}})
+                    yield _sse_error(_SHUTDOWN, "server_overloaded", 503)
                     return
                 yield _sse({**final(""), **probs(len(job.result.text))})
             finally:
@@ -749,6 +749,7 @@ class App:
             return ThinkSplitter(opened=think == "on", closed=think == "off")
 
         tok = self.model.tokenizer
+        fmt_lp = (lambda e: chat_logprobs(tok, e)) if chat else CompletionLogprobs(tok)
 
         if not body.get("stream"):
             def respond() -> Response:
@@ -758,8 +759,7 @@ class App:
                 self._check_shutdown(job)
                 choice = {"index": 0, "finish_reason": self._finish_reason(job), "logprobs": None}
                 if job.logprobs is not None:
-                    entries = LogprobCursor(tok, r.logprobs).take(len(r.text))
-                    choice["logprobs"] = chat_logprobs(tok, entries) if chat else CompletionLogprobs(tok)(entries)
+                    choice["logprobs"] = fmt_lp(LogprobCursor(tok, r.logprobs).take(len(r.text)))
                 if apart:
                     s = splitter()
                     s.feed(r.text)
@@ -778,15 +778,11 @@ class App:
             head["object"] = "chat.completion.chunk"
 
         cursor = LogprobCursor(tok, job.result.logprobs) if job.logprobs is not None else None
-        fmt_lp = (lambda e: chat_logprobs(tok, e)) if chat else CompletionLogprobs(tok)
-        pending: list = []  # entries whose text has been read but not yet sent
         sent = 0  # characters of the job's text read so far
 
         def with_logprobs(choice: dict) -> dict:
-            if cursor is not None:
-                pending.extend(cursor.take(sent))
-                choice["logprobs"] = fmt_lp(pending[:])
-                pending.clear()
+            if cursor is not None:  # the tokens the text read so far reaches, not sent yet
+                choice["logprobs"] = fmt_lp(cursor.take(sent))
             return choice
 
         def chunk(delta: dict) -> str:
@@ -818,11 +814,10 @@ class App:
                 for part in split.finish() if split is not None else []:
                     yield chunk({"delta": {"reasoning_content" if isinstance(part, Reasoning) else "content": part}})
                 if job.result.finish_reason == "error":
-                    yield _sse({"error": {"message": f"generation failed: {job.result.error}",
-                                          "type": "server_error", "code": 500}})
+                    yield _sse_error(f"generation failed: {job.result.error}", "server_error", 500)
                     return
                 if self._shut_down(job):  # the answer is cut short: say so, then end the stream as usual
-                    yield _sse({"error": {"message": _SHUTDOWN, "type": "server_overloaded", "code": 503}})
+                    yield _sse_error(_SHUTDOWN, "server_overloaded", 503)
                     yield "data: [DONE]\n\n"
                     return
                 last = {"delta": {}} if chat else text_choice("")
@@ -844,10 +839,9 @@ class App:
 _SHUTDOWN = "the server is shutting down; retry on another server or after it restarts"
 
 
-def _version() -> str:
-    from rwkvfast import __version__  # noqa: PLC0415 (the package imports this module)
-    return __version__
-
-
 def _sse(obj: Any) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+def _sse_error(message: str, kind: str, code: int) -> str:
+    return _sse({"error": {"message": message, "type": kind, "code": code}})

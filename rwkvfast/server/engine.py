@@ -146,7 +146,8 @@ class Job:
 
 
 def _logprobs(logits: np.ndarray, token: int, k: int) -> tuple[int, float, list[tuple[int, float]]]:
-    """log softmax(logits) at `token`, and the k largest, most likely first (ties: lower id)."""
+    """log softmax(logits) at `token`, and k of the largest, most likely first (equal values by id;
+    which of several equal to the k-th are in is argpartition's choice)."""
     x = np.asarray(logits, dtype=np.float64)
     top = x.max()
     lse = top + np.log(np.exp(x - top).sum())
